@@ -1,0 +1,78 @@
+//! The `kefu` binary: parses arguments, sets up logging, runs a library command, maps errors to
+//! exit codes (2 on error, 0 on a closed pipe).
+
+use std::io::ErrorKind;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kefu::cli::{route, search, serve};
+
+/// kefu (客服): bilingual help-center search and ticket routing.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Index articles from folders/files (Markdown, JSONL, HTML); upsert by id.
+    Index(search::IndexArgs),
+    /// Delete articles by id.
+    Delete(search::DeleteArgs),
+    /// Search the index.
+    Search(search::SearchArgs),
+    /// Train a ticket router.
+    Train(route::TrainArgs),
+    /// Classify tickets.
+    Classify(route::ClassifyArgs),
+    /// Route JSONL tickets (stdin → stdout).
+    Route(route::RouteArgs),
+    /// Evaluate search or classification quality.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Run the HTTP service (API, help widget, agent console).
+    Serve(serve::ServeArgs),
+    /// Print search analytics (top queries, zero-result queries).
+    Analytics(serve::AnalyticsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// MRR@10, nDCG@10, Recall@10/100 and latency over a query set.
+    Search(search::EvalSearchArgs),
+    /// Accuracy, macro-F1, calibration and abstention over labelled data.
+    Classify(route::EvalClassifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    kefu::logging::init();
+    let result = match cli.command {
+        Command::Index(args) => args.run(),
+        Command::Delete(args) => args.run(),
+        Command::Search(args) => args.run(),
+        Command::Train(args) => args.run(),
+        Command::Classify(args) => args.run(),
+        Command::Route(args) => args.run(),
+        Command::Eval(EvalCommand::Search(args)) => args.run(),
+        Command::Eval(EvalCommand::Classify(args)) => args.run(),
+        Command::Serve(args) => args.run(),
+        Command::Analytics(args) => args.run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kefu: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == ErrorKind::BrokenPipe)
+}
