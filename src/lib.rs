@@ -8,8 +8,10 @@
 //! - `search/`: the tantivy index, ranking, snippets: "which sections answer this question?"
 //! - `route/`: classifier, calibration, rules: "which queue and priority for this ticket?"
 //! - `server/`: HTTP API, widget, console, analytics: "how do the users reach all this?"
+//! - `analytics.rs`: the search log, clicks and votes (SQLite): "what do people ask, what finds nothing?"
 //! - `cli/`: the subcommands behind `kefu`.
 
+pub mod analytics;
 pub mod analyzer;
 pub mod article;
 pub mod cli;
