@@ -11,7 +11,7 @@
  *   data-api         API base URL (default: the origin this script was loaded from)
  *   data-product     restrict search to one product (e.g. "billing")
  *   data-search-lang restrict search to articles in one language ("zh" | "en")
- *   data-limit       results per page (default 8)
+ *   data-limit       results per page (default 5; "show more" fetches the next page)
  *   data-ticket-url  where the "open a ticket" hint points (default: mailto:support@lanyun.example)
  *   data-placeholder custom placeholder text
  *
@@ -259,7 +259,7 @@
 .kefu-result-meta{display:flex;flex-wrap:wrap;align-items:center;gap:6px;margin-top:2px;font-size:12.5px;color:var(--kefu-muted)}
 .kefu-tag{display:inline-block;padding:0 6px;border-radius:4px;background:#eef1f6;color:#3f4a5c;font-size:12px;line-height:18px}
 .kefu-snippet{display:block;margin-top:4px;font-size:13.5px;color:#3a4354;overflow-wrap:anywhere;
- display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden}
+ display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}
 .kefu-snippet em,.kefu-feedback em{font-style:normal;font-weight:600;color:var(--kefu-text);background:var(--kefu-hl);
  border-radius:3px;padding:0 1px}
 .kefu-suggestion{display:flex;align-items:center;gap:10px;padding:8px 12px}
@@ -281,6 +281,8 @@
 .kefu-feedback-btn:hover:not(:disabled){border-color:var(--kefu-brand,#1456f0);color:var(--kefu-brand,#1456f0)}
 .kefu-feedback-btn:focus-visible{outline:2px solid var(--kefu-brand,#1456f0);outline-offset:2px}
 .kefu-feedback-btn:disabled{opacity:.55;cursor:default}
+.kefu-thumb{width:15px;height:15px;flex:none}
+.kefu-down .kefu-thumb{transform:rotate(180deg)}
 .kefu-thanks{color:#127a3e;font-weight:600}
 .kefu-feedback-error{color:#c4281c}
 @media (max-width:520px){.kefu-input{height:46px}.kefu-panel{max-height:75vh}.kefu-result{padding:10px}}
@@ -298,6 +300,8 @@
   const ICON_SEARCH = '<svg class="kefu-icon" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" aria-hidden="true"><circle cx="11" cy="11" r="7"/><path d="m20 20-3.5-3.5"/></svg>';
   const ICON_QUERY = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" aria-hidden="true"><circle cx="11" cy="11" r="7"/><path d="m20 20-3.5-3.5"/></svg>';
   const ICON_DOC = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round" aria-hidden="true"><path d="M6 3h8l4 4v14H6z"/><path d="M14 3v4h4M9 12h6M9 16h6"/></svg>';
+
+  const ICON_THUMB = '<svg class="kefu-thumb" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round" stroke-linecap="round" aria-hidden="true"><path d="M7 10v11H3V10z"/><path d="M7 10l4-8a3 3 0 0 1 3 3v4h5.5a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.1 21H7"/></svg>';
 
   function svg(markup) {
     const t = document.createElement('template');
@@ -325,10 +329,11 @@
       return wrap;
     }
     const q = el('span', { class: 'kefu-feedback-q', text: opts.question || t.articleQ });
-    const yes = el('button', { type: 'button', class: 'kefu-feedback-btn', 'data-testid': 'kefu-helpful', 'aria-label': `👍 ${t.yes}` },
-      el('span', { 'aria-hidden': 'true', text: '👍' }), t.yes);
-    const no = el('button', { type: 'button', class: 'kefu-feedback-btn', 'data-testid': 'kefu-not-helpful', 'aria-label': `👎 ${t.no}` },
-      el('span', { 'aria-hidden': 'true', text: '👎' }), t.no);
+    // Thumb icons are inline SVG (not emoji) so they render even where no emoji font is installed.
+    const yes = el('button', { type: 'button', class: 'kefu-feedback-btn', 'data-testid': 'kefu-helpful', 'aria-label': `👍 ${t.yes}`, title: `👍 ${t.yes}` },
+      svg(ICON_THUMB), t.yes);
+    const no = el('button', { type: 'button', class: 'kefu-feedback-btn kefu-down', 'data-testid': 'kefu-not-helpful', 'aria-label': `👎 ${t.no}`, title: `👎 ${t.no}` },
+      svg(ICON_THUMB), t.no);
     const msg = el('span', { class: 'kefu-feedback-error', role: 'alert' });
     wrap.append(q, yes, no, msg);
     const send = async (event) => {
@@ -363,7 +368,7 @@
       this.api = trimSlash(options.api || defaultApiBase());
       this.product = options.product || '';
       this.searchLang = options.searchLang || '';
-      this.limit = Math.max(1, Math.min(50, parseInt(options.limit, 10) || 8));
+      this.limit = Math.max(1, Math.min(50, parseInt(options.limit, 10) || 5));
       this.ticketUrl = options.ticketUrl || 'mailto:support@lanyun.example';
       this.uid = `kefu${++instanceCounter}`;
 

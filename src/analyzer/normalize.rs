@@ -127,10 +127,27 @@ impl Normalized {
 /// output byte maps to the char it came from.
 fn fold(original: &str) -> Normalized {
     let mut out = Normalized::with_capacity(original.len());
-    for (start, c) in original.char_indices() {
-        let end = start + c.len_utf8();
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase(), start, end);
+    let bytes = original.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // ASCII runs in bulk: lower-cased, each byte mapping to itself.
+        let run = bytes[i..].iter().take_while(|b| b.is_ascii()).count();
+        if run > 0 {
+            let chunk = &original[i..i + run];
+            let at = out.text.len();
+            out.text.push_str(chunk);
+            out.text[at..].make_ascii_lowercase();
+            out.starts.extend(i as u32..(i + run) as u32);
+            out.ends.extend(i as u32 + 1..=(i + run) as u32);
+            i += run;
+            continue;
+        }
+        let c = original[i..].chars().next().expect("i is a char boundary");
+        let (start, end) = (i, i + c.len_utf8());
+        if matches!(c, '\u{3400}'..='\u{9FFF}') {
+            // Unified ideographs: no compatibility form, no case. Most Chinese text.
+            out.push(c, start, end);
+            i = end;
             continue;
         }
         decompose_compatible(c, |d| {
@@ -141,6 +158,7 @@ fn fold(original: &str) -> Normalized {
                 out.push(l, start, end);
             }
         });
+        i = end;
     }
     out
 }
