@@ -187,8 +187,8 @@ pub fn format_ms(ms: i64) -> String {
 
 /// Milliseconds since the epoch for an RFC 3339 time (`2026-01-02T03:04:05Z`).
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -600,7 +600,10 @@ mod tests {
 
     #[test]
     fn normalization_folds_width_case_and_spaces() {
-        assert_eq!(normalize_query("  ＥＣＳ   实例\t无法启动 "), "ecs 实例 无法启动");
+        assert_eq!(
+            normalize_query("  ＥＣＳ   实例\t无法启动 "),
+            "ecs 实例 无法启动"
+        );
         assert_eq!(normalize_query("Refund"), "refund");
         assert_eq!(normalize_query(&"长".repeat(1000)).chars().count(), 256);
     }
@@ -608,7 +611,10 @@ mod tests {
     #[test]
     fn typing_burst_counts_only_the_final_query() {
         let store = Analytics::open_in_memory().unwrap();
-        for (i, q) in ["如", "如何", "如何申请", "如何申请退款"].iter().enumerate() {
+        for (i, q) in ["如", "如何", "如何申请", "如何申请退款"]
+            .iter()
+            .enumerate()
+        {
             store.record_search_at(T0 + i as i64 * 300, q, 3, Some(7));
         }
         // Another client typing the same thing concurrently is its own burst.
@@ -692,7 +698,12 @@ mod tests {
             got,
             vec![("退款多久到账".into(), 3), ("退款 发票".into(), 2)]
         );
-        assert!(store.popular_with_prefix("退款多久到账", 10).unwrap().is_empty());
+        assert!(
+            store
+                .popular_with_prefix("退款多久到账", 10)
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.popular_with_prefix("", 10).unwrap().is_empty());
     }
 

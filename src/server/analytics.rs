@@ -59,7 +59,9 @@ pub async fn queries(
         Some(text) => parse_rfc3339_ms(text).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_parameter",
-                format!("since must be an RFC 3339 time such as 2026-01-31T00:00:00Z, got {text:?}"),
+                format!(
+                    "since must be an RFC 3339 time such as 2026-01-31T00:00:00Z, got {text:?}"
+                ),
             )
         })?,
     };

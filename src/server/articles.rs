@@ -30,7 +30,10 @@ pub fn read_routes() -> Router<AppState> {
 pub fn write_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/articles", post(bulk_upsert))
-        .route("/v1/articles/{*id}", put(put_article).delete(delete_article))
+        .route(
+            "/v1/articles/{*id}",
+            put(put_article).delete(delete_article),
+        )
 }
 
 /// An article as the article page shows it: metadata and its sections with anchors.
@@ -127,7 +130,10 @@ pub fn check_id(id: &str) -> Result<(), String> {
     if id.starts_with('/') || id.contains('\\') {
         return Err("the article id must be a relative path with `/` separators".into());
     }
-    if id.split('/').any(|seg| seg == ".." || seg == "." || seg.is_empty()) {
+    if id
+        .split('/')
+        .any(|seg| seg == ".." || seg == "." || seg.is_empty())
+    {
         return Err("the article id must not contain empty, `.` or `..` segments".into());
     }
     Ok(())
@@ -267,10 +273,18 @@ fn is_bulk_content_type(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     matches!(
         mime.as_str(),
-        "application/json" | "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines"
+        "application/json"
+            | "application/x-ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
     )
 }
 
@@ -313,7 +327,10 @@ pub async fn bulk_upsert(
         ApiError::bad_request("invalid_utf8", format!("the body is not valid UTF-8: {e}"))
     })?;
     if text.trim().is_empty() {
-        return Err(ApiError::bad_request("empty_body", "no articles in the body"));
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "no articles in the body",
+        ));
     }
     let ingested = ingest::parse_articles_json(text, "<request>");
     let mut problems: Vec<IngestProblem> = ingested.problems;
@@ -358,7 +375,12 @@ mod tests {
 
     #[test]
     fn ids() {
-        for good in ["billing/refund.zh.md", "faq-12", "产品/常见问题.md", "a b/c?.md"] {
+        for good in [
+            "billing/refund.zh.md",
+            "faq-12",
+            "产品/常见问题.md",
+            "a b/c?.md",
+        ] {
             assert!(check_id(good).is_ok(), "{good}");
         }
         let long = "a".repeat(MAX_ID_BYTES + 1);

@@ -110,7 +110,9 @@ impl IntoResponse for ApiError {
 impl From<SearchError> for ApiError {
     fn from(err: SearchError) -> ApiError {
         match err {
-            SearchError::InvalidRequest(message) => ApiError::bad_request("invalid_request", message),
+            SearchError::InvalidRequest(message) => {
+                ApiError::bad_request("invalid_request", message)
+            }
             SearchError::AnalyzerMismatch(message) => {
                 tracing::error!(%message, "index built by another analyzer");
                 ApiError::new(

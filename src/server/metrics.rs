@@ -157,8 +157,7 @@ impl Metrics {
         }
         self.model_labels
             .set(state.router.as_ref().map_or(0, |r| r.labels().len() as i64));
-        self.analytics_dropped
-            .set(state.analytics.dropped() as i64);
+        self.analytics_dropped.set(state.analytics.dropped() as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)

@@ -224,7 +224,12 @@ pub struct Health {
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let model_labels = state.router.as_ref().map_or(0, |r| r.labels().len());
     Json(Health {
-        status: if state.router.is_some() { "ok" } else { "degraded" }.to_string(),
+        status: if state.router.is_some() {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .to_string(),
         articles: state.engine.num_articles(),
         model_labels,
         version: env!("CARGO_PKG_VERSION").to_string(),

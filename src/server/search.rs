@@ -83,7 +83,13 @@ pub struct SuggestResponse {
 }
 
 /// `value` within `[min, max]`, or a 400 naming the parameter.
-pub fn bounded(name: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> Result<usize, ApiError> {
+pub fn bounded(
+    name: &str,
+    value: Option<i64>,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<usize, ApiError> {
     let v = value.unwrap_or(default);
     if v < min || v > max {
         return Err(ApiError::bad_request(
@@ -98,7 +104,10 @@ pub fn bounded(name: &str, value: Option<i64>, default: i64, min: i64, max: i64)
 pub fn checked_query(q: Option<String>, max_chars: usize) -> Result<String, ApiError> {
     let q = q.unwrap_or_default();
     if q.trim().is_empty() {
-        return Err(ApiError::bad_request("missing_query", "q must not be empty"));
+        return Err(ApiError::bad_request(
+            "missing_query",
+            "q must not be empty",
+        ));
     }
     let chars = q.chars().count();
     if chars > max_chars {
@@ -117,7 +126,10 @@ pub fn checked_query(q: Option<String>, max_chars: usize) -> Result<String, ApiE
 }
 
 fn optional_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    match value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+    match value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
         Some(v) if v.chars().count() > 64 || v.chars().any(char::is_control) => Err(
             ApiError::bad_request("invalid_parameter", format!("{name} is not a valid filter")),
         ),
