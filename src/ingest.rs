@@ -433,6 +433,9 @@ fn parse_markdown(
         updated_at,
     };
     validate(&article).map_err(|message| (Some(body_line), message))?;
+    if !has_words(&article.body) {
+        return Err((Some(body_line), "empty article: no text after the title".into()));
+    }
     Ok(article)
 }
 
