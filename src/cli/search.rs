@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::eval::search::{evaluate, read_queries};
+use crate::eval::search::{evaluate_each, read_queries};
 use crate::search::query::RankParams;
 use crate::search::{SearchEngine, SearchRequest};
 
@@ -173,22 +173,33 @@ pub struct EvalSearchArgs {
     pub exclude_query_id: bool,
     #[arg(long)]
     pub json: bool,
-    /// Ranking weight overrides for tuning, `key=value,...` (see `RankParams`).
+    /// Ranking weight overrides for tuning, `key=value,...` (see `RankParams`); settings
+    /// separated by `;` are evaluated one after the other over the same index.
     #[arg(long, hide = true, default_value = "")]
     pub params: String,
 }
 
 impl EvalSearchArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let params = RankParams::default()
-            .with_overrides(&self.params)
+        // `;` separates settings evaluated one after the other over the same index.
+        let settings = self
+            .params
+            .split(';')
+            .map(|spec| RankParams::default().with_overrides(spec))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)?;
+        let specs: Vec<&str> = self.params.split(';').collect();
         let queries = read_queries(&self.queries)?;
-        let report = evaluate(&self.docs, &queries, self.exclude_query_id, params)?;
-        if self.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            print!("{}", report.render());
+        let reports = evaluate_each(&self.docs, &queries, self.exclude_query_id, settings)?;
+        for (spec, report) in specs.iter().zip(&reports) {
+            if self.json {
+                println!("{}", serde_json::to_string(report)?);
+            } else {
+                if reports.len() > 1 {
+                    println!("== params: {spec}");
+                }
+                print!("{}", report.render());
+            }
         }
         Ok(())
     }

@@ -136,6 +136,17 @@ pub fn evaluate(
     exclude_query_id: bool,
     params: RankParams,
 ) -> Result<SearchEvalReport, EvalError> {
+    let mut reports = evaluate_each(docs, queries, exclude_query_id, vec![params])?;
+    Ok(reports.remove(0))
+}
+
+/// [`evaluate`] for several ranking settings over one index (tuning: only queries change).
+pub fn evaluate_each(
+    docs: &Path,
+    queries: &[JudgedQuery],
+    exclude_query_id: bool,
+    settings: Vec<RankParams>,
+) -> Result<Vec<SearchEvalReport>, EvalError> {
     let dir = TempDir::new()?;
     let started = Instant::now();
     let ingested = crate::ingest::read_paths(&[docs.to_path_buf()]);
@@ -143,11 +154,26 @@ pub fn evaluate(
         return Err(EvalError::NoArticles(docs.display().to_string()));
     }
     let mut engine = SearchEngine::open_or_create(&dir.0)?;
-    engine.set_rank_params(params);
     engine.upsert(&ingested.articles)?;
     engine.wait_merges()?;
     let index_seconds = started.elapsed().as_secs_f64();
+    let mut reports = Vec::new();
+    for params in settings {
+        engine.set_rank_params(params);
+        let mut report = run_queries(&engine, queries, exclude_query_id)?;
+        report.index_seconds = index_seconds;
+        report.problems = ingested.problems.clone();
+        reports.push(report);
+    }
+    Ok(reports)
+}
 
+/// Runs every query against an open index.
+pub fn run_queries(
+    engine: &SearchEngine,
+    queries: &[JudgedQuery],
+    exclude_query_id: bool,
+) -> Result<SearchEvalReport, EvalError> {
     let mut per_query: Vec<(String, Metrics)> = Vec::with_capacity(queries.len());
     let mut latencies = Vec::with_capacity(queries.len());
     let options = SearchOptions {
@@ -209,10 +235,10 @@ pub fn evaluate(
         overall,
         by_lang,
         latency_ms: latency(latencies),
-        index_seconds,
+        index_seconds: 0.0,
         interactive_latency_ms: latency(interactive),
         articles: engine.num_articles(),
-        problems: ingested.problems,
+        problems: Vec::new(),
     })
 }
 
