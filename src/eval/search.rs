@@ -114,10 +114,7 @@ impl TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "kefu-eval-{}-{nanos}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("kefu-eval-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(TempDir(path))
     }
@@ -328,9 +325,20 @@ mod tests {
             problems: Vec::new(),
         };
         let json = serde_json::to_value(&report).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         let mut expected = vec![
-            "queries", "mrr@10", "ndcg@10", "recall@10", "recall@100", "by_lang", "latency_ms",
+            "queries",
+            "mrr@10",
+            "ndcg@10",
+            "recall@10",
+            "recall@100",
+            "by_lang",
+            "latency_ms",
             "index_seconds",
         ];
         expected.sort_unstable();

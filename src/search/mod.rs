@@ -285,11 +285,7 @@ impl SearchEngine {
 
     /// Waits for background segment merges and releases the writer (end of a CLI run).
     pub fn wait_merges(&self) -> Result<(), SearchError> {
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(writer) = writer {
             writer.wait_merging_threads()?;
             self.reader.reload()?;
@@ -394,7 +390,11 @@ impl SearchEngine {
                 "offset must be at most {MAX_OFFSET}"
             )));
         }
-        let lang = request.lang.as_deref().map(str::trim).filter(|l| !l.is_empty());
+        let lang = request
+            .lang
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
         if let Some(lang) = lang
             && !matches!(lang, "zh" | "en")
         {
@@ -416,11 +416,14 @@ impl SearchEngine {
         };
         if !parsed.is_empty() {
             let searcher = self.reader.searcher();
-            let (ranked, total) = self.rank(&searcher, &parsed, lang, product, request.offset + limit)?;
+            let (ranked, total) =
+                self.rank(&searcher, &parsed, lang, product, request.offset + limit)?;
             response.total = total;
             let highlight = parsed.highlight_terms();
             for candidate in ranked.into_iter().skip(request.offset).take(limit) {
-                response.hits.push(self.hit(&searcher, &parsed, candidate, &highlight, snippets)?);
+                response
+                    .hits
+                    .push(self.hit(&searcher, &parsed, candidate, &highlight, snippets)?);
             }
         }
         response.took_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -490,8 +493,10 @@ impl SearchEngine {
                     .collect::<Result<_, _>>()?
             };
             let section_limit = p.candidates.max(needed * 3);
-            let section_top =
-                searcher.search(&section_query, &TopDocs::with_limit(section_limit).order_by_score())?;
+            let section_top = searcher.search(
+                &section_query,
+                &TopDocs::with_limit(section_limit).order_by_score(),
+            )?;
             for (score, addr) in section_top {
                 candidates.add_section(addr, score, &excluded)?;
             }
@@ -576,7 +581,10 @@ impl SearchEngine {
         for field in [self.fields.suggest_full, self.fields.suggest_any] {
             let range = RangeQuery::new(
                 std::ops::Bound::Included(Term::from_field_text(field, &key)),
-                std::ops::Bound::Included(Term::from_field_text(field, &format!("{key}\u{10FFFF}"))),
+                std::ops::Bound::Included(Term::from_field_text(
+                    field,
+                    &format!("{key}\u{10FFFF}"),
+                )),
             );
             let mut found: Vec<(String, String)> = Vec::new();
             let top = searcher.search(&range, &TopDocs::with_limit(limit * 4).order_by_score())?;
@@ -588,8 +596,7 @@ impl SearchEngine {
                         .unwrap_or_default()
                         .to_string()
                 };
-                let article: Option<Article> =
-                    serde_json::from_str(&get(self.fields.article)).ok();
+                let article: Option<Article> = serde_json::from_str(&get(self.fields.article)).ok();
                 if let Some(article) = article {
                     found.push((article.title, get(self.fields.id)));
                 }
