@@ -72,7 +72,15 @@ fn main() -> ExitCode {
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == ErrorKind::BrokenPipe)
+    err.chain().any(|e| {
+        let kind = match (
+            e.downcast_ref::<std::io::Error>(),
+            e.downcast_ref::<serde_json::Error>(),
+        ) {
+            (Some(io), _) => Some(io.kind()),
+            (_, Some(json)) => json.io_error_kind(),
+            _ => None,
+        };
+        kind == Some(ErrorKind::BrokenPipe)
+    })
 }

@@ -1,9 +1,16 @@
 //! `kefu index`, `kefu delete`, `kefu search`, `kefu eval search`.
-//! (search engineer implements)
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
+use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::eval::search::{evaluate_each, read_queries};
+use crate::search::query::RankParams;
+use crate::search::{SearchEngine, SearchRequest};
 
 /// Index articles (upsert by id).
 #[derive(Debug, Args)]
@@ -18,7 +25,39 @@ pub struct IndexArgs {
 
 impl IndexArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("search engineer")
+        let started = Instant::now();
+        let engine = SearchEngine::open_or_create(&self.index)
+            .with_context(|| format!("opening index {}", self.index.display()))?;
+        let ingested = crate::ingest::read_paths(&self.paths);
+        for problem in &ingested.problems {
+            match problem.line {
+                Some(line) => eprintln!("skipped {}:{line}: {}", problem.source, problem.message),
+                None => eprintln!("skipped {}: {}", problem.source, problem.message),
+            }
+        }
+        // Drawn on stderr only when it is a terminal.
+        let bar = ProgressBar::new(ingested.articles.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} articles, {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let report = engine
+            .upsert_with_progress(&ingested.articles, &|n| bar.inc(n as u64))
+            .context("indexing")?;
+        engine.wait_merges()?;
+        bar.finish_and_clear();
+        let stats = engine.stats();
+        let sections: usize = ingested.articles.iter().map(|a| a.sections().len()).sum();
+        println!(
+            "indexed {} articles ({} sections) in {:.2} s; {} problems; index now holds {} articles in {}",
+            report.upserted,
+            sections,
+            started.elapsed().as_secs_f64(),
+            ingested.problems.len(),
+            stats.articles,
+            self.index.display()
+        );
+        Ok(())
     }
 }
 
@@ -33,7 +72,12 @@ pub struct DeleteArgs {
 
 impl DeleteArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("search engineer")
+        let engine = SearchEngine::open_or_create(&self.index)
+            .with_context(|| format!("opening index {}", self.index.display()))?;
+        let deleted = engine.delete(&self.ids)?;
+        engine.wait_merges()?;
+        println!("deleted {deleted} of {} articles", self.ids.len());
+        Ok(())
     }
 }
 
@@ -56,8 +100,66 @@ pub struct SearchArgs {
 
 impl SearchArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("search engineer")
+        if !self.index.join("meta.json").exists() {
+            anyhow::bail!(
+                "no index in {}: build one with `kefu index --index {} kb/`",
+                self.index.display(),
+                self.index.display()
+            );
+        }
+        let engine = SearchEngine::open_or_create(&self.index)
+            .with_context(|| format!("opening index {}", self.index.display()))?;
+        let request = SearchRequest {
+            query: self.query.join(" "),
+            lang: self.lang,
+            product: self.product,
+            limit: self.limit,
+            offset: 0,
+        };
+        let response = engine.search(&request)?;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, &response.hits)?;
+            writeln!(out)?;
+            return Ok(());
+        }
+        let bold = std::io::stdout().is_terminal();
+        writeln!(
+            out,
+            "{} matching articles ({:.1} ms)",
+            response.total, response.took_ms
+        )?;
+        for (i, hit) in response.hits.iter().enumerate() {
+            let link = match &hit.anchor {
+                Some(anchor) => format!("{}#{anchor}", hit.id),
+                None => hit.id.clone(),
+            };
+            writeln!(out, "\n{:>2}. {}  [{:.2}]", i + 1, hit.title, hit.score)?;
+            writeln!(out, "    {link}")?;
+            if let Some(section) = &hit.section {
+                writeln!(out, "    § {section}")?;
+            }
+            writeln!(out, "    {}", terminal_snippet(&hit.snippet, bold))?;
+        }
+        Ok(())
     }
+}
+
+/// `<em>` as bold (terminal) or `[...]` (pipe), entities decoded.
+fn terminal_snippet(snippet: &str, bold: bool) -> String {
+    let (open, close) = if bold {
+        ("\x1b[1m", "\x1b[0m")
+    } else {
+        ("[", "]")
+    };
+    snippet
+        .replace("<em>", open)
+        .replace("</em>", close)
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// Evaluate search quality on a query set.
@@ -71,10 +173,34 @@ pub struct EvalSearchArgs {
     pub exclude_query_id: bool,
     #[arg(long)]
     pub json: bool,
+    /// Ranking weight overrides for tuning, `key=value,...` (see `RankParams`); settings
+    /// separated by `;` are evaluated one after the other over the same index.
+    #[arg(long, hide = true, default_value = "")]
+    pub params: String,
 }
 
 impl EvalSearchArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("search engineer")
+        // `;` separates settings evaluated one after the other over the same index.
+        let settings = self
+            .params
+            .split(';')
+            .map(|spec| RankParams::default().with_overrides(spec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let specs: Vec<&str> = self.params.split(';').collect();
+        let queries = read_queries(&self.queries)?;
+        let reports = evaluate_each(&self.docs, &queries, self.exclude_query_id, settings)?;
+        for (spec, report) in specs.iter().zip(&reports) {
+            if self.json {
+                println!("{}", serde_json::to_string(report)?);
+            } else {
+                if reports.len() > 1 {
+                    println!("== params: {spec}");
+                }
+                print!("{}", report.render());
+            }
+        }
+        Ok(())
     }
 }

@@ -1,14 +1,50 @@
 //! Search: the tantivy index of article sections, ranking, grouping per article and snippets.
 //!
-//! INTERFACE (fixed by the lead; the search engineer implements the bodies and may add
-//! submodules, fields and methods, but must keep these signatures so `server` compiles):
+//! Owns: the index directory (schema, analyzer fingerprint, commits), turning requests into
+//! ranked, grouped, highlighted results, and suggestions. Must never: hand raw user text to
+//! tantivy's `QueryParser`, or open an index built by another analyzer.
+//!
+//! ```
+//! use kefu::article::Article;
+//! use kefu::search::{SearchEngine, SearchRequest};
+//! let dir = tempfile::tempdir().unwrap();
+//! let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+//! engine.upsert(&[Article::new("billing/refund.md", "如何申请退款", "## 到账时间 {#time}\n退款 3 个工作日到账")]).unwrap();
+//! let found = engine.search(&SearchRequest { query: "退款多久到账".into(), limit: 10, ..Default::default() }).unwrap();
+//! assert_eq!(found.hits[0].id, "billing/refund.md");
+//! assert_eq!(found.hits[0].anchor.as_deref(), Some("time"));
+//! ```
+//!
+//! Map: `index.rs` (schema, fingerprint, documents), `text.rs` (Markdown → indexed text),
+//! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article),
+//! `snippet.rs` (highlighting).
 
-use std::path::Path;
+pub mod index;
+pub mod query;
+pub mod rank;
+pub mod snippet;
+pub mod text;
 
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 use utoipa::ToSchema;
 
+use crate::analyzer::{KefuTokenizer, TOKENIZER_NAME};
 use crate::article::Article;
+use index::{Fields, KIND_ARTICLE, KIND_SECTION};
+use query::{ParsedQuery, RankParams};
+use rank::Candidates;
 
 /// What can go wrong in search and indexing.
 #[derive(Debug, thiserror::Error)]
@@ -87,55 +123,594 @@ pub struct UpsertReport {
     pub upserted: usize,
 }
 
+/// Longest accepted query, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+/// Most hits per page, and deepest offset.
+pub const MAX_LIMIT: usize = 100;
+pub const MAX_OFFSET: usize = 1000;
+/// Hits per page when the request says 0.
+pub const DEFAULT_LIMIT: usize = 10;
+/// Writer memory budget (all indexing threads together).
+const WRITER_MEMORY: usize = 256 * 1024 * 1024;
+/// Articles analyzed per parallel chunk while upserting (bounds memory of pre-analyzed text).
+const UPSERT_CHUNK: usize = 256;
+
+/// How [`SearchEngine::search_with`] builds its response.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchOptions {
+    /// Compute highlighted snippets (the costliest part of a hit).
+    pub snippets: bool,
+    /// Largest accepted `limit`.
+    pub max_limit: usize,
+}
+
+impl Default for SearchOptions {
+    fn default() -> SearchOptions {
+        SearchOptions {
+            snippets: true,
+            max_limit: MAX_LIMIT,
+        }
+    }
+}
+
 /// An open index: readers for search, one writer behind a lock for upserts and deletes.
 /// `Send + Sync`; share it in an `Arc`.
-pub struct SearchEngine {}
+pub struct SearchEngine {
+    dir: PathBuf,
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    /// Created on the first write (it holds the index's writer lock file).
+    writer: Mutex<Option<IndexWriter>>,
+    params: RankParams,
+}
 
 impl SearchEngine {
     /// Opens the index in `dir`, creating an empty one if there is none. Refuses an index built by
     /// another analyzer with [`SearchError::AnalyzerMismatch`].
     pub fn open_or_create(dir: &Path) -> Result<SearchEngine, SearchError> {
-        let _ = dir;
-        todo!("search engineer")
+        std::fs::create_dir_all(dir)?;
+        let index = if dir.join("meta.json").exists() {
+            index::check_fingerprint(dir)?;
+            Index::open_in_dir(dir)?
+        } else {
+            let (schema, _) = index::build_schema();
+            let index = Index::create_in_dir(dir, schema)?;
+            index::write_fingerprint(dir)?;
+            index
+        };
+        index.tokenizers().register(TOKENIZER_NAME, KefuTokenizer);
+        let fields = Fields::from_schema(&index.schema())?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .try_into()?;
+        Ok(SearchEngine {
+            dir: dir.to_path_buf(),
+            index,
+            fields,
+            reader,
+            writer: Mutex::new(None),
+            params: RankParams::default(),
+        })
+    }
+
+    /// Replaces the ranking weights (evaluation and tuning).
+    pub fn set_rank_params(&mut self, params: RankParams) {
+        self.params = params;
     }
 
     /// Number of articles in the index.
     pub fn num_articles(&self) -> u64 {
-        todo!("search engineer")
+        self.count_kind(KIND_ARTICLE)
+    }
+
+    fn count_kind(&self, kind: &str) -> u64 {
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.kind, kind),
+            IndexRecordOption::Basic,
+        );
+        self.reader
+            .searcher()
+            .search(&query, &Count)
+            .map_or(0, |n| n as u64)
     }
 
     /// Inserts or replaces articles by id in one commit; visible to search when this returns.
     pub fn upsert(&self, articles: &[Article]) -> Result<UpsertReport, SearchError> {
-        let _ = articles;
-        todo!("search engineer")
+        self.upsert_with_progress(articles, &|_| {})
+    }
+
+    /// [`SearchEngine::upsert`], calling `progress(n)` as each chunk of `n` articles is indexed.
+    pub fn upsert_with_progress(
+        &self,
+        articles: &[Article],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<UpsertReport, SearchError> {
+        for article in articles {
+            crate::ingest::validate(article).map_err(|message| {
+                SearchError::InvalidRequest(format!("article {:?}: {message}", article.id))
+            })?;
+        }
+        // The last version of an id in a batch wins.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, article) in articles.iter().enumerate() {
+            last.insert(&article.id, i);
+        }
+        let unique: Vec<&Article> = articles
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| last[a.id.as_str()] == *i)
+            .map(|(_, a)| a)
+            .collect();
+        let mut guard = self.lock_writer()?;
+        let writer = guard.as_mut().expect("lock_writer creates the writer");
+        let result = (|| {
+            for chunk in unique.chunks(UPSERT_CHUNK) {
+                let docs: Vec<Vec<TantivyDocument>> = chunk
+                    .par_iter()
+                    .map(|a| index::article_documents(&self.fields, a))
+                    .collect();
+                for (article, docs) in chunk.iter().zip(docs) {
+                    writer.delete_term(index::id_term(&self.fields, &article.id));
+                    for doc in docs {
+                        writer.add_document(doc)?;
+                    }
+                }
+                progress(chunk.len());
+            }
+            commit(writer)
+        })();
+        if let Err(err) = result {
+            // Nothing of a failed batch may reach a later commit.
+            let _ = writer.rollback();
+            return Err(err);
+        }
+        self.reader.reload()?;
+        Ok(UpsertReport {
+            upserted: unique.len(),
+        })
+    }
+
+    fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, Option<IndexWriter>>, SearchError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let threads = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 4);
+            *guard = Some(self.index.writer_with_num_threads(threads, WRITER_MEMORY)?);
+        }
+        Ok(guard)
+    }
+
+    /// Waits for background segment merges and releases the writer (end of a CLI run).
+    pub fn wait_merges(&self) -> Result<(), SearchError> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            writer.wait_merging_threads()?;
+            self.reader.reload()?;
+        }
+        Ok(())
     }
 
     /// Deletes articles by id in one commit; returns how many existed.
     pub fn delete(&self, ids: &[String]) -> Result<usize, SearchError> {
-        let _ = ids;
-        todo!("search engineer")
+        let searcher = self.reader.searcher();
+        let mut existing = 0;
+        for id in ids {
+            if self.article_address(&searcher, id)?.is_some() {
+                existing += 1;
+            }
+        }
+        if existing == 0 {
+            return Ok(0);
+        }
+        let mut guard = self.lock_writer()?;
+        let writer = guard.as_mut().expect("lock_writer creates the writer");
+        for id in ids {
+            writer.delete_term(index::id_term(&self.fields, id));
+        }
+        if let Err(err) = commit(writer) {
+            let _ = writer.rollback();
+            return Err(err);
+        }
+        self.reader.reload()?;
+        Ok(existing)
+    }
+
+    fn article_address(
+        &self,
+        searcher: &Searcher,
+        id: &str,
+    ) -> Result<Option<DocAddress>, SearchError> {
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, term_query(index::id_term(&self.fields, id))),
+            (
+                Occur::Must,
+                term_query(Term::from_field_text(self.fields.kind, KIND_ARTICLE)),
+            ),
+        ]);
+        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        Ok(top.first().map(|(_, addr)| *addr))
     }
 
     /// The stored article, if present.
     pub fn get(&self, id: &str) -> Result<Option<Article>, SearchError> {
-        let _ = id;
-        todo!("search engineer")
+        let searcher = self.reader.searcher();
+        let Some(addr) = self.article_address(&searcher, id)? else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let json = doc
+            .get_first(self.fields.article)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        serde_json::from_str(json).map(Some).map_err(|err| {
+            SearchError::Io(std::io::Error::other(format!(
+                "stored article {id:?} is unreadable: {err}"
+            )))
+        })
     }
 
     /// Ranked, grouped, highlighted results.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, SearchError> {
-        let _ = request;
-        todo!("search engineer")
+        self.search_with(request, SearchOptions::default())
+    }
+
+    /// [`SearchEngine::search`] with options (evaluation ranks 101 hits without snippets).
+    pub fn search_with(
+        &self,
+        request: &SearchRequest,
+        options: SearchOptions,
+    ) -> Result<SearchResponse, SearchError> {
+        let snippets = options.snippets;
+        let started = Instant::now();
+        let query = request.query.trim();
+        if query.is_empty() {
+            return Err(SearchError::InvalidRequest("empty query".into()));
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(SearchError::InvalidRequest(format!(
+                "query longer than {MAX_QUERY_CHARS} characters"
+            )));
+        }
+        let limit = if request.limit == 0 {
+            DEFAULT_LIMIT
+        } else {
+            request.limit
+        };
+        if limit > options.max_limit {
+            return Err(SearchError::InvalidRequest(format!(
+                "limit must be at most {}",
+                options.max_limit
+            )));
+        }
+        if request.offset > MAX_OFFSET {
+            return Err(SearchError::InvalidRequest(format!(
+                "offset must be at most {MAX_OFFSET}"
+            )));
+        }
+        let lang = request
+            .lang
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        if let Some(lang) = lang
+            && !matches!(lang, "zh" | "en")
+        {
+            return Err(SearchError::InvalidRequest(format!(
+                "lang must be zh or en, not {lang:?}"
+            )));
+        }
+        let product = request
+            .product
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
+        let parsed = ParsedQuery::parse_with(query, &self.params);
+        let mut response = SearchResponse {
+            query: request.query.clone(),
+            hits: Vec::new(),
+            total: 0,
+            took_ms: 0.0,
+        };
+        if !parsed.is_empty() {
+            let searcher = self.reader.searcher();
+            let (ranked, total) =
+                self.rank(&searcher, &parsed, lang, product, request.offset + limit)?;
+            response.total = total;
+            let highlight = parsed.highlight_terms();
+            for candidate in ranked.into_iter().skip(request.offset).take(limit) {
+                response
+                    .hits
+                    .push(self.hit(&searcher, &parsed, candidate, &highlight, snippets)?);
+            }
+        }
+        response.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(response)
+    }
+
+    /// Scores articles: best section + article-level score, exclusions applied.
+    fn rank(
+        &self,
+        searcher: &Searcher,
+        parsed: &ParsedQuery,
+        lang: Option<&str>,
+        product: Option<&str>,
+        needed: usize,
+    ) -> Result<(Vec<rank::Candidate>, usize), SearchError> {
+        let f = &self.fields;
+        let p = &self.params;
+        let mut filters: Vec<Box<dyn Query>> = Vec::new();
+        if let Some(lang) = lang {
+            filters.push(term_query(Term::from_field_text(f.lang, lang)));
+        }
+        if let Some(product) = product {
+            filters.push(term_query(Term::from_field_text(f.product, product)));
+        }
+        let exclusions: Vec<Box<dyn Query>> = parsed
+            .exclusions
+            .iter()
+            .map(|e| parsed.any_field(e, &[(f.atitle, 1.0), (f.abody, 1.0)]))
+            .collect();
+        let section_query = filtered(
+            parsed.build(
+                &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
+                &[(f.body, p.body)],
+                p,
+            ),
+            &filters,
+            Vec::new(),
+        );
+        let article_query = filtered(
+            parsed.build(
+                &[(f.atitle, p.atitle), (f.abody, p.abody)],
+                &[(f.abody, p.abody)],
+                p,
+            ),
+            &filters,
+            exclusions.iter().map(|q| q.box_clone()).collect(),
+        );
+        let mut candidates = Candidates::new(searcher, f.key);
+        let article_limit = p.candidates.max(needed * 2);
+        let (article_top, total) = searcher.search(
+            &article_query,
+            &(TopDocs::with_limit(article_limit).order_by_score(), Count),
+        )?;
+        for (score, addr) in article_top {
+            candidates.add_article(addr, score)?;
+        }
+        if p.section > 0.0 {
+            let excluded: HashSet<u64> = if exclusions.is_empty() {
+                HashSet::new()
+            } else {
+                let any: Box<dyn Query> = Box::new(BooleanQuery::new(
+                    exclusions.into_iter().map(|q| (Occur::Should, q)).collect(),
+                ));
+                let docs = searcher.search(&any, &DocSetCollector)?;
+                docs.into_iter()
+                    .map(|addr| candidates.key(addr))
+                    .collect::<Result<_, _>>()?
+            };
+            let section_limit = p.candidates.max(needed * 3);
+            let section_top = searcher.search(
+                &section_query,
+                &TopDocs::with_limit(section_limit).order_by_score(),
+            )?;
+            for (score, addr) in section_top {
+                candidates.add_section(addr, score, &excluded)?;
+            }
+        }
+        Ok((candidates.ranked(p), total))
+    }
+
+    /// Builds the hit of one ranked article from its best section.
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        parsed: &ParsedQuery,
+        candidate: rank::Candidate,
+        highlight: &HashSet<String>,
+        snippets: bool,
+    ) -> Result<SearchHit, SearchError> {
+        let f = &self.fields;
+        let section = match candidate.section {
+            Some(addr) => Some(addr),
+            None => {
+                // Found at the article level only: its best section for this query, else its first.
+                let own = term_query(Term::from_field_u64(f.key, candidate.key));
+                let sections = term_query(Term::from_field_text(f.kind, KIND_SECTION));
+                let p = &self.params;
+                let scored = parsed.build(
+                    &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
+                    &[(f.body, p.body)],
+                    p,
+                );
+                let best = BooleanQuery::new(vec![
+                    (Occur::Must, own.box_clone()),
+                    (Occur::Must, sections.box_clone()),
+                    (Occur::Should, scored),
+                ]);
+                searcher
+                    .search(&best, &TopDocs::with_limit(1).order_by_score())?
+                    .first()
+                    .map(|(_, addr)| *addr)
+            }
+        };
+        let addr = section.unwrap_or(candidate.article.unwrap_or(DocAddress::new(0, 0)));
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let snippet = match (snippets, text(f.text)) {
+            (true, Some(body)) => snippet::snippet(&body, highlight, snippet::SNIPPET_CHARS),
+            _ => String::new(),
+        };
+        Ok(SearchHit {
+            id: text(f.id).unwrap_or_default(),
+            title: text(f.title).unwrap_or_default(),
+            lang: text(f.lang).unwrap_or_default(),
+            product: text(f.product),
+            url: text(f.url),
+            anchor: text(f.anchor),
+            section: text(f.heading),
+            snippet,
+            score: candidate.score,
+        })
     }
 
     /// Article titles completing `prefix` (search-as-you-type).
     pub fn suggest(&self, prefix: &str, limit: usize) -> Result<Vec<Suggestion>, SearchError> {
-        let _ = (prefix, limit);
-        todo!("search engineer")
+        if prefix.chars().count() > MAX_QUERY_CHARS {
+            return Err(SearchError::InvalidRequest(format!(
+                "prefix longer than {MAX_QUERY_CHARS} characters"
+            )));
+        }
+        let key = index::suggest_key(prefix);
+        let limit = limit.clamp(1, MAX_LIMIT);
+        if key.is_empty() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let mut seen_ids = HashSet::new();
+        let mut seen_titles = HashSet::new();
+        let mut out = Vec::new();
+        // Titles that start with the prefix first, then titles with a word starting with it.
+        for field in [self.fields.suggest_full, self.fields.suggest_any] {
+            let range = RangeQuery::new(
+                std::ops::Bound::Included(Term::from_field_text(field, &key)),
+                std::ops::Bound::Included(Term::from_field_text(
+                    field,
+                    &format!("{key}\u{10FFFF}"),
+                )),
+            );
+            let mut found: Vec<(String, String)> = Vec::new();
+            let top = searcher.search(&range, &TopDocs::with_limit(limit * 4).order_by_score())?;
+            for (_, addr) in top {
+                let doc: TantivyDocument = searcher.doc(addr)?;
+                let get = |f| {
+                    doc.get_first(f)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let article: Option<Article> = serde_json::from_str(&get(self.fields.article)).ok();
+                if let Some(article) = article {
+                    found.push((article.title, get(self.fields.id)));
+                }
+            }
+            // Shorter titles are the closer completions.
+            found.sort_by(|a, b| a.0.chars().count().cmp(&b.0.chars().count()).then(a.cmp(b)));
+            for (title, id) in found {
+                if out.len() >= limit {
+                    break;
+                }
+                if seen_ids.insert(id.clone()) && seen_titles.insert(title.clone()) {
+                    out.push(Suggestion {
+                        text: title,
+                        kind: "title".into(),
+                        id: Some(id),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Index size and last commit.
     pub fn stats(&self) -> IndexStats {
-        todo!("search engineer")
+        let size_bytes = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let last_commit = self
+            .index
+            .load_metas()
+            .ok()
+            .and_then(|meta| meta.payload)
+            .and_then(|payload| serde_json::from_str::<CommitPayload>(&payload).ok())
+            .map(|p| p.committed_at);
+        IndexStats {
+            articles: self.num_articles(),
+            sections: self.count_kind(KIND_SECTION),
+            size_bytes,
+            last_commit,
+        }
     }
+}
+
+/// Recorded with every commit.
+#[derive(Serialize, Deserialize)]
+struct CommitPayload {
+    committed_at: String,
+    analyzer: String,
+}
+
+fn commit(writer: &mut IndexWriter) -> Result<(), SearchError> {
+    let payload = CommitPayload {
+        committed_at: rfc3339_now(),
+        analyzer: index::fingerprint(),
+    };
+    let mut prepared = writer.prepare_commit()?;
+    prepared.set_payload(&serde_json::to_string(&payload).expect("payload serializes"));
+    prepared.commit()?;
+    Ok(())
+}
+
+fn term_query(term: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+}
+
+/// `query` restricted by `filters` (not scored) and without `exclusions`.
+fn filtered(
+    query: Box<dyn Query>,
+    filters: &[Box<dyn Query>],
+    exclusions: Vec<Box<dyn Query>>,
+) -> Box<dyn Query> {
+    if filters.is_empty() && exclusions.is_empty() {
+        return query;
+    }
+    let mut clauses = vec![(Occur::Must, query)];
+    for filter in filters {
+        clauses.push((
+            Occur::Must,
+            Box::new(ConstScoreQuery::new(filter.box_clone(), 0.0)) as Box<dyn Query>,
+        ));
+    }
+    for exclusion in exclusions {
+        clauses.push((Occur::MustNot, exclusion));
+    }
+    Box::new(BooleanQuery::new(clauses))
+}
+
+/// Current UTC time as RFC 3339 (seconds).
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

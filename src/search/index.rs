@@ -1,0 +1,288 @@
+//! The index layout: tantivy schema, the analyzer fingerprint file, and turning an article into
+//! documents (one per section, plus one per article).
+//!
+//! Owns: which fields exist and how they are analyzed; analysis happens here, in the caller's
+//! (rayon) threads, and reaches tantivy as `PreTokenizedString`s so tantivy's indexing threads only
+//! build postings. Must never: analyze with anything but [`crate::analyzer`].
+//!
+//! Layout: every section is a document (`kind = s`) with `title`, `heading`, `body`; every article
+//! has one more document (`kind = a`) with `atitle` and `abody` (the whole text) and the stored
+//! article JSON. The fields of the two kinds are disjoint, so one query never mixes them.
+
+use std::path::Path;
+
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{PreTokenizedString, Token as TantivyToken};
+use tantivy::{TantivyDocument, Term};
+
+use super::SearchError;
+use super::text::plain_text;
+use crate::analyzer::{TOKENIZER_NAME, analyzer};
+use crate::article::Article;
+
+/// Bump when the schema or what goes into the fields changes.
+const SCHEMA_VERSION: &str = "kefu-schema-1";
+/// File in the index directory recording which analyzer and schema built it.
+pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
+
+/// Position gap between sections in the article-level field, so phrases never span sections.
+const SECTION_POSITION_GAP: usize = 100;
+
+/// Handles to every field.
+#[derive(Clone, Copy)]
+pub struct Fields {
+    pub kind: Field,
+    pub id: Field,
+    /// 64-bit hash of the id (fast field) to group sections per article without the doc store.
+    pub key: Field,
+    pub section: Field,
+    pub lang: Field,
+    pub product: Field,
+    pub title: Field,
+    pub heading: Field,
+    pub body: Field,
+    /// Stored plain text of the section (snippets).
+    pub text: Field,
+    pub anchor: Field,
+    pub url: Field,
+    pub atitle: Field,
+    pub abody: Field,
+    pub article: Field,
+    /// Normalized title, and its suffixes from each word start (search-as-you-type).
+    pub suggest_full: Field,
+    pub suggest_any: Field,
+}
+
+pub fn build_schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let analyzed = |stored: bool| {
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(TOKENIZER_NAME)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        let options = TextOptions::default().set_indexing_options(indexing);
+        if stored {
+            options.set_stored()
+        } else {
+            options
+        }
+    };
+    let fields = Fields {
+        kind: b.add_text_field("kind", STRING),
+        id: b.add_text_field("id", STRING | STORED),
+        key: b.add_u64_field("key", FAST | INDEXED),
+        section: b.add_u64_field("section", STORED),
+        lang: b.add_text_field("lang", STRING | STORED),
+        product: b.add_text_field("product", STRING | STORED),
+        title: b.add_text_field("title", analyzed(true)),
+        heading: b.add_text_field("heading", analyzed(true)),
+        body: b.add_text_field("body", analyzed(false)),
+        text: b.add_text_field("text", STORED),
+        anchor: b.add_text_field("anchor", STORED),
+        url: b.add_text_field("url", STORED),
+        atitle: b.add_text_field("atitle", analyzed(false)),
+        abody: b.add_text_field("abody", analyzed(false)),
+        article: b.add_text_field("article", STORED),
+        suggest_full: b.add_text_field("suggest_full", STRING),
+        suggest_any: b.add_text_field("suggest_any", STRING),
+    };
+    (b.build(), fields)
+}
+
+impl Fields {
+    pub fn from_schema(schema: &Schema) -> Result<Fields, SearchError> {
+        let get = |name: &str| {
+            schema.get_field(name).map_err(|_| {
+                SearchError::AnalyzerMismatch(format!(
+                    "the index has no field {name:?}: it was built by another kefu version; \
+                     re-index with `kefu index --index NEW_DIR PATH...` into a fresh directory"
+                ))
+            })
+        };
+        Ok(Fields {
+            kind: get("kind")?,
+            id: get("id")?,
+            key: get("key")?,
+            section: get("section")?,
+            lang: get("lang")?,
+            product: get("product")?,
+            title: get("title")?,
+            heading: get("heading")?,
+            body: get("body")?,
+            text: get("text")?,
+            anchor: get("anchor")?,
+            url: get("url")?,
+            atitle: get("atitle")?,
+            abody: get("abody")?,
+            article: get("article")?,
+            suggest_full: get("suggest_full")?,
+            suggest_any: get("suggest_any")?,
+        })
+    }
+}
+
+pub const KIND_SECTION: &str = "s";
+pub const KIND_ARTICLE: &str = "a";
+
+/// What this build of kefu writes into [`FINGERPRINT_FILE`].
+pub fn fingerprint() -> String {
+    format!("{}|{SCHEMA_VERSION}", analyzer().fingerprint())
+}
+
+/// Refuses an index built by another analyzer or schema.
+pub fn check_fingerprint(dir: &Path) -> Result<(), SearchError> {
+    let expected = fingerprint();
+    let found = std::fs::read_to_string(dir.join(FINGERPRINT_FILE)).ok();
+    match found {
+        Some(found) if found.trim() == expected => Ok(()),
+        found => Err(SearchError::AnalyzerMismatch(format!(
+            "the index in {} was built by another analyzer ({}; this kefu uses {expected}): \
+             re-index with `kefu index --index NEW_DIR PATH...` into a fresh directory \
+             (or delete {} and index again)",
+            dir.display(),
+            found
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or("no fingerprint recorded"),
+            dir.display(),
+        ))),
+    }
+}
+
+pub fn write_fingerprint(dir: &Path) -> Result<(), SearchError> {
+    std::fs::write(dir.join(FINGERPRINT_FILE), fingerprint())?;
+    Ok(())
+}
+
+/// FNV-1a of the id: the grouping key of an article's documents.
+pub fn article_key(id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in id.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
+}
+
+pub fn id_term(fields: &Fields, id: &str) -> Term {
+    Term::from_field_text(fields.id, id)
+}
+
+/// Analyzer tokens of `text` as tantivy tokens (stop words dropped, positions shifted).
+fn tokens(text: &str, position_base: usize, out: &mut Vec<TantivyToken>) -> usize {
+    let mut last = position_base;
+    for t in analyzer().analyze(text) {
+        last = position_base + t.position;
+        if t.stop {
+            continue;
+        }
+        out.push(TantivyToken {
+            offset_from: t.offset_from,
+            offset_to: t.offset_to,
+            position: position_base + t.position,
+            text: t.text,
+            position_length: 1,
+        });
+    }
+    last + 1
+}
+
+fn pre_tokenized(tokens: Vec<TantivyToken>) -> PreTokenizedString {
+    // The text is not stored from these fields, so it is not kept here either.
+    PreTokenizedString {
+        text: String::new(),
+        tokens,
+    }
+}
+
+/// The documents of one article: its sections, then the article document.
+pub fn article_documents(fields: &Fields, article: &Article) -> Vec<TantivyDocument> {
+    let key = article_key(&article.id);
+    let lang = article.lang().to_string();
+    let sections = article.sections();
+    let mut docs = Vec::with_capacity(sections.len() + 1);
+    let mut title_tokens = Vec::new();
+    tokens(&article.title, 0, &mut title_tokens);
+    let mut abody = Vec::new();
+    let mut position = 0;
+    let common = |doc: &mut TantivyDocument| {
+        doc.add_text(fields.id, &article.id);
+        doc.add_u64(fields.key, key);
+        doc.add_text(fields.lang, &lang);
+        if let Some(product) = &article.product {
+            doc.add_text(fields.product, product);
+        }
+        if let Some(url) = &article.url {
+            doc.add_text(fields.url, url);
+        }
+    };
+    for (i, section) in sections.iter().enumerate() {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(fields.kind, KIND_SECTION);
+        common(&mut doc);
+        doc.add_u64(fields.section, i as u64);
+        doc.add_text(fields.title, &article.title);
+        let text = plain_text(&section.text);
+        let mut body = Vec::new();
+        tokens(&text, 0, &mut body);
+        if let Some(heading) = &section.heading {
+            doc.add_text(fields.heading, heading);
+            position = tokens(heading, position, &mut abody) + 1;
+        }
+        if let Some(anchor) = &section.anchor {
+            doc.add_text(fields.anchor, anchor);
+        }
+        abody.extend(body.iter().map(|t| TantivyToken {
+            position: t.position + position,
+            ..t.clone()
+        }));
+        position += body.last().map_or(0, |t| t.position + 1) + SECTION_POSITION_GAP;
+        doc.add_pre_tokenized_text(fields.body, pre_tokenized(body));
+        doc.add_text(fields.text, &text);
+        docs.push(doc);
+    }
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.kind, KIND_ARTICLE);
+    common(&mut doc);
+    doc.add_pre_tokenized_text(fields.atitle, pre_tokenized(title_tokens));
+    if !article.tags.is_empty() {
+        tokens(&article.tags.join(" , "), position, &mut abody);
+    }
+    doc.add_pre_tokenized_text(fields.abody, pre_tokenized(abody));
+    doc.add_text(
+        fields.article,
+        serde_json::to_string(article).expect("an article serializes"),
+    );
+    let normalized = suggest_key(&article.title);
+    for (i, _) in normalized.char_indices() {
+        let at_word_start = i == 0 || {
+            let before = normalized[..i].chars().next_back();
+            let here = normalized[i..].chars().next();
+            match (before, here) {
+                (Some(b), Some(h)) => {
+                    crate::analyzer::is_han(h) || (!b.is_alphanumeric() && h.is_alphanumeric())
+                }
+                _ => false,
+            }
+        };
+        if i == 0 {
+            doc.add_text(fields.suggest_full, &normalized);
+        } else if at_word_start {
+            doc.add_text(fields.suggest_any, &normalized[i..]);
+        }
+    }
+    docs.push(doc);
+    docs
+}
+
+/// Normalized form of a title or a typed prefix for suggestions: the analyzer's normalization
+/// (full-width, traditional → simplified, case) with whitespace collapsed.
+pub fn suggest_key(text: &str) -> String {
+    let normalized = crate::analyzer::Normalized::new(text);
+    normalized
+        .text()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

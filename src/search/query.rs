@@ -1,0 +1,468 @@
+//! From the user's query string to tantivy queries, built from the analyzer's tokens (never
+//! through tantivy's `QueryParser`, which turns unspaced Chinese into one phrase).
+//!
+//! Owns: the query syntax (`"quoted phrases"` must match, `-word` / `-"a phrase"` exclude),
+//! sub-words as weaker alternatives, query-time synonyms (`models/synonyms.txt`), proximity
+//! bonuses between neighbouring words, and the boosts of each field ([`RankParams`]).
+//! Must never: panic on any input, or let an exclusion add results.
+//!
+//! ```
+//! let q = kefu::search::query::ParsedQuery::parse("ECS 无法\"远程连接\" -windows");
+//! assert!(q.terms.iter().any(|t| t.text == "ecs"));
+//! assert_eq!(q.phrases.len(), 1);
+//! assert_eq!(q.exclusions[0].terms[0].1, "window");
+//! ```
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use tantivy::Term;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
+
+use crate::analyzer::analyzer;
+
+/// Query-time synonym groups, one group per line, members separated by commas.
+pub const SYNONYMS: &str = include_str!("../../models/synonyms.txt");
+
+/// Weights of the ranking function; tuned on the dev sets (see `kefu eval search --params`).
+#[derive(Debug, Clone)]
+pub struct RankParams {
+    /// Section-level field boosts.
+    pub title: f32,
+    pub heading: f32,
+    pub body: f32,
+    /// Article-level field boosts.
+    pub atitle: f32,
+    pub abody: f32,
+    /// Weight of a jieba sub-word relative to the word it is part of.
+    pub subword: f32,
+    /// Weight of a synonym relative to the word it replaces.
+    pub synonym: f32,
+    /// Weight of the proximity bonus of two neighbouring query words, and its slop.
+    pub proximity: f32,
+    pub slop: u32,
+    /// Final score = section × best section score + article × article score.
+    pub section: f32,
+    pub article: f32,
+    /// Sections fetched before grouping per article (at least).
+    pub candidates: usize,
+}
+
+impl Default for RankParams {
+    fn default() -> RankParams {
+        RankParams {
+            title: 1.0,
+            heading: 1.0,
+            body: 1.0,
+            atitle: 1.5,
+            abody: 1.0,
+            subword: 0.3,
+            synonym: 0.5,
+            proximity: 0.5,
+            slop: 2,
+            section: 1.0,
+            article: 1.0,
+            candidates: 300,
+        }
+    }
+}
+
+impl RankParams {
+    /// Overrides from `key=value,key=value` (tuning runs).
+    pub fn with_overrides(mut self, spec: &str) -> Result<RankParams, String> {
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, got {pair:?}"))?;
+            let number: f32 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("not a number: {value:?}"))?;
+            match key.trim() {
+                "title" => self.title = number,
+                "heading" => self.heading = number,
+                "body" => self.body = number,
+                "atitle" => self.atitle = number,
+                "abody" => self.abody = number,
+                "subword" => self.subword = number,
+                "synonym" => self.synonym = number,
+                "proximity" => self.proximity = number,
+                "slop" => self.slop = number as u32,
+                "section" => self.section = number,
+                "article" => self.article = number,
+                "candidates" => self.candidates = number as usize,
+                other => return Err(format!("unknown ranking parameter {other:?}")),
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// One weighted query term (normalized, as in the index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryTerm {
+    pub text: String,
+    pub weight: f32,
+}
+
+/// A sequence of terms with their relative positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phrase {
+    pub terms: Vec<(usize, String)>,
+}
+
+/// A parsed query: what to score, what must match, what must not.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedQuery {
+    /// Scored terms (words, sub-words, single-word synonyms), deduplicated.
+    pub terms: Vec<QueryTerm>,
+    /// Neighbouring words for the proximity bonus.
+    pub pairs: Vec<Phrase>,
+    /// Quoted phrases: every result matches each of them.
+    pub phrases: Vec<Phrase>,
+    /// Excluded words or phrases: no result contains any.
+    pub exclusions: Vec<Phrase>,
+    /// Multi-word synonyms of the query's words, scored as optional phrases.
+    pub synonym_phrases: Vec<(Phrase, f32)>,
+}
+
+struct Synonyms {
+    /// Groups of members, each member the sequence of its index terms.
+    groups: Vec<Vec<Vec<String>>>,
+}
+
+static SYNONYM_GROUPS: LazyLock<Synonyms> = LazyLock::new(|| Synonyms::parse(SYNONYMS));
+
+impl Synonyms {
+    fn parse(text: &str) -> Synonyms {
+        let mut groups = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let members: Vec<Vec<String>> = line
+                .split([',', '，'])
+                .map(|m| {
+                    main_terms(m)
+                        .into_iter()
+                        .map(|(_, t)| t)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|m| !m.is_empty())
+                .collect();
+            if members.len() > 1 {
+                groups.push(members);
+            }
+        }
+        Synonyms { groups }
+    }
+}
+
+/// Words (not sub-words, not stop words) of `text` with their positions.
+fn main_terms(text: &str) -> Vec<(usize, String)> {
+    analyzer()
+        .analyze(text)
+        .into_iter()
+        .filter(|t| !t.stop && !t.subword)
+        .map(|t| (t.position, t.text))
+        .collect()
+}
+
+fn phrase_of(text: &str) -> Option<Phrase> {
+    let terms = main_terms(text);
+    let first = terms.first()?.0;
+    Some(Phrase {
+        terms: terms.into_iter().map(|(p, t)| (p - first, t)).collect(),
+    })
+}
+
+fn is_quote(c: char) -> bool {
+    matches!(c, '"' | '“' | '”' | '「' | '」' | '＂')
+}
+
+impl ParsedQuery {
+    /// Parses the query syntax and analyzes each part.
+    pub fn parse(query: &str) -> ParsedQuery {
+        ParsedQuery::parse_with(query, &RankParams::default())
+    }
+
+    /// [`ParsedQuery::parse`] with the sub-word and synonym weights of `params`.
+    pub fn parse_with(query: &str, params: &RankParams) -> ParsedQuery {
+        let mut free = String::new();
+        let mut parsed = ParsedQuery::default();
+        let chars: Vec<char> = query.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let at_word_start = i == 0 || chars[i - 1].is_whitespace();
+            let exclude = (c == '-' || c == '－')
+                && at_word_start
+                && chars.get(i + 1).is_some_and(|n| !n.is_whitespace());
+            let start = if exclude { i + 1 } else { i };
+            if chars.get(start).copied().is_some_and(is_quote) {
+                let end = (start + 1..chars.len())
+                    .find(|&j| is_quote(chars[j]))
+                    .unwrap_or(chars.len());
+                let inner: String = chars[start + 1..end].iter().collect();
+                if let Some(phrase) = phrase_of(&inner) {
+                    if exclude {
+                        parsed.exclusions.push(phrase);
+                    } else {
+                        parsed.phrases.push(phrase);
+                        free.push(' ');
+                        free.push_str(&inner);
+                        free.push(' ');
+                    }
+                }
+                i = end + 1;
+            } else if exclude {
+                let end = (start..chars.len())
+                    .find(|&j| chars[j].is_whitespace())
+                    .unwrap_or(chars.len());
+                let word: String = chars[start..end].iter().collect();
+                if let Some(phrase) = phrase_of(&word) {
+                    parsed.exclusions.push(phrase);
+                }
+                i = end;
+            } else {
+                free.push(c);
+                i += 1;
+            }
+        }
+        parsed.add_free_text(&free, params);
+        parsed
+    }
+
+    fn add_term(&mut self, text: &str, weight: f32) {
+        match self.terms.iter_mut().find(|t| t.text == text) {
+            Some(term) => term.weight = term.weight.max(weight),
+            None => self.terms.push(QueryTerm {
+                text: text.to_string(),
+                weight,
+            }),
+        }
+    }
+
+    fn add_free_text(&mut self, text: &str, params: &RankParams) {
+        let tokens = analyzer().analyze(text);
+        let mut words: Vec<(usize, String)> = Vec::new();
+        for token in tokens.iter().filter(|t| !t.stop) {
+            if token.subword {
+                self.add_term(&token.text, params.subword);
+            } else {
+                self.add_term(&token.text, 1.0);
+                words.push((token.position, token.text.clone()));
+            }
+        }
+        for pair in words.windows(2) {
+            let (p0, t0) = &pair[0];
+            let (p1, t1) = &pair[1];
+            if t0 != t1 {
+                self.pairs.push(Phrase {
+                    terms: vec![(0, t0.clone()), (p1 - p0, t1.clone())],
+                });
+            }
+        }
+        // Synonyms: a member found in the query's words brings in the other members.
+        let seq: Vec<&str> = words.iter().map(|(_, t)| t.as_str()).collect();
+        let all: HashSet<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+        let mut added: Vec<(Vec<String>, f32)> = Vec::new();
+        for group in &SYNONYM_GROUPS.groups {
+            let present = group.iter().any(|member| match member.as_slice() {
+                [single] => all.contains(single.as_str()),
+                many => seq
+                    .windows(many.len())
+                    .any(|w| w.iter().zip(many).all(|(a, b)| *a == b)),
+            });
+            if present {
+                for member in group {
+                    added.push((member.clone(), params.synonym));
+                }
+            }
+        }
+        for (member, weight) in added {
+            match member.as_slice() {
+                [single] => {
+                    if !self.terms.iter().any(|t| &t.text == single) {
+                        self.add_term(single, weight);
+                    }
+                }
+                many => {
+                    let phrase = Phrase {
+                        terms: many
+                            .iter()
+                            .enumerate()
+                            .map(|(k, t)| (k, t.clone()))
+                            .collect(),
+                    };
+                    if !seq
+                        .windows(many.len())
+                        .any(|w| w.iter().zip(many).all(|(a, b)| *a == b))
+                    {
+                        self.synonym_phrases.push((phrase, weight));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Nothing to score and nothing required: the query has no searchable words.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty() && self.phrases.is_empty()
+    }
+
+    /// Every normalized term worth highlighting.
+    pub fn highlight_terms(&self) -> HashSet<String> {
+        let mut set: HashSet<String> = self.terms.iter().map(|t| t.text.clone()).collect();
+        for phrase in self
+            .phrases
+            .iter()
+            .chain(self.synonym_phrases.iter().map(|(p, _)| p))
+        {
+            set.extend(phrase.terms.iter().map(|(_, t)| t.clone()));
+        }
+        set
+    }
+
+    /// The scoring query over `fields` (field, boost): weighted terms, proximity pairs and
+    /// synonym phrases on the phrase fields, required quoted phrases.
+    pub fn build(
+        &self,
+        fields: &[(Field, f32)],
+        phrase_fields: &[(Field, f32)],
+        params: &RankParams,
+    ) -> Box<dyn Query> {
+        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for term in &self.terms {
+            for &(field, boost) in fields {
+                let query = TermQuery::new(
+                    Term::from_field_text(field, &term.text),
+                    IndexRecordOption::WithFreqs,
+                );
+                should.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(query), boost * term.weight)),
+                ));
+            }
+        }
+        if params.proximity > 0.0 {
+            for pair in &self.pairs {
+                for &(field, boost) in phrase_fields {
+                    should.push((
+                        Occur::Should,
+                        boosted(
+                            phrase_query(field, pair, params.slop),
+                            boost * params.proximity,
+                        ),
+                    ));
+                }
+            }
+        }
+        for (phrase, weight) in &self.synonym_phrases {
+            for &(field, boost) in phrase_fields {
+                should.push((
+                    Occur::Should,
+                    boosted(phrase_query(field, phrase, 0), boost * weight),
+                ));
+            }
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if !should.is_empty() {
+            clauses.push((Occur::Should, Box::new(BooleanQuery::new(should))));
+        }
+        for phrase in &self.phrases {
+            clauses.push((Occur::Must, self.any_field(phrase, fields)));
+        }
+        if self.phrases.is_empty() {
+            // Without a required clause, the scored alternatives are what must match.
+            return match clauses.pop() {
+                Some((_, query)) => query,
+                None => Box::new(BooleanQuery::new(Vec::new())),
+            };
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// Matches `phrase` in any of `fields`.
+    pub fn any_field(&self, phrase: &Phrase, fields: &[(Field, f32)]) -> Box<dyn Query> {
+        let alternatives = fields
+            .iter()
+            .map(|&(field, boost)| {
+                (
+                    Occur::Should,
+                    boosted(phrase_query(field, phrase, 0), boost),
+                )
+            })
+            .collect();
+        Box::new(BooleanQuery::new(alternatives))
+    }
+}
+
+fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
+    Box::new(BoostQuery::new(query, boost))
+}
+
+/// A phrase (a single term query for one term).
+fn phrase_query(field: Field, phrase: &Phrase, slop: u32) -> Box<dyn Query> {
+    if let [(_, term)] = phrase.terms.as_slice() {
+        return Box::new(TermQuery::new(
+            Term::from_field_text(field, term),
+            IndexRecordOption::WithFreqs,
+        ));
+    }
+    let terms = phrase
+        .terms
+        .iter()
+        .map(|(p, t)| (*p, Term::from_field_text(field, t)))
+        .collect();
+    Box::new(PhraseQuery::new_with_offset_and_slop(terms, slop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_words_are_weaker() {
+        let q = ParsedQuery::parse("中国农业银行");
+        let whole = q.terms.iter().find(|t| t.text == "中国农业银行").unwrap();
+        let part = q.terms.iter().find(|t| t.text == "银行").unwrap();
+        assert!(whole.weight > part.weight);
+    }
+
+    #[test]
+    fn exclusions_and_phrases() {
+        let q = ParsedQuery::parse("ssh -\"connection refused\" \"密钥 登录\" -windows");
+        assert_eq!(q.exclusions.len(), 2);
+        assert_eq!(q.phrases.len(), 1);
+        assert!(!q.terms.iter().any(|t| t.text == "window"));
+        assert!(q.terms.iter().any(|t| t.text == "密钥"));
+        assert!(!q.terms.iter().any(|t| t.text == "refus"));
+    }
+
+    #[test]
+    fn hyphenated_words_are_not_exclusions() {
+        let q = ParsedQuery::parse("tls-1.2 e-mail");
+        assert!(q.exclusions.is_empty());
+        let q = ParsedQuery::parse("- 退款");
+        assert!(q.exclusions.is_empty());
+        assert!(q.terms.iter().any(|t| t.text == "退款"));
+    }
+
+    #[test]
+    fn synonyms_expand() {
+        let q = ParsedQuery::parse("怎么退费");
+        assert!(q.terms.iter().any(|t| t.text == "退款"), "{:?}", q.terms);
+        let q = ParsedQuery::parse("money back");
+        assert!(q.terms.iter().any(|t| t.text == "refund"), "{:?}", q.terms);
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        for q in ["\"", "-", "--", "-\"", "\"\"", "“未闭合", "- -x", "\u{0}"] {
+            let _ = ParsedQuery::parse(q);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Grouping per article: a section's score and its article's score combine into one score per
+//! article, the best section giving the snippet and anchor.
+//!
+//! Owns: the combination `section × best section score + article × article score`
+//! ([`RankParams`]) and the order of results. Must never: return an article twice, or one whose
+//! id matched an exclusion.
+
+use std::collections::{HashMap, HashSet};
+
+use tantivy::columnar::Column;
+use tantivy::schema::Field;
+use tantivy::{DocAddress, Searcher};
+
+use super::SearchError;
+use super::query::RankParams;
+
+/// One article in the running.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub key: u64,
+    pub score: f32,
+    /// Its best section, if a section matched among the candidates.
+    pub section: Option<DocAddress>,
+    /// Its article document, if it was among the article candidates.
+    pub article: Option<DocAddress>,
+    section_score: f32,
+    article_score: f32,
+}
+
+/// Candidates of one search, keyed by article.
+pub struct Candidates<'a> {
+    searcher: &'a Searcher,
+    key_field: Field,
+    columns: Vec<Option<Column<u64>>>,
+    by_key: HashMap<u64, Candidate>,
+}
+
+impl<'a> Candidates<'a> {
+    pub fn new(searcher: &'a Searcher, key_field: Field) -> Candidates<'a> {
+        Candidates {
+            searcher,
+            key_field,
+            columns: vec![None; searcher.segment_readers().len()],
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// The article key of a document (fast field, no doc store read).
+    pub fn key(&mut self, addr: DocAddress) -> Result<u64, SearchError> {
+        let ord = addr.segment_ord as usize;
+        if self.columns[ord].is_none() {
+            let reader = self.searcher.segment_reader(addr.segment_ord);
+            let name = self.searcher.schema().get_field_name(self.key_field);
+            self.columns[ord] = Some(reader.fast_fields().u64(name)?);
+        }
+        let column = self.columns[ord].as_ref().expect("column loaded above");
+        Ok(column.first(addr.doc_id).unwrap_or(0))
+    }
+
+    fn entry(&mut self, key: u64) -> &mut Candidate {
+        self.by_key.entry(key).or_insert(Candidate {
+            key,
+            score: 0.0,
+            section: None,
+            article: None,
+            section_score: 0.0,
+            article_score: 0.0,
+        })
+    }
+
+    pub fn add_article(&mut self, addr: DocAddress, score: f32) -> Result<(), SearchError> {
+        let key = self.key(addr)?;
+        let entry = self.entry(key);
+        entry.article = Some(addr);
+        entry.article_score = score;
+        Ok(())
+    }
+
+    /// Sections arrive best first; the first one of an article is its best.
+    pub fn add_section(
+        &mut self,
+        addr: DocAddress,
+        score: f32,
+        excluded: &HashSet<u64>,
+    ) -> Result<(), SearchError> {
+        let key = self.key(addr)?;
+        if excluded.contains(&key) {
+            return Ok(());
+        }
+        let entry = self.entry(key);
+        if entry.section.is_none() {
+            entry.section = Some(addr);
+            entry.section_score = score;
+        }
+        Ok(())
+    }
+
+    /// Best first; ties broken by document order, so results are deterministic.
+    pub fn ranked(self, params: &RankParams) -> Vec<Candidate> {
+        let mut all: Vec<Candidate> = self
+            .by_key
+            .into_values()
+            .map(|mut c| {
+                c.score = params.section * c.section_score + params.article * c.article_score;
+                c
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.article.cmp(&b.article))
+                .then_with(|| a.section.cmp(&b.section))
+        });
+        all
+    }
+}

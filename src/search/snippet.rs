@@ -1,0 +1,183 @@
+//! Highlighted snippets: the window of a section's text with the most query terms, HTML-escaped,
+//! with `<em>` around each match.
+//!
+//! Owns: choosing the window (budget in characters, not bytes: tantivy's
+//! `SnippetGenerator::set_max_num_chars` counts bytes, 80 ≈ 27 Chinese characters) and marking
+//! matches on the ORIGINAL characters, using the analyzer's offsets (so `帳單` is highlighted when
+//! the query said `账单`). Must never: emit unescaped text, split a character, or panic.
+//!
+//! ```
+//! use std::collections::HashSet;
+//! let terms: HashSet<String> = ["账单".to_string()].into();
+//! let s = kefu::search::snippet::snippet("查看帳單 <明細>", &terms, 40);
+//! assert_eq!(s, "查看<em>帳單</em> &lt;明細&gt;");
+//! ```
+
+use std::collections::HashSet;
+
+use crate::analyzer::analyzer;
+
+/// Default snippet budget, in characters.
+pub const SNIPPET_CHARS: usize = 160;
+
+/// Text longer than this (bytes) is only analyzed up to here: snippets come from the start of a
+/// long section, and analysis time stays bounded.
+const MAX_ANALYZED_BYTES: usize = 24 * 1024;
+
+/// Characters shown before the first match of the chosen window.
+const LEAD_CHARS: usize = 20;
+
+/// A snippet of `text` of at most `max_chars` characters around the matches of `terms`.
+pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String {
+    let mut limit = text.len().min(MAX_ANALYZED_BYTES);
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    let analyzed = &text[..limit];
+    // Matches in byte offsets; a word and its sub-words overlap: keep the outer span.
+    let mut matches: Vec<(usize, usize, &str)> = Vec::new();
+    let tokens = analyzer().analyze(analyzed);
+    for token in &tokens {
+        if token.stop || !terms.contains(&token.text) {
+            continue;
+        }
+        if let Some(last) = matches.last_mut()
+            && token.offset_from < last.1
+        {
+            last.1 = last.1.max(token.offset_to);
+            continue;
+        }
+        matches.push((token.offset_from, token.offset_to, token.text.as_str()));
+    }
+    // Char index of every byte offset we need.
+    let char_starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let char_of = |byte: usize| char_starts.partition_point(|&b| b < byte);
+    let total_chars = char_starts.len();
+    let (from_char, to_char) = if matches.is_empty() {
+        (0, total_chars.min(max_chars))
+    } else {
+        best_window(&matches, &char_of, total_chars, max_chars)
+    };
+    let byte_at = |c: usize| char_starts.get(c).copied().unwrap_or(text.len());
+    let (from, to) = (byte_at(from_char), byte_at(to_char));
+    let mut out = String::with_capacity((to - from) * 2);
+    if from > 0 {
+        out.push('…');
+    }
+    let mut at = from;
+    for &(m_from, m_to, _) in &matches {
+        if m_to <= from || m_from >= to {
+            continue;
+        }
+        let (m_from, m_to) = (m_from.max(from), m_to.min(to));
+        escape_into(&text[at..m_from], &mut out);
+        out.push_str("<em>");
+        escape_into(&text[m_from..m_to], &mut out);
+        out.push_str("</em>");
+        at = m_to;
+    }
+    escape_into(&text[at..to], &mut out);
+    if to < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// The window (in chars) of at most `max_chars` with the most distinct matched terms, starting a
+/// little before its first match.
+fn best_window(
+    matches: &[(usize, usize, &str)],
+    char_of: &dyn Fn(usize) -> usize,
+    total_chars: usize,
+    max_chars: usize,
+) -> (usize, usize) {
+    let spans: Vec<(usize, usize, &str)> = matches
+        .iter()
+        .map(|&(f, t, term)| (char_of(f), char_of(t), term))
+        .collect();
+    let mut best = (0usize, 0usize); // (distinct terms, matches), first wins
+    let mut best_start = spans[0].0;
+    for (i, &(start, _, _)) in spans.iter().enumerate() {
+        let mut distinct: HashSet<&str> = HashSet::new();
+        let mut count = 0;
+        for &(s, e, term) in &spans[i..] {
+            if e > start + max_chars.saturating_sub(LEAD_CHARS.min(max_chars / 4)) || s < start {
+                break;
+            }
+            distinct.insert(term);
+            count += 1;
+        }
+        let score = (distinct.len(), count);
+        if score > best {
+            best = score;
+            best_start = start;
+        }
+    }
+    let lead = LEAD_CHARS.min(max_chars / 4);
+    let mut from = best_start.saturating_sub(lead);
+    let to = (from + max_chars).min(total_chars);
+    if to - from < max_chars {
+        from = to.saturating_sub(max_chars);
+    }
+    (from, to)
+}
+
+/// HTML-escapes `text` into `out` (`& < > " '`).
+pub fn escape_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(words: &[&str]) -> HashSet<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn budget_is_in_characters() {
+        let text = "甲".repeat(50) + "退款规则说明" + &"乙".repeat(200);
+        let s = snippet(&text, &terms(&["退款"]), 30);
+        let visible = s.replace("<em>", "").replace("</em>", "").replace('…', "");
+        assert_eq!(visible.chars().count(), 30);
+        assert!(s.contains("<em>退款</em>"), "{s}");
+    }
+
+    #[test]
+    fn escapes_html() {
+        let s = snippet(
+            "Blocked: <script>alert(1)</script> by the WAF",
+            &terms(&["waf"]),
+            100,
+        );
+        assert!(s.contains("&lt;script&gt;"), "{s}");
+        assert!(s.contains("<em>WAF</em>"), "{s}");
+    }
+
+    #[test]
+    fn prefers_window_with_more_terms() {
+        let text = format!(
+            "ssh once. {} ssh port 22 refused here. {}",
+            "filler ".repeat(40),
+            "tail ".repeat(40)
+        );
+        let s = snippet(&text, &terms(&["ssh", "port", "refus"]), 40);
+        assert!(s.contains("<em>port</em>"), "{s}");
+    }
+
+    #[test]
+    fn no_match_gives_the_start() {
+        assert_eq!(snippet("短文本", &terms(&["x"]), 10), "短文本");
+        assert_eq!(snippet("", &terms(&["x"]), 10), "");
+    }
+}
