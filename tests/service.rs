@@ -1121,6 +1121,8 @@ async fn suggest_offers_titles_and_popular_past_queries() {
     for _ in 0..2 {
         search_ids(app, "退款多久到账").await;
     }
+    // Suggestions read without waiting for the analytics queue; a test must not race it.
+    s.state.analytics.flush().unwrap();
     let r = get(app, &format!("/v1/suggest?q={}&limit=8", enc("退款"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
