@@ -169,7 +169,11 @@ fn human(answer: &ClassifyAnswer) -> String {
         .collect();
     format!(
         "{}{} {:.3}{}\n  top: {}\n  why: {}",
-        answer.id.as_deref().map(|i| format!("{i}: ")).unwrap_or_default(),
+        answer
+            .id
+            .as_deref()
+            .map(|i| format!("{i}: "))
+            .unwrap_or_default(),
         answer.category,
         answer.confidence,
         if answer.needs_human {
@@ -194,7 +198,9 @@ where
     let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
     loop {
         let mut buf = Vec::new();
-        let n = reader.read_until(b'\n', &mut buf).context("reading stdin")?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .context("reading stdin")?;
         if n > 0 {
             line_no += 1;
             if !buf.trim_ascii().is_empty() {
@@ -254,12 +260,12 @@ impl ClassifyArgs {
             return Ok(());
         }
         let json = self.json;
-        stream_jsonl(std::io::stdin().lock(), &mut out, |no, ticket| {
-            match ticket.and_then(|t| classify(&classifier, &t).map_err(|e| e.to_string())) {
-                Ok(a) if json => serde_json::to_string(&a).expect("serializable"),
-                Ok(a) => human(&a),
-                Err(e) => error_line(no, e),
-            }
+        stream_jsonl(std::io::stdin().lock(), &mut out, |no, ticket| match ticket
+            .and_then(|t| classify(&classifier, &t).map_err(|e| e.to_string()))
+        {
+            Ok(a) if json => serde_json::to_string(&a).expect("serializable"),
+            Ok(a) => human(&a),
+            Err(e) => error_line(no, e),
         })
     }
 }
@@ -278,11 +284,11 @@ impl RouteArgs {
         let router = TicketRouter::load(&self.model, self.rules.as_deref())?;
         let stdout = std::io::stdout();
         let mut out = BufWriter::new(stdout.lock());
-        stream_jsonl(std::io::stdin().lock(), &mut out, |no, ticket| {
-            match ticket.and_then(|t| router.route(&t).map_err(|e| e.to_string())) {
-                Ok(d) => serde_json::to_string(&d).expect("serializable"),
-                Err(e) => error_line(no, e),
-            }
+        stream_jsonl(std::io::stdin().lock(), &mut out, |no, ticket| match ticket
+            .and_then(|t| router.route(&t).map_err(|e| e.to_string()))
+        {
+            Ok(d) => serde_json::to_string(&d).expect("serializable"),
+            Err(e) => error_line(no, e),
         })
     }
 }

@@ -220,11 +220,14 @@ impl Classifier {
             }
         }
         merged.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // Only words that pushed towards the decision (the strongest one even if none did).
         let explanation = merged
             .into_iter()
             .filter(|(t, _)| !t.trim().is_empty())
+            .enumerate()
+            .filter(|(i, (_, w))| *i == 0 || *w > 0.0)
             .take(k)
-            .map(|(token, weight)| TokenWeight { token, weight })
+            .map(|(_, (token, weight))| TokenWeight { token, weight })
             .collect();
         (prediction, explanation)
     }

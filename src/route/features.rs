@@ -29,6 +29,10 @@ pub struct FeatureConfig {
     pub char_ngram_max: usize,
     /// Add word bigrams of consecutive whole words.
     pub word_bigrams: bool,
+    /// Add Chinese character bigrams and trigrams that cross word boundaries (jieba's cut is not
+    /// always the one that matters: 开发票 may come out as 开发 + 票).
+    #[serde(default)]
+    pub han_cross_ngrams: bool,
 }
 
 impl Default for FeatureConfig {
@@ -38,6 +42,7 @@ impl Default for FeatureConfig {
             char_ngram_min: 2,
             char_ngram_max: 4,
             word_bigrams: true,
+            han_cross_ngrams: true,
         }
     }
 }
@@ -162,9 +167,11 @@ impl Featurizer {
         let mut word_index = 0u32;
         let mut last_whole: Option<(usize, usize)> = None;
         let mut prev_word: Option<&str> = None;
+        let mut run: Vec<(char, u32)> = Vec::new();
+        let mut run_end: Option<usize> = None;
         for (i, ((tok, subword, span), id)) in tokens.iter().zip(&word_ids).enumerate() {
-            let covered = *subword
-                && last_whole.is_some_and(|(from, to)| span.0 >= from && span.1 <= to);
+            let covered =
+                *subword && last_whole.is_some_and(|(from, to)| span.0 >= from && span.1 <= to);
             if !covered {
                 out.tokens.push(text[span.0..span.1].to_string());
                 word_index = (out.tokens.len() - 1) as u32;
@@ -185,8 +192,38 @@ impl Featurizer {
                 prev_word = Some(&tokens[i].0);
             }
             self.char_ngrams(tok, word_index, &mut out);
+            if self.config.han_cross_ngrams {
+                let han = tok.chars().all(is_han);
+                if !han || run_end != Some(span.0) {
+                    self.flush_han_run(&mut run, &mut out);
+                }
+                if han {
+                    run.extend(tok.chars().map(|c| (c, word_index)));
+                    run_end = Some(span.1);
+                } else {
+                    run_end = None;
+                }
+            }
         }
+        self.flush_han_run(&mut run, &mut out);
         out
+    }
+
+    /// Character 2- and 3-grams over a run of adjacent Chinese words that span a word boundary.
+    fn flush_han_run(&self, run: &mut Vec<(char, u32)>, out: &mut Features) {
+        let mut buf = String::new();
+        for n in 2..=3 {
+            for w in run.windows(n) {
+                if w[0].1 == w[n - 1].1 {
+                    continue; // inside one word: its own n-grams cover it
+                }
+                buf.clear();
+                buf.extend(w.iter().map(|(c, _)| c));
+                out.ids.push(self.bucket(fnv1a(b'r', &[&buf])));
+                out.token_of.push(w[0].1);
+            }
+        }
+        run.clear();
     }
 
     fn char_ngrams(&self, tok: &str, word_index: u32, out: &mut Features) {

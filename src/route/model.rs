@@ -1,12 +1,14 @@
-//! The candle model: a fastText-style bag of feature embeddings, mean-pooled, then an optional
-//! hidden layer (ReLU) and a linear layer to the label logits.
+//! The candle model: a fastText-style bag of feature embeddings, pooled as a weighted mean (each
+//! feature weighs its training IDF, so rare, telling words and n-grams count more than `the` and
+//! `如何`; features never seen in training weigh 0, their rows hold nothing learned), then an
+//! optional hidden layer (ReLU) and a linear layer to the label logits.
 //!
 //! Owns: the layers (`new(vb)` with names via `vb.pp`), `forward`, and [`PlainModel`], the same
 //! weights copied into plain `Vec<f32>` at load time so one ticket costs microseconds, not a
 //! candle graph. Must never: train (that is `train.rs`).
 //!
 //! Weights in `model.safetensors`: `embedding.weight` `[rows, dim]` (stored as f16 to keep the
-//! model directory small), `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`.
+//! model directory small), `feature_weight` `[rows]`, `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -28,6 +30,8 @@ pub struct ModelConfig {
 /// The network, candle style: a struct of layers.
 pub struct RouterModel {
     pub embedding: Tensor,
+    /// Pooling weight of each feature row (IDF on the training data).
+    pub feature_weight: Tensor,
     pub hidden: Option<Linear>,
     pub out: Linear,
 }
@@ -35,6 +39,7 @@ pub struct RouterModel {
 impl RouterModel {
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<RouterModel> {
         let embedding = vb.pp("embedding").get((cfg.rows, cfg.dim), "weight")?;
+        let feature_weight = vb.get(cfg.rows, "feature_weight")?;
         let (hidden, head_in) = if cfg.hidden > 0 {
             (
                 Some(candle_nn::linear(cfg.dim, cfg.hidden, vb.pp("hidden"))?),
@@ -46,6 +51,7 @@ impl RouterModel {
         let out = candle_nn::linear(head_in, cfg.labels, vb.pp("out"))?;
         Ok(RouterModel {
             embedding,
+            feature_weight,
             hidden,
             out,
         })
@@ -67,10 +73,11 @@ impl RouterModel {
         self.head(&pool.matmul(&e)?)
     }
 
-    /// Logits for feature-id lists (mean pooling), the reference the plain copy is tested against.
+    /// Logits for feature-id lists, the reference the plain copy is tested against.
     pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Tensor> {
         let dev = self.embedding.device();
-        let (pool, rows) = pooling_matrix(batch, dev)?;
+        let weights: Vec<f32> = self.feature_weight.to_dtype(DType::F32)?.to_vec1()?;
+        let (pool, rows) = pooling_matrix(batch, &weights, dev)?;
         self.forward_pooled_rows(&pool, &rows)
     }
 
@@ -93,7 +100,8 @@ impl RouterModel {
             dim,
             rows,
             embedding: emb.flatten_all()?.to_vec1()?,
-            hidden: hidden.map(|(w, b, n)| (w, b, n)),
+            weight: self.feature_weight.to_dtype(DType::F32)?.to_vec1()?,
+            hidden,
             out_w,
             out_b,
             labels,
@@ -101,8 +109,13 @@ impl RouterModel {
     }
 }
 
-/// Mean-pooling matrix `[batch, unique rows]` and the unique rows, for a batch of id lists.
-pub fn pooling_matrix(batch: &[Vec<u32>], dev: &Device) -> Result<(Tensor, Tensor)> {
+/// Weighted-mean pooling matrix `[batch, unique rows]` and the unique rows, for a batch of id
+/// lists (`weights[id]`: the pooling weight of a feature row).
+pub fn pooling_matrix(
+    batch: &[Vec<u32>],
+    weights: &[f32],
+    dev: &Device,
+) -> Result<(Tensor, Tensor)> {
     let mut index = std::collections::HashMap::new();
     let mut rows: Vec<u32> = Vec::new();
     for ids in batch {
@@ -119,9 +132,12 @@ pub fn pooling_matrix(batch: &[Vec<u32>], dev: &Device) -> Result<(Tensor, Tenso
     }
     let mut pool = vec![0f32; batch.len() * n];
     for (j, ids) in batch.iter().enumerate() {
-        let w = 1.0 / ids.len().max(1) as f32;
-        for id in ids {
-            pool[j * n + index[id]] += w;
+        let total: f32 = ids.iter().map(|&id| weights[id as usize]).sum();
+        if total <= 0.0 {
+            continue;
+        }
+        for &id in ids {
+            pool[j * n + index[&id]] += weights[id as usize] / total;
         }
     }
     Ok((
@@ -136,6 +152,8 @@ pub struct PlainModel {
     pub dim: usize,
     pub rows: usize,
     pub embedding: Vec<f32>,
+    /// Pooling weight of each row.
+    pub weight: Vec<f32>,
     /// `(weight [hidden×dim], bias, hidden)`.
     pub hidden: Option<(Vec<f32>, Vec<f32>, usize)>,
     pub out_w: Vec<f32>,
@@ -159,16 +177,30 @@ impl PlainModel {
         &self.embedding[id * self.dim..(id + 1) * self.dim]
     }
 
-    /// Mean of the feature embeddings (zeros for no features).
+    /// Sum of the pooling weights of `ids` (0 when none is known).
+    fn total_weight(&self, ids: &[u32]) -> f32 {
+        ids.iter()
+            .filter(|&&id| (id as usize) < self.rows)
+            .map(|&id| self.weight[id as usize])
+            .sum()
+    }
+
+    /// Weighted mean of the feature embeddings (zeros when no feature is known).
     pub fn pool(&self, ids: &[u32]) -> Vec<f32> {
         let mut pooled = vec![0f32; self.dim];
+        let total = self.total_weight(ids);
+        if total <= 0.0 {
+            return pooled;
+        }
         for &id in ids.iter().filter(|&&id| (id as usize) < self.rows) {
+            let w = self.weight[id as usize] / total;
+            if w == 0.0 {
+                continue;
+            }
             for (p, e) in pooled.iter_mut().zip(self.row(id)) {
-                *p += e;
+                *p += w * e;
             }
         }
-        let n = ids.len().max(1) as f32;
-        pooled.iter_mut().for_each(|p| *p /= n);
         pooled
     }
 
@@ -191,7 +223,8 @@ impl PlainModel {
 
     /// Gradient with respect to the pooled vector of `out_row · hidden(pooled)` (a logit when
     /// `out_row` is a row of the output layer): exact for the linear head, the local
-    /// linearization through the ReLU otherwise. Feature `f` then contributed `grad · E[f] / n`
+    /// linearization through the ReLU otherwise. Feature `f` then contributed
+    /// `grad · E[f] · w[f] / Σw`
     /// ("gradient × input").
     fn gradient_for_row(&self, pooled: &[f32], out_row: &[f32]) -> Vec<f32> {
         let d = self.dim;
@@ -221,13 +254,14 @@ impl PlainModel {
     fn contributions_for_row(&self, ids: &[u32], out_row: &[f32]) -> Vec<f32> {
         let pooled = self.pool(ids);
         let g = self.gradient_for_row(&pooled, out_row);
-        let n = ids.len().max(1) as f32;
+        let total = self.total_weight(ids);
         ids.iter()
             .map(|&id| {
-                if (id as usize) >= self.rows {
+                if (id as usize) >= self.rows || total <= 0.0 {
                     return 0.0;
                 }
-                self.row(id).iter().zip(&g).map(|(e, g)| e * g).sum::<f32>() / n
+                let w = self.weight[id as usize] / total;
+                w * self.row(id).iter().zip(&g).map(|(e, g)| e * g).sum::<f32>()
             })
             .collect()
     }
@@ -278,8 +312,13 @@ mod tests {
                 .unwrap()
                 .reshape((50, 6))
                 .unwrap();
+            let weight = Tensor::arange(0f32, 50f32, &Device::Cpu)
+                .unwrap()
+                .affine(0.1, 0.5)
+                .unwrap();
             let model = RouterModel {
                 embedding: emb,
+                feature_weight: weight,
                 ..model
             };
             let batch = vec![vec![1, 2, 3, 3], vec![40, 7]];

@@ -97,7 +97,9 @@ impl Keyword {
         text.match_indices(&self.text).any(|(i, m)| {
             let before = text[..i].chars().next_back();
             let after = text[i + m.len()..].chars().next();
-            !(self.latin_start && word(before)) && !(self.latin_end && word(after))
+            let cut_start = self.latin_start && word(before);
+            let cut_end = self.latin_end && word(after);
+            !cut_start && !cut_end
         })
     }
 }
@@ -320,14 +322,24 @@ P3 = { first_response_minutes = 60, resolution_hours = 24 }
     fn errors_carry_line_numbers() {
         let bad_regex = format!("{BASE}[[priority]]\nlevel = \"P1\"\npatterns = [\"(unclosed\"]\n");
         let m = err(&bad_regex);
-        assert!(m.starts_with("r.toml:10:") && m.contains("invalid regex"), "{m}");
+        assert!(
+            m.starts_with("r.toml:10:") && m.contains("invalid regex"),
+            "{m}"
+        );
         let bad_level = format!("{BASE}[[priority]]\nlevel = \"P7\"\n");
-        assert!(err(&bad_level).starts_with("r.toml:9:"), "{}", err(&bad_level));
+        assert!(
+            err(&bad_level).starts_with("r.toml:9:"),
+            "{}",
+            err(&bad_level)
+        );
         let syntax = format!("{BASE}[queues\n");
         assert!(err(&syntax).starts_with("r.toml:8:"), "{}", err(&syntax));
         let unknown = format!("colour = \"red\"\n{BASE}");
         assert!(err(&unknown).contains("colour"), "{}", err(&unknown));
-        let missing_sla = BASE.replace("P2 = { first_response_minutes = 30, resolution_hours = 8 }\n", "");
+        let missing_sla = BASE.replace(
+            "P2 = { first_response_minutes = 30, resolution_hours = 8 }\n",
+            "",
+        );
         assert!(err(&missing_sla).contains("P2"));
     }
 

@@ -122,9 +122,10 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            epochs: 20,
+            // Tuned on cloud-queues dev (acc 0.815 at dim 64 / 20 epochs, 0.820 at dim 32 / 15).
+            epochs: 15,
             seed: 42,
-            dim: 64,
+            dim: 32,
             hidden: 0,
             lr: 0.01,
             weight_decay: 0.0,
@@ -283,6 +284,30 @@ impl TrainReport {
     }
 }
 
+/// Smoothed IDF of each feature row over the training documents (scikit-learn's
+/// `ln((1 + N) / (1 + df)) + 1`); 0 for rows no training document has, which hold nothing learned.
+fn idf(docs: &[Vec<u32>], rows: usize) -> Vec<f32> {
+    let mut df = vec![0u32; rows];
+    for ids in docs {
+        let mut seen: Vec<u32> = ids.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        for id in seen {
+            df[id as usize] += 1;
+        }
+    }
+    let n = docs.len() as f64;
+    df.into_iter()
+        .map(|d| {
+            if d == 0 {
+                0.0
+            } else {
+                (((1.0 + n) / (1.0 + d as f64)).ln() + 1.0) as f32
+            }
+        })
+        .collect()
+}
+
 fn xavier(rng: &mut SplitMix, fan_out: usize, fan_in: usize) -> Vec<f32> {
     let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
     (0..fan_out * fan_in)
@@ -300,11 +325,19 @@ pub fn train(
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
     let (train, dev, dev_source): (Vec<&Example>, Vec<&Example>, String) = match dev {
-        Some(dev) => (train.iter().collect(), dev.iter().collect(), "dev file".into()),
+        Some(dev) => (
+            train.iter().collect(),
+            dev.iter().collect(),
+            "dev file".into(),
+        ),
         None => {
             let (held, kept): (Vec<&Example>, Vec<&Example>) =
                 train.iter().partition(|e| is_held_back(&e.text));
-            (kept, held, "held-back 10% of the training file (sha1 ≡ 0 mod 10)".into())
+            (
+                kept,
+                held,
+                "held-back 10% of the training file (sha1 ≡ 0 mod 10)".into(),
+            )
         }
     };
     if train.is_empty() {
@@ -336,7 +369,11 @@ pub fn train(
         .par_iter()
         .map(|e| featurizer.features(&e.text).ids)
         .collect();
-    let targets: Vec<u32> = train.iter().map(|e| label_index[e.label.as_str()] as u32).collect();
+    let targets: Vec<u32> = train
+        .iter()
+        .map(|e| label_index[e.label.as_str()] as u32)
+        .collect();
+    let feature_weight = idf(&train_ids, featurizer.rows());
 
     let model_cfg = ModelConfig {
         rows: featurizer.rows(),
@@ -360,7 +397,7 @@ pub fn train(
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         for name in names {
-            if name.starts_with("embedding") {
+            if name.starts_with("embedding") || name == "feature_weight" {
                 continue;
             }
             let var = &data[name];
@@ -376,7 +413,7 @@ pub fn train(
         let data = varmap.data().lock().expect("var map lock");
         let mut v: Vec<(&String, &Var)> = data
             .iter()
-            .filter(|(n, _)| !n.starts_with("embedding"))
+            .filter(|(n, _)| !n.starts_with("embedding") && *n != "feature_weight")
             .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.into_iter().map(|(_, v)| v.clone()).collect()
@@ -432,7 +469,8 @@ pub fn train(
                     if kept.is_empty() { ids.clone() } else { kept }
                 })
                 .collect();
-            let (pool, rows) = pooling_matrix(&batch, &dev_cpu).map_err(internal)?;
+            let (pool, rows) =
+                pooling_matrix(&batch, &feature_weight, &dev_cpu).map_err(internal)?;
             let rows: Vec<u32> = rows.to_vec1().map_err(internal)?;
             let d = opts.dim;
             let mut gathered = Vec::with_capacity(rows.len() * d);
@@ -448,7 +486,10 @@ pub fn train(
             loss_sum += loss.to_scalar::<f32>().map_err(internal)? as f64 * chunk.len() as f64;
             let grads = loss.backward().map_err(internal)?;
             if let Some(g) = grads.get(rows_var.as_tensor()) {
-                let g: Vec<f32> = g.flatten_all().and_then(|g| g.to_vec1()).map_err(internal)?;
+                let g: Vec<f32> = g
+                    .flatten_all()
+                    .and_then(|g| g.to_vec1())
+                    .map_err(internal)?;
                 emb_opt.step(&mut table, &rows, &g, lr as f32, opts.weight_decay as f32);
             }
             head_opt.set_learning_rate(lr);
@@ -466,8 +507,12 @@ pub fn train(
         .map_err(internal)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     tensors.insert("embedding.weight".into(), embedding);
+    tensors.insert(
+        "feature_weight".into(),
+        Tensor::from_vec(feature_weight, model_cfg.rows, &dev_cpu).map_err(internal)?,
+    );
     for (name, var) in varmap.data().lock().expect("var map lock").iter() {
-        if !name.starts_with("embedding") {
+        if !name.starts_with("embedding") && name != "feature_weight" {
             tensors.insert(name.clone(), var.as_tensor().clone());
         }
     }
@@ -526,7 +571,9 @@ pub fn train(
     );
     config.temperature = temperature;
     config.threshold = choice.threshold;
-    let answered: Vec<usize> = (0..dev.len()).filter(|&i| conf[i] >= choice.threshold).collect();
+    let answered: Vec<usize> = (0..dev.len())
+        .filter(|&i| conf[i] >= choice.threshold)
+        .collect();
     let n_dev = dev.len().max(1) as f64;
     let report = TrainReport {
         train_examples: train.len(),

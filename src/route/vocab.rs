@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn vocabulary_round_trips_through_tokenizer_json() {
         let docs = vec![
-            vec![("发票".to_string(), false, ()), ("invoic".to_string(), false, ())],
+            vec![
+                ("发票".to_string(), false, ()),
+                ("invoic".to_string(), false, ()),
+            ],
             vec![("发票".to_string(), false, ())],
         ];
         let tok = build(docs, 1).unwrap();
