@@ -1,28 +1,87 @@
 //! `kefu train`, `kefu classify`, `kefu route`, `kefu eval classify`.
-//! (routing engineer implements)
+//!
+//! JSONL in, JSONL out: a line that cannot be read (bad JSON, invalid UTF-8, empty ticket) gets
+//! an error object `{"line": N, "error": "..."}` in its place and the stream goes on. Lines are
+//! classified in parallel (rayon) in batches of what is already buffered, so a pipeline that
+//! sends one ticket and waits gets its answer at once.
 
+use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::route::classifier::Classifier;
+use crate::route::eval;
+use crate::route::features::FeatureConfig;
+use crate::route::train::{self, TrainOptions};
+use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
 /// Train a router model.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// Classification JSONL (`{"text","label","lang"}`).
     #[arg(long)]
     pub data: PathBuf,
+    /// Dev JSONL for calibration (default: the held-back 10% of --data, sha1 ≡ 0 mod 10).
     #[arg(long)]
     pub dev: Option<PathBuf>,
+    /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Embedding width.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Hidden layer width (0: none).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Peak learning rate (AdamW, linear decay to 0).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Hash buckets for word bigrams and character n-grams.
+    #[arg(long)]
+    pub buckets: Option<u32>,
+    /// Share of features dropped at random per example and epoch.
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Answered accuracy the abstain threshold aims for on dev (data without `oos`).
+    #[arg(long)]
+    pub target_accuracy: Option<f64>,
 }
 
 impl TrainArgs {
+    pub fn options(&self) -> TrainOptions {
+        let d = TrainOptions::default();
+        TrainOptions {
+            epochs: self.epochs.unwrap_or(d.epochs),
+            seed: self.seed,
+            dim: self.dim.unwrap_or(d.dim),
+            hidden: self.hidden.unwrap_or(d.hidden),
+            lr: self.lr.unwrap_or(d.lr),
+            feature_dropout: self.dropout.unwrap_or(d.feature_dropout),
+            answered_accuracy_target: self.target_accuracy.unwrap_or(d.answered_accuracy_target),
+            features: FeatureConfig {
+                buckets: self.buckets.unwrap_or(d.features.buckets).max(1),
+                ..d.features.clone()
+            },
+            ..d
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("routing engineer")
+        let opts = self.options();
+        let data = train::read_examples(&self.data)?;
+        let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
+        let report = train::train(&data, dev.as_deref(), &opts, &self.out)?;
+        eprint!("{}", report.markdown());
+        eprintln!("model written to {}", self.out.display());
+        Ok(())
     }
 }
 
@@ -36,9 +95,178 @@ pub struct ClassifyArgs {
     pub text: Option<String>,
 }
 
+/// A ticket line: `{"id","subject","body"}`, or `{"id","text"}` for convenience.
+#[derive(Debug, Deserialize)]
+struct TicketLine {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl TicketLine {
+    fn into_ticket(self) -> Ticket {
+        let id = self.id.map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+        let body = match self.text {
+            Some(t) if self.body.is_empty() => t,
+            Some(t) => format!("{}\n{t}", self.body),
+            None => self.body,
+        };
+        Ticket {
+            id,
+            subject: self.subject,
+            body,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ClassifyAnswer {
+    id: Option<String>,
+    category: String,
+    confidence: f32,
+    needs_human: bool,
+    top: Vec<LabelProb>,
+    explanation: Vec<TokenWeight>,
+}
+
+#[derive(Serialize)]
+struct LineError {
+    line: usize,
+    error: String,
+}
+
+fn classify(classifier: &Classifier, ticket: &Ticket) -> Result<ClassifyAnswer, RouteError> {
+    let text = ticket_text(ticket)?;
+    let (p, explanation) = classifier.explain(&text, 5);
+    Ok(ClassifyAnswer {
+        id: ticket.id.clone(),
+        category: classifier.labels()[p.best].clone(),
+        confidence: p.confidence,
+        needs_human: p.abstain,
+        top: classifier.top(&p, 3),
+        explanation,
+    })
+}
+
+fn human(answer: &ClassifyAnswer) -> String {
+    let top: Vec<String> = answer
+        .top
+        .iter()
+        .map(|l| format!("{} {:.3}", l.label, l.p))
+        .collect();
+    let why: Vec<String> = answer
+        .explanation
+        .iter()
+        .map(|t| format!("{} {:+.2}", t.token, t.weight))
+        .collect();
+    format!(
+        "{}{} {:.3}{}\n  top: {}\n  why: {}",
+        answer
+            .id
+            .as_deref()
+            .map(|i| format!("{i}: "))
+            .unwrap_or_default(),
+        answer.category,
+        answer.confidence,
+        if answer.needs_human {
+            " (needs a human)"
+        } else {
+            ""
+        },
+        top.join(", "),
+        why.join(", ")
+    )
+}
+
+/// Reads JSONL from `input` in batches of what is already buffered, answers each line with
+/// `answer` in parallel, and writes one line per input line (blank lines are skipped).
+fn stream_jsonl<R, F>(input: R, out: &mut dyn Write, answer: F) -> anyhow::Result<()>
+where
+    R: Read,
+    F: Fn(usize, Result<Ticket, String>) -> String + Sync,
+{
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, input);
+    let mut line_no = 0usize;
+    let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
+    loop {
+        let mut buf = Vec::new();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .context("reading stdin")?;
+        if n > 0 {
+            line_no += 1;
+            if !buf.trim_ascii().is_empty() {
+                batch.push((line_no, buf));
+            }
+        }
+        let flush = n == 0 || reader.buffer().is_empty() || batch.len() >= 4096;
+        if flush && !batch.is_empty() {
+            let lines: Vec<String> = batch
+                .par_iter()
+                .map(|(no, bytes)| {
+                    let ticket = std::str::from_utf8(bytes)
+                        .map_err(|e| format!("invalid UTF-8: {e}"))
+                        .and_then(|s| {
+                            serde_json::from_str::<TicketLine>(s)
+                                .map(TicketLine::into_ticket)
+                                .map_err(|e| format!("bad ticket JSON: {e}"))
+                        });
+                    answer(*no, ticket)
+                })
+                .collect();
+            for l in lines {
+                out.write_all(l.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            batch.clear();
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn error_line(line: usize, error: String) -> String {
+    serde_json::to_string(&LineError { line, error }).expect("serializable")
+}
+
 impl ClassifyArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("routing engineer")
+        let classifier = Classifier::load(&self.model)?;
+        let stdout = std::io::stdout();
+        let mut out = BufWriter::new(stdout.lock());
+        if let Some(text) = &self.text {
+            let ticket = Ticket {
+                id: None,
+                subject: String::new(),
+                body: text.clone(),
+            };
+            let answer = classify(&classifier, &ticket)?;
+            if self.json {
+                writeln!(out, "{}", serde_json::to_string(&answer)?)?;
+            } else {
+                writeln!(out, "{}", human(&answer))?;
+            }
+            out.flush()?;
+            return Ok(());
+        }
+        let json = self.json;
+        stream_jsonl(std::io::stdin().lock(), &mut out, |no, ticket| match ticket
+            .and_then(|t| classify(&classifier, &t).map_err(|e| e.to_string()))
+        {
+            Ok(a) if json => serde_json::to_string(&a).expect("serializable"),
+            Ok(a) => human(&a),
+            Err(e) => error_line(no, e),
+        })
     }
 }
 
@@ -53,7 +281,15 @@ pub struct RouteArgs {
 
 impl RouteArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("routing engineer")
+        let router = TicketRouter::load(&self.model, self.rules.as_deref())?;
+        let stdout = std::io::stdout();
+        let mut out = BufWriter::new(stdout.lock());
+        stream_jsonl(std::io::stdin().lock(), &mut out, |no, ticket| match ticket
+            .and_then(|t| router.route(&t).map_err(|e| e.to_string()))
+        {
+            Ok(d) => serde_json::to_string(&d).expect("serializable"),
+            Err(e) => error_line(no, e),
+        })
     }
 }
 
@@ -66,10 +302,32 @@ pub struct EvalClassifyArgs {
     pub data: PathBuf,
     #[arg(long)]
     pub json: bool,
+    /// Evaluate only the held-back 10% of --data (sha1 ≡ 0 mod 10), the dev split of data sets
+    /// without one (banking77), as `kefu train` without --dev holds it back.
+    #[arg(long)]
+    pub holdout: bool,
 }
 
 impl EvalClassifyArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        todo!("routing engineer")
+        let classifier = Classifier::load(&self.model)?;
+        let mut data = train::read_examples(&self.data)?;
+        if self.holdout {
+            data.retain(|e| train::is_held_back(&e.text));
+        }
+        let report = eval::evaluate(&classifier, &data);
+        if !report.unknown_labels.is_empty() {
+            eprintln!(
+                "kefu: {} gold label(s) the model does not know (counted as errors): {}",
+                report.unknown_labels.len(),
+                report.unknown_labels.join(", ")
+            );
+        }
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", report.text());
+        }
+        Ok(())
     }
 }

@@ -3,7 +3,16 @@
 //! INTERFACE (fixed by the lead; the routing engineer implements the bodies and may add
 //! submodules, fields and methods, but must keep these signatures so `server` compiles):
 
-use std::path::Path;
+pub mod calibrate;
+pub mod classifier;
+pub mod eval;
+pub mod features;
+pub mod model;
+pub mod rules;
+pub mod train;
+pub mod vocab;
+
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -48,7 +57,7 @@ pub struct TokenWeight {
 }
 
 /// Response-time targets of a priority level (DESIGN.md's table).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Sla {
     pub first_response_minutes: u32,
     pub resolution_hours: u32,
@@ -69,25 +78,91 @@ pub struct Decision {
     pub explanation: Vec<TokenWeight>,
 }
 
+/// Explanations list this many tokens.
+const EXPLANATION_TOKENS: usize = 5;
+/// `top` lists this many labels.
+const TOP_LABELS: usize = 3;
+
 /// Classifier + rules, loaded once; `Send + Sync`, share it in an `Arc`.
-pub struct TicketRouter {}
+pub struct TicketRouter {
+    classifier: classifier::Classifier,
+    rules: rules::RoutingRules,
+}
 
 impl TicketRouter {
     /// Loads the model directory (`model.safetensors`, `tokenizer.json`, `labels.json`, config)
     /// and the routing rules (`None`: the rules file beside the model, else `models/routing.toml`).
     pub fn load(model_dir: &Path, rules: Option<&Path>) -> Result<TicketRouter, RouteError> {
-        let _ = (model_dir, rules);
-        todo!("routing engineer")
+        let classifier = classifier::Classifier::load(model_dir)?;
+        let rules_path = match rules {
+            Some(p) => p.to_path_buf(),
+            None => default_rules_path(model_dir),
+        };
+        let rules = rules::RoutingRules::load(&rules_path)?;
+        Ok(TicketRouter { classifier, rules })
+    }
+
+    /// Builds a router from parts already loaded.
+    pub fn from_parts(classifier: classifier::Classifier, rules: rules::RoutingRules) -> Self {
+        TicketRouter { classifier, rules }
     }
 
     /// Routes one ticket.
     pub fn route(&self, ticket: &Ticket) -> Result<Decision, RouteError> {
-        let _ = ticket;
-        todo!("routing engineer")
+        let text = ticket_text(ticket)?;
+        let (prediction, explanation) = self.classifier.explain(&text, EXPLANATION_TOKENS);
+        let category = self.classifier.labels()[prediction.best].clone();
+        let needs_human = prediction.abstain || self.rules.is_abstain_label(&category);
+        let priority = self.rules.priority(&text);
+        Ok(Decision {
+            id: ticket.id.clone(),
+            queue: self.rules.queue(&category, needs_human),
+            category,
+            confidence: prediction.confidence,
+            needs_human,
+            priority: priority.level.to_string(),
+            sla: priority.sla,
+            top: self.classifier.top(&prediction, TOP_LABELS),
+            explanation,
+        })
     }
 
     /// Labels the model knows.
     pub fn labels(&self) -> &[String] {
-        todo!("routing engineer")
+        self.classifier.labels()
     }
+
+    /// The classifier alone.
+    pub fn classifier(&self) -> &classifier::Classifier {
+        &self.classifier
+    }
+
+    /// The routing rules.
+    pub fn rules(&self) -> &rules::RoutingRules {
+        &self.rules
+    }
+}
+
+/// The rules file used when none is given: `routing.toml` beside the model directory
+/// (`models/router` → `models/routing.toml`), else inside it, else `models/routing.toml`.
+pub fn default_rules_path(model_dir: &Path) -> PathBuf {
+    let beside = model_dir
+        .parent()
+        .map(|p| p.join("routing.toml"))
+        .unwrap_or_else(|| PathBuf::from("routing.toml"));
+    let inside = model_dir.join("routing.toml");
+    [beside, inside]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("models/routing.toml"))
+}
+
+/// A ticket's text: subject, newline, body. Empty (only whitespace) is an invalid ticket.
+pub fn ticket_text(ticket: &Ticket) -> Result<String, RouteError> {
+    if ticket.subject.trim().is_empty() && ticket.body.trim().is_empty() {
+        return Err(RouteError::InvalidTicket(
+            "empty ticket: subject and body are both empty".into(),
+        ));
+    }
+    Ok(format!("{}\n{}", ticket.subject, ticket.body))
 }

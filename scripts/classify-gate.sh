@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# CI gate for the router (called by .ci/run when ../shared/data is present): retrains on
+# cloud-queues and smp2017 with the release binary into a temp dir, evaluates on their dev
+# splits, and fails below the floors of issue 3 (cloud-queues accuracy 0.80, smp2017 0.89).
+#
+#   scripts/classify-gate.sh [KEFU_BINARY] [DATA_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kefu="${1:-${CARGO_TARGET_DIR:-target}/release/kefu}"
+data="${2:-../shared/data/classify}"
+if [ ! -d "$data" ]; then
+  echo "classify-gate: $data not found, skipped"
+  exit 0
+fi
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+status=0
+gate() { # name floor
+  local name="$1" floor="$2"
+  "$kefu" train --data "$data/$name/train.jsonl" --dev "$data/$name/dev.jsonl" \
+    --out "$tmp/$name" --seed 42 2>"$tmp/$name.log"
+  "$kefu" eval classify --model "$tmp/$name" --data "$data/$name/dev.jsonl" --json >"$tmp/$name.json"
+  python3 - "$tmp/$name.json" "$name" "$floor" <<'PY' || status=1
+import json, sys
+r = json.load(open(sys.argv[1])); name, floor = sys.argv[2], float(sys.argv[3])
+ok = r["accuracy"] >= floor
+print(f"classify-gate {name}: accuracy {r['accuracy']:.4f} macro_f1 {r['macro_f1']:.4f} "
+      f"ece {r['ece']:.4f} coverage {r['coverage']:.4f} answered_accuracy {r['answered_accuracy']:.4f} "
+      f"(floor {floor}) {'ok' if ok else 'FAILED'}")
+sys.exit(0 if ok else 1)
+PY
+}
+gate cloud-queues 0.80
+gate smp2017 0.89
+exit $status

@@ -1,0 +1,252 @@
+//! Calibration and abstention: temperature scaling fitted on dev, the abstain threshold chosen on
+//! dev, expected calibration error, and the coverage vs answered-accuracy curve.
+//!
+//! Owns: numbers about confidences. Must never: look at text.
+
+use serde::{Deserialize, Serialize};
+
+/// Softmax of `logits / temperature`.
+pub fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
+    let t = temperature.max(1e-3);
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&l| ((l - max) / t).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Index and value of the largest element.
+pub fn argmax(xs: &[f32]) -> (usize, f32) {
+    xs.iter()
+        .cloned()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, x)| {
+            if x > best.1 { (i, x) } else { best }
+        })
+}
+
+fn nll(logits: &[Vec<f32>], gold: &[usize], t: f32) -> f64 {
+    logits
+        .iter()
+        .zip(gold)
+        .map(|(l, &g)| -(softmax(l, t)[g].max(1e-12) as f64).ln())
+        .sum::<f64>()
+        / gold.len().max(1) as f64
+}
+
+/// The temperature minimizing dev NLL (golden-section search over log T in [1/20, 20]).
+pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f32 {
+    if gold.is_empty() {
+        return 1.0;
+    }
+    let f = |log_t: f64| nll(logits, gold, log_t.exp() as f32);
+    let (mut a, mut b) = ((0.05f64).ln(), (20f64).ln());
+    let phi = (5f64.sqrt() - 1.0) / 2.0;
+    let mut c = b - phi * (b - a);
+    let mut d = a + phi * (b - a);
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..60 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - phi * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + phi * (b - a);
+            fd = f(d);
+        }
+    }
+    ((a + b) / 2.0).exp() as f32
+}
+
+/// Expected calibration error with `bins` equal-width bins over (0, 1] (the anchors' definition).
+pub fn ece(conf: &[f32], correct: &[bool], bins: usize) -> f64 {
+    let n = conf.len().max(1) as f64;
+    let mut e = 0.0;
+    for b in 0..bins {
+        let lo = b as f32 / bins as f32;
+        let hi = (b + 1) as f32 / bins as f32;
+        let members: Vec<usize> = (0..conf.len())
+            .filter(|&i| conf[i] > lo && conf[i] <= hi)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let m = members.len() as f64;
+        let avg_conf = members.iter().map(|&i| conf[i] as f64).sum::<f64>() / m;
+        let acc = members.iter().filter(|&&i| correct[i]).count() as f64 / m;
+        e += m / n * (avg_conf - acc).abs();
+    }
+    e
+}
+
+/// One point of the coverage vs answered-accuracy curve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub threshold: f32,
+    pub coverage: f64,
+    pub answered_accuracy: f64,
+}
+
+/// Coverage and answered accuracy at the thresholds that keep 100%, 95%, … 50% of `conf`.
+pub fn coverage_curve(conf: &[f32], correct: &[bool]) -> Vec<CurvePoint> {
+    let mut sorted: Vec<f32> = conf.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    (0..=10)
+        .filter_map(|k| {
+            let keep = ((1.0 - k as f64 * 0.05) * sorted.len() as f64).round() as usize;
+            let threshold = *sorted.get(keep.max(1) - 1)?;
+            Some(point(conf, correct, threshold))
+        })
+        .collect()
+}
+
+fn point(conf: &[f32], correct: &[bool], threshold: f32) -> CurvePoint {
+    let answered: Vec<usize> = (0..conf.len()).filter(|&i| conf[i] >= threshold).collect();
+    CurvePoint {
+        threshold,
+        coverage: answered.len() as f64 / conf.len().max(1) as f64,
+        answered_accuracy: answered.iter().filter(|&&i| correct[i]).count() as f64
+            / answered.len().max(1) as f64,
+    }
+}
+
+/// How the abstain threshold was chosen, for the training report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdChoice {
+    pub threshold: f32,
+    pub rule: String,
+}
+
+/// Chooses the abstain threshold on dev.
+///
+/// `in_scope[i]`: the dev row has a label the model answers with (not `oos`, not unknown);
+/// `correct[i]`: the top label is right (never for out-of-scope rows); `conf[i]`: calibrated top
+/// probability, where a top label of `oos` counts as abstaining already (pass 0 then).
+///
+/// With out-of-scope rows: the highest in-scope accuracy (abstaining counts as wrong) among
+/// thresholds reaching `oos_recall_target`, else the best balanced mean of the two.
+/// Without: the lowest threshold whose answered accuracy reaches `answered_accuracy_target`
+/// while keeping at least `min_coverage` (else the threshold at `min_coverage`).
+pub fn choose_threshold(
+    conf: &[f32],
+    correct: &[bool],
+    in_scope: &[bool],
+    answered_accuracy_target: f64,
+    min_coverage: f64,
+    oos_recall_target: f64,
+) -> ThresholdChoice {
+    let mut candidates: Vec<f32> = conf.to_vec();
+    candidates.push(0.0);
+    candidates.sort_by(|a, b| a.total_cmp(b));
+    candidates.dedup();
+    let n_in = in_scope.iter().filter(|&&s| s).count();
+    let n_oos = in_scope.len() - n_in;
+    if n_oos > 0 && n_in > 0 {
+        let eval = |t: f32| {
+            let in_acc = (0..conf.len())
+                .filter(|&i| in_scope[i] && correct[i] && conf[i] >= t)
+                .count() as f64
+                / n_in as f64;
+            let oos_rec = (0..conf.len())
+                .filter(|&i| !in_scope[i] && conf[i] < t)
+                .count() as f64
+                / n_oos as f64;
+            (in_acc, oos_rec)
+        };
+        let mut best: Option<(f64, f32, f64)> = None;
+        for &t in &candidates {
+            let (in_acc, rec) = eval(t);
+            if rec >= oos_recall_target && best.is_none_or(|b| in_acc > b.0) {
+                best = Some((in_acc, t, rec));
+            }
+        }
+        if let Some((in_acc, t, rec)) = best {
+            return ThresholdChoice {
+                threshold: t,
+                rule: format!(
+                    "best dev in-scope accuracy ({in_acc:.3}) with out-of-scope recall ≥ {oos_recall_target} ({rec:.3})"
+                ),
+            };
+        }
+        let (t, score) = candidates
+            .iter()
+            .map(|&t| {
+                let (a, r) = eval(t);
+                (t, (a + r) / 2.0)
+            })
+            .fold((0.0, f64::MIN), |b, x| if x.1 > b.1 { x } else { b });
+        return ThresholdChoice {
+            threshold: t,
+            rule: format!(
+                "out-of-scope recall {oos_recall_target} unreachable: best balanced dev score {score:.3}"
+            ),
+        };
+    }
+    let mut floor = 0.0;
+    for &t in &candidates {
+        let p = point(conf, correct, t);
+        if p.coverage < min_coverage {
+            break;
+        }
+        floor = t;
+        if p.answered_accuracy >= answered_accuracy_target {
+            return ThresholdChoice {
+                threshold: t,
+                rule: format!(
+                    "lowest dev threshold with answered accuracy ≥ {answered_accuracy_target} (coverage {:.3})",
+                    p.coverage
+                ),
+            };
+        }
+    }
+    ThresholdChoice {
+        threshold: floor,
+        rule: format!(
+            "answered accuracy {answered_accuracy_target} unreachable above coverage {min_coverage}: threshold at that coverage"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temperature_softens_overconfident_logits() {
+        // Half right at logit margin 10: calibrated confidence should drop towards 0.5.
+        let logits: Vec<Vec<f32>> = (0..100).map(|_| vec![10.0, 0.0]).collect();
+        let gold: Vec<usize> = (0..100).map(|i| i % 2).collect();
+        let t = fit_temperature(&logits, &gold);
+        assert!(t > 10.0, "temperature {t}");
+        let p = softmax(&logits[0], t)[0];
+        assert!(p < 0.7, "{p}");
+    }
+
+    #[test]
+    fn ece_is_zero_when_confidence_matches_accuracy() {
+        let conf = vec![0.8; 10];
+        let correct: Vec<bool> = (0..10).map(|i| i < 8).collect();
+        assert!(ece(&conf, &correct, 15) < 1e-6);
+        let all_right = vec![true; 10];
+        assert!((ece(&conf, &all_right, 15) - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn threshold_trades_coverage_for_accuracy() {
+        let conf = vec![0.9, 0.8, 0.7, 0.6, 0.5, 0.4];
+        let correct = vec![true, true, true, false, true, false];
+        let scope = vec![true; 6];
+        let c = choose_threshold(&conf, &correct, &scope, 0.99, 0.3, 0.9);
+        assert_eq!(c.threshold, 0.7);
+        let curve = coverage_curve(&conf, &correct);
+        assert_eq!(curve[0].coverage, 1.0);
+        // With out-of-scope rows (last two): abstain below them.
+        let scope = vec![true, true, true, true, false, false];
+        let c = choose_threshold(&conf, &correct, &scope, 0.9, 0.5, 0.9);
+        assert_eq!(c.threshold, 0.6);
+    }
+}

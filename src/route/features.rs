@@ -1,0 +1,293 @@
+//! Classifier features: the one analyzer's tokens looked up in the vocabulary (`tokenizer.json`),
+//! plus word bigrams and character n-grams hashed into a fixed number of buckets, so typos, unseen
+//! words and Chinese compounds still carry signal.
+//!
+//! Owns: text → feature ids (and, for explanations, which token each feature came from).
+//! Must never: depend on anything but the text and the saved config/vocabulary (training and
+//! inference must compute the very same features).
+//!
+//! Feature id layout: `0..vocab_size` are vocabulary ids (`[UNK]` = 0 is never emitted),
+//! `vocab_size..vocab_size + buckets` are hashed n-gram buckets.
+
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::analyzer::{analyzer, is_han};
+
+/// Only this many bytes of a ticket are analyzed: the opening of a ticket says what it is about,
+/// and a 1 MB paste must not cost a second of jieba.
+pub const MAX_ANALYZED_BYTES: usize = 8 * 1024;
+
+/// How features are built; saved in the model config so inference matches training.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureConfig {
+    /// Number of hash buckets for bigrams and character n-grams.
+    pub buckets: u32,
+    /// Shortest character n-gram (over `<token>`).
+    pub char_ngram_min: usize,
+    /// Longest character n-gram.
+    pub char_ngram_max: usize,
+    /// Add word bigrams of consecutive whole words.
+    pub word_bigrams: bool,
+    /// Add Chinese character bigrams and trigrams that cross word boundaries (jieba's cut is not
+    /// always the one that matters: 开发票 may come out as 开发 + 票).
+    #[serde(default)]
+    pub han_cross_ngrams: bool,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        FeatureConfig {
+            buckets: 1 << 17,
+            char_ngram_min: 2,
+            char_ngram_max: 4,
+            word_bigrams: true,
+            han_cross_ngrams: true,
+        }
+    }
+}
+
+/// Feature ids of one text, with the analyzer token each came from (for explanations).
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    /// Feature ids (vocabulary ids, then bucket ids offset by the vocabulary size).
+    pub ids: Vec<u32>,
+    /// For each id, the index into `tokens` it belongs to.
+    pub token_of: Vec<u32>,
+    /// Original text of each whole-word token (what an agent reads in an explanation).
+    pub tokens: Vec<String>,
+}
+
+/// The longest prefix of `text` no longer than `max` bytes, cut at a char boundary.
+pub fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// FNV-1a (64 bit): stable across runs and platforms, unlike std's `RandomState`.
+fn fnv1a(kind: u8, parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    eat(kind);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            eat(0x1f);
+        }
+        for &b in p.as_bytes() {
+            eat(b);
+        }
+    }
+    h
+}
+
+/// The analyzer's token texts of `text` (what the vocabulary is built from), and for each
+/// whether it is a sub-word (covered by a longer token at the same position).
+pub fn analyzed_tokens(text: &str) -> Vec<(String, bool, (usize, usize))> {
+    let text = prefix(text, MAX_ANALYZED_BYTES);
+    analyzer()
+        .analyze(text)
+        .into_iter()
+        .filter(|t| !t.text.trim().is_empty())
+        .map(|t| (t.text, t.subword, (t.offset_from, t.offset_to)))
+        .collect()
+}
+
+/// Turns text into feature ids with a vocabulary (`tokenizer.json`) and a [`FeatureConfig`].
+pub struct Featurizer {
+    tokenizer: Tokenizer,
+    vocab_size: u32,
+    config: FeatureConfig,
+}
+
+impl Featurizer {
+    pub fn new(tokenizer: Tokenizer, config: FeatureConfig) -> Featurizer {
+        let vocab_size = tokenizer.get_vocab_size(true) as u32;
+        Featurizer {
+            tokenizer,
+            vocab_size,
+            config,
+        }
+    }
+
+    /// Vocabulary size (feature ids below it are words).
+    pub fn vocab_size(&self) -> u32 {
+        self.vocab_size
+    }
+
+    /// Total number of feature ids (rows of the embedding table).
+    pub fn rows(&self) -> usize {
+        self.vocab_size as usize + self.config.buckets as usize
+    }
+
+    pub fn config(&self) -> &FeatureConfig {
+        &self.config
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    fn bucket(&self, h: u64) -> u32 {
+        self.vocab_size + (h % self.config.buckets as u64) as u32
+    }
+
+    /// Features of `text` (analysis limited to its first [`MAX_ANALYZED_BYTES`]).
+    pub fn features(&self, text: &str) -> Features {
+        let text = prefix(text, MAX_ANALYZED_BYTES);
+        let tokens = analyzed_tokens(text);
+        let mut out = Features::default();
+        if tokens.is_empty() {
+            return out;
+        }
+        // Vocabulary lookup through the tokenizer: analyzer tokens joined by spaces, split back
+        // by its whitespace pre-tokenizer, one id per token.
+        let joined = tokens
+            .iter()
+            .map(|(t, _, _)| t.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let word_ids: Vec<u32> = match self.tokenizer.encode(joined.as_str(), false) {
+            Ok(enc) if enc.get_ids().len() == tokens.len() => enc.get_ids().to_vec(),
+            // A token with inner whitespace would shift the alignment: look up one by one.
+            _ => tokens
+                .iter()
+                .map(|(t, _, _)| self.tokenizer.token_to_id(t).unwrap_or(0))
+                .collect(),
+        };
+        // Explanations are per whole word: sub-words report to the word that covers them.
+        let mut word_index = 0u32;
+        let mut last_whole: Option<(usize, usize)> = None;
+        let mut prev_word: Option<&str> = None;
+        let mut run: Vec<(char, u32)> = Vec::new();
+        let mut run_end: Option<usize> = None;
+        for (i, ((tok, subword, span), id)) in tokens.iter().zip(&word_ids).enumerate() {
+            let covered =
+                *subword && last_whole.is_some_and(|(from, to)| span.0 >= from && span.1 <= to);
+            if !covered {
+                out.tokens.push(text[span.0..span.1].to_string());
+                word_index = (out.tokens.len() - 1) as u32;
+                last_whole = Some(*span);
+            }
+            if *id != 0 {
+                out.ids.push(*id);
+                out.token_of.push(word_index);
+            }
+            if covered || *subword {
+                continue;
+            }
+            if self.config.word_bigrams {
+                if let Some(prev) = prev_word {
+                    out.ids.push(self.bucket(fnv1a(b'b', &[prev, tok])));
+                    out.token_of.push(word_index);
+                }
+                prev_word = Some(&tokens[i].0);
+            }
+            self.char_ngrams(tok, word_index, &mut out);
+            if self.config.han_cross_ngrams {
+                let han = tok.chars().all(is_han);
+                if !han || run_end != Some(span.0) {
+                    self.flush_han_run(&mut run, &mut out);
+                }
+                if han {
+                    run.extend(tok.chars().map(|c| (c, word_index)));
+                    run_end = Some(span.1);
+                } else {
+                    run_end = None;
+                }
+            }
+        }
+        self.flush_han_run(&mut run, &mut out);
+        out
+    }
+
+    /// Character 2- and 3-grams over a run of adjacent Chinese words that span a word boundary.
+    fn flush_han_run(&self, run: &mut Vec<(char, u32)>, out: &mut Features) {
+        let mut buf = String::new();
+        for n in 2..=3 {
+            for w in run.windows(n) {
+                if w[0].1 == w[n - 1].1 {
+                    continue; // inside one word: its own n-grams cover it
+                }
+                buf.clear();
+                buf.extend(w.iter().map(|(c, _)| c));
+                out.ids.push(self.bucket(fnv1a(b'r', &[&buf])));
+                out.token_of.push(w[0].1);
+            }
+        }
+        run.clear();
+    }
+
+    fn char_ngrams(&self, tok: &str, word_index: u32, out: &mut Features) {
+        let (lo, hi) = (self.config.char_ngram_min, self.config.char_ngram_max);
+        if hi == 0 || lo > hi {
+            return;
+        }
+        let mut chars: Vec<char> = Vec::with_capacity(tok.len() + 2);
+        chars.push('<');
+        chars.extend(tok.chars());
+        chars.push('>');
+        let mut buf = String::new();
+        for n in lo.max(1)..=hi {
+            if n > chars.len() {
+                break;
+            }
+            for w in chars.windows(n) {
+                // `<x>` for a one-char token duplicates the word itself.
+                if n == chars.len() && n > 2 {
+                    continue;
+                }
+                buf.clear();
+                buf.extend(w.iter());
+                out.ids.push(self.bucket(fnv1a(b'c', &[&buf])));
+                out.token_of.push(word_index);
+            }
+        }
+        // Single Han characters: the strongest signal of an unseen Chinese compound.
+        if tok.chars().count() > 1 {
+            for c in tok.chars().filter(|&c| is_han(c)) {
+                buf.clear();
+                buf.push(c);
+                out.ids.push(self.bucket(fnv1a(b'h', &[&buf])));
+                out.token_of.push(word_index);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::vocab;
+
+    #[test]
+    fn prefix_cuts_at_char_boundary() {
+        assert_eq!(prefix("发票abc", 4), "发");
+        assert_eq!(prefix("abc", 10), "abc");
+    }
+
+    #[test]
+    fn unseen_words_still_get_ngram_features() {
+        let texts = ["发票 怎么 开", "invoice please"];
+        let tok = vocab::build(texts.iter().map(|t| analyzed_tokens(t)), 1).unwrap();
+        let f = Featurizer::new(tok, FeatureConfig::default());
+        let seen = f.features("invoice");
+        let typo = f.features("invoise");
+        assert!(seen.ids.iter().any(|&id| id < f.vocab_size()));
+        assert!(typo.ids.iter().all(|&id| id >= f.vocab_size()));
+        let shared = typo.ids.iter().filter(|id| seen.ids.contains(id)).count();
+        assert!(shared >= 3, "typo shares {shared} n-grams");
+        assert_eq!(typo.tokens, vec!["invoise"]);
+        assert_eq!(f.features("").ids.len(), 0);
+        // Deterministic.
+        assert_eq!(f.features("发票怎么开").ids, f.features("发票怎么开").ids);
+    }
+}

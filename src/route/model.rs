@@ -1,0 +1,341 @@
+//! The candle model: a fastText-style bag of feature embeddings, pooled as a weighted mean (each
+//! feature weighs its training IDF, so rare, telling words and n-grams count more than `the` and
+//! `如何`; features never seen in training weigh 0, their rows hold nothing learned), then an
+//! optional hidden layer (ReLU) and a linear layer to the label logits.
+//!
+//! Owns: the layers (`new(vb)` with names via `vb.pp`), `forward`, and [`PlainModel`], the same
+//! weights copied into plain `Vec<f32>` at load time so one ticket costs microseconds, not a
+//! candle graph. Must never: train (that is `train.rs`).
+//!
+//! Weights in `model.safetensors`: `embedding.weight` `[rows, dim]` (stored as f16 to keep the
+//! model directory small), `feature_weight` `[rows]`, `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Shape of the network; saved in `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelConfig {
+    /// Embedding rows: vocabulary + hash buckets.
+    pub rows: usize,
+    /// Embedding width.
+    pub dim: usize,
+    /// Hidden layer width (0: none, the pooled vector feeds the output layer directly).
+    pub hidden: usize,
+    /// Number of labels.
+    pub labels: usize,
+}
+
+/// The network, candle style: a struct of layers.
+pub struct RouterModel {
+    pub embedding: Tensor,
+    /// Pooling weight of each feature row (IDF on the training data).
+    pub feature_weight: Tensor,
+    pub hidden: Option<Linear>,
+    pub out: Linear,
+}
+
+impl RouterModel {
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<RouterModel> {
+        let embedding = vb.pp("embedding").get((cfg.rows, cfg.dim), "weight")?;
+        let feature_weight = vb.get(cfg.rows, "feature_weight")?;
+        let (hidden, head_in) = if cfg.hidden > 0 {
+            (
+                Some(candle_nn::linear(cfg.dim, cfg.hidden, vb.pp("hidden"))?),
+                cfg.hidden,
+            )
+        } else {
+            (None, cfg.dim)
+        };
+        let out = candle_nn::linear(head_in, cfg.labels, vb.pp("out"))?;
+        Ok(RouterModel {
+            embedding,
+            feature_weight,
+            hidden,
+            out,
+        })
+    }
+
+    /// Logits from pooled vectors `[batch, dim]`.
+    pub fn head(&self, pooled: &Tensor) -> Result<Tensor> {
+        let x = match &self.hidden {
+            Some(h) => h.forward(pooled)?.relu()?,
+            None => pooled.clone(),
+        };
+        self.out.forward(&x)
+    }
+
+    /// Logits `[batch, labels]` for a batch given as a pooling matrix `[batch, n]` over the
+    /// embedding rows `rows` `[n]` (row `j` of the batch is `Σ pool[j,i] · E[rows[i]]`).
+    pub fn forward_pooled_rows(&self, pool: &Tensor, rows: &Tensor) -> Result<Tensor> {
+        let e = self.embedding.index_select(rows, 0)?;
+        self.head(&pool.matmul(&e)?)
+    }
+
+    /// Logits for feature-id lists, the reference the plain copy is tested against.
+    pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Tensor> {
+        let dev = self.embedding.device();
+        let weights: Vec<f32> = self.feature_weight.to_dtype(DType::F32)?.to_vec1()?;
+        let (pool, rows) = pooling_matrix(batch, &weights, dev)?;
+        self.forward_pooled_rows(&pool, &rows)
+    }
+
+    /// Copies the weights into plain vectors for fast inference.
+    pub fn to_plain(&self) -> Result<PlainModel> {
+        let emb = self.embedding.to_dtype(DType::F32)?;
+        let (rows, dim) = emb.dims2()?;
+        let linear = |l: &Linear| -> Result<(Vec<f32>, Vec<f32>, usize)> {
+            let w = l.weight().to_dtype(DType::F32)?;
+            let (out, _) = w.dims2()?;
+            let b = match l.bias() {
+                Some(b) => b.to_dtype(DType::F32)?.to_vec1()?,
+                None => vec![0.0; out],
+            };
+            Ok((w.flatten_all()?.to_vec1()?, b, out))
+        };
+        let hidden = self.hidden.as_ref().map(linear).transpose()?;
+        let (out_w, out_b, labels) = linear(&self.out)?;
+        Ok(PlainModel {
+            dim,
+            rows,
+            embedding: emb.flatten_all()?.to_vec1()?,
+            weight: self.feature_weight.to_dtype(DType::F32)?.to_vec1()?,
+            hidden,
+            out_w,
+            out_b,
+            labels,
+        })
+    }
+}
+
+/// Weighted-mean pooling matrix `[batch, unique rows]` and the unique rows, for a batch of id
+/// lists (`weights[id]`: the pooling weight of a feature row).
+pub fn pooling_matrix(
+    batch: &[Vec<u32>],
+    weights: &[f32],
+    dev: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let mut index = std::collections::HashMap::new();
+    let mut rows: Vec<u32> = Vec::new();
+    for ids in batch {
+        for &id in ids {
+            index.entry(id).or_insert_with(|| {
+                rows.push(id);
+                rows.len() - 1
+            });
+        }
+    }
+    let n = rows.len().max(1);
+    if rows.is_empty() {
+        rows.push(0);
+    }
+    let mut pool = vec![0f32; batch.len() * n];
+    for (j, ids) in batch.iter().enumerate() {
+        let total: f32 = ids.iter().map(|&id| weights[id as usize]).sum();
+        if total <= 0.0 {
+            continue;
+        }
+        for &id in ids {
+            pool[j * n + index[&id]] += weights[id as usize] / total;
+        }
+    }
+    Ok((
+        Tensor::from_vec(pool, (batch.len(), n), dev)?,
+        Tensor::from_vec(rows, n, dev)?,
+    ))
+}
+
+/// The same network as plain vectors (row-major, `weight[out][in]` as in candle's `Linear`).
+#[derive(Debug, Clone)]
+pub struct PlainModel {
+    pub dim: usize,
+    pub rows: usize,
+    pub embedding: Vec<f32>,
+    /// Pooling weight of each row.
+    pub weight: Vec<f32>,
+    /// `(weight [hidden×dim], bias, hidden)`.
+    pub hidden: Option<(Vec<f32>, Vec<f32>, usize)>,
+    pub out_w: Vec<f32>,
+    pub out_b: Vec<f32>,
+    pub labels: usize,
+}
+
+fn affine(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
+    b.iter()
+        .enumerate()
+        .map(|(o, &bias)| {
+            let row = &w[o * x.len()..(o + 1) * x.len()];
+            bias + row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>()
+        })
+        .collect()
+}
+
+impl PlainModel {
+    fn row(&self, id: u32) -> &[f32] {
+        let id = id as usize;
+        &self.embedding[id * self.dim..(id + 1) * self.dim]
+    }
+
+    /// Sum of the pooling weights of `ids` (0 when none is known).
+    fn total_weight(&self, ids: &[u32]) -> f32 {
+        ids.iter()
+            .filter(|&&id| (id as usize) < self.rows)
+            .map(|&id| self.weight[id as usize])
+            .sum()
+    }
+
+    /// Weighted mean of the feature embeddings (zeros when no feature is known).
+    pub fn pool(&self, ids: &[u32]) -> Vec<f32> {
+        let mut pooled = vec![0f32; self.dim];
+        let total = self.total_weight(ids);
+        if total <= 0.0 {
+            return pooled;
+        }
+        for &id in ids.iter().filter(|&&id| (id as usize) < self.rows) {
+            let w = self.weight[id as usize] / total;
+            if w == 0.0 {
+                continue;
+            }
+            for (p, e) in pooled.iter_mut().zip(self.row(id)) {
+                *p += w * e;
+            }
+        }
+        pooled
+    }
+
+    /// Logits for a pooled vector.
+    pub fn head(&self, pooled: &[f32]) -> Vec<f32> {
+        match &self.hidden {
+            Some((w, b, _)) => {
+                let mut h = affine(w, b, pooled);
+                h.iter_mut().for_each(|x| *x = x.max(0.0));
+                affine(&self.out_w, &self.out_b, &h)
+            }
+            None => affine(&self.out_w, &self.out_b, pooled),
+        }
+    }
+
+    /// Logits for feature ids.
+    pub fn logits(&self, ids: &[u32]) -> Vec<f32> {
+        self.head(&self.pool(ids))
+    }
+
+    /// Gradient with respect to the pooled vector of `out_row · hidden(pooled)` (a logit when
+    /// `out_row` is a row of the output layer): exact for the linear head, the local
+    /// linearization through the ReLU otherwise. Feature `f` then contributed
+    /// `grad · E[f] · w[f] / Σw`
+    /// ("gradient × input").
+    fn gradient_for_row(&self, pooled: &[f32], out_row: &[f32]) -> Vec<f32> {
+        let d = self.dim;
+        match &self.hidden {
+            None => out_row.to_vec(),
+            Some((w, b, h)) => {
+                let z = affine(w, b, pooled);
+                let mut g = vec![0f32; d];
+                for k in 0..*h {
+                    if z[k] <= 0.0 {
+                        continue;
+                    }
+                    for (gi, wi) in g.iter_mut().zip(&w[k * d..(k + 1) * d]) {
+                        *gi += out_row[k] * wi;
+                    }
+                }
+                g
+            }
+        }
+    }
+
+    fn out_row(&self, label: usize) -> &[f32] {
+        let width = self.out_w.len() / self.labels;
+        &self.out_w[label * width..(label + 1) * width]
+    }
+
+    fn contributions_for_row(&self, ids: &[u32], out_row: &[f32]) -> Vec<f32> {
+        let pooled = self.pool(ids);
+        let g = self.gradient_for_row(&pooled, out_row);
+        let total = self.total_weight(ids);
+        ids.iter()
+            .map(|&id| {
+                if (id as usize) >= self.rows || total <= 0.0 {
+                    return 0.0;
+                }
+                let w = self.weight[id as usize] / total;
+                w * self.row(id).iter().zip(&g).map(|(e, g)| e * g).sum::<f32>()
+            })
+            .collect()
+    }
+
+    /// Contribution of each feature to logit `label`.
+    pub fn contributions(&self, ids: &[u32], label: usize) -> Vec<f32> {
+        self.contributions_for_row(ids, self.out_row(label))
+    }
+
+    /// Contribution of each feature to logit `label` minus the mean logit, so features that
+    /// raise every label alike get no credit.
+    pub fn contrast_contributions(&self, ids: &[u32], label: usize) -> Vec<f32> {
+        let width = self.out_w.len() / self.labels;
+        let mut row = self.out_row(label).to_vec();
+        for l in 0..self.labels {
+            for (r, w) in row.iter_mut().zip(self.out_row(l)) {
+                *r -= w / self.labels as f32;
+            }
+        }
+        debug_assert_eq!(row.len(), width);
+        self.contributions_for_row(ids, &row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn plain_copy_matches_candle_forward() {
+        for hidden in [0, 8] {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let cfg = ModelConfig {
+                rows: 50,
+                dim: 6,
+                hidden,
+                labels: 3,
+            };
+            let model = RouterModel::new(&cfg, vb).unwrap();
+            // Deterministic, non-trivial embeddings.
+            let emb = Tensor::arange(0f32, 300f32, &Device::Cpu)
+                .unwrap()
+                .affine(0.01, -1.5)
+                .unwrap()
+                .sin()
+                .unwrap()
+                .reshape((50, 6))
+                .unwrap();
+            let weight = Tensor::arange(0f32, 50f32, &Device::Cpu)
+                .unwrap()
+                .affine(0.1, 0.5)
+                .unwrap();
+            let model = RouterModel {
+                embedding: emb,
+                feature_weight: weight,
+                ..model
+            };
+            let batch = vec![vec![1, 2, 3, 3], vec![40, 7]];
+            let logits: Vec<Vec<f32>> = model.forward(&batch).unwrap().to_vec2().unwrap();
+            let plain = model.to_plain().unwrap();
+            for (ids, want) in batch.iter().zip(&logits) {
+                let got = plain.logits(ids);
+                for (a, b) in got.iter().zip(want) {
+                    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                }
+            }
+            if hidden == 0 {
+                // Linear head: contributions add up to logit − bias exactly.
+                let ids = &batch[0];
+                let c: f32 = plain.contributions(ids, 1).iter().sum();
+                assert!((c + plain.out_b[1] - logits[0][1]).abs() < 1e-4);
+            }
+        }
+    }
+}

@@ -1,0 +1,652 @@
+//! Training: JSONL examples → vocabulary (`tokenizer.json`) → features (rayon) → the candle model
+//! trained with AdamW → temperature and abstain threshold fitted on dev → the model directory.
+//!
+//! Owns: the training loop. The embedding table is large (vocabulary + hash buckets rows) and a
+//! batch touches a few hundred rows, so dense AdamW would spend ≈ 100 ms a step updating rows
+//! with zero gradient (DESIGN.md pitfall). Each step therefore gathers the touched rows into a
+//! small candle `Var`, lets candle compute the gradient, and applies AdamW to those rows only
+//! ("lazy Adam", as TensorFlow's LazyAdam); the small dense head uses candle-nn's `AdamW`.
+//! Deterministic for a seed: our own seeded RNG for init, shuffling and feature dropout (candle's
+//! CPU RNG cannot be seeded); rayon only where the order of results is kept.
+//!
+//! Must never: touch files other than the output directory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::calibrate::{self, CurvePoint};
+use super::classifier::{Classifier, OOS_LABEL, RouterConfig};
+use super::features::{FeatureConfig, Featurizer, analyzed_tokens};
+use super::model::{ModelConfig, RouterModel, pooling_matrix};
+use super::vocab;
+
+/// What can go wrong while training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The training or dev data is unusable (message names file and line).
+    #[error("{0}")]
+    Data(String),
+    /// Writing the model directory failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// candle or tokenizers failed (a bug or an impossible configuration).
+    #[error("training failed: {0}")]
+    Internal(String),
+}
+
+fn internal(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Internal(e.to_string())
+}
+
+/// One labelled example.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Example {
+    pub text: String,
+    pub label: String,
+}
+
+#[derive(Deserialize)]
+struct ExampleLine {
+    text: String,
+    label: String,
+}
+
+/// Reads classification JSONL (`{"text","label",...}`); blank lines are skipped, anything else
+/// malformed is an error naming the file and line.
+pub fn read_examples(path: &Path) -> Result<Vec<Example>, TrainError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
+        let at = |msg: String| TrainError::Data(format!("{}:{}: {msg}", path.display(), i + 1));
+        let line = String::from_utf8(line).map_err(|_| at("invalid UTF-8".into()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ex: ExampleLine =
+            serde_json::from_str(&line).map_err(|e| at(format!("bad example: {e}")))?;
+        if ex.label.trim().is_empty() {
+            return Err(at("empty label".into()));
+        }
+        out.push(Example {
+            text: ex.text,
+            label: ex.label,
+        });
+    }
+    if out.is_empty() {
+        return Err(TrainError::Data(format!("{}: no examples", path.display())));
+    }
+    Ok(out)
+}
+
+/// The held-back slice: texts whose SHA-1 (as a big-endian integer) is 0 mod 10, the same rule
+/// as `shared/anchors/classify_anchors.py` uses for banking77's dev split.
+pub fn is_held_back(text: &str) -> bool {
+    let digest = sha1_smol::Sha1::from(text.as_bytes()).digest().bytes();
+    digest.iter().fold(0u32, |r, &b| (r * 256 + b as u32) % 10) == 0
+}
+
+/// Training settings (the defaults are what `scripts/train-default.sh` uses).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub seed: u64,
+    pub dim: usize,
+    pub hidden: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub min_count: usize,
+    /// Share of a training example's features dropped at random each time it is seen.
+    pub feature_dropout: f64,
+    pub features: FeatureConfig,
+    /// Abstention without out-of-scope dev rows: lowest threshold reaching this answered accuracy…
+    pub answered_accuracy_target: f64,
+    /// …while answering at least this share of dev.
+    pub min_coverage: f64,
+    /// Abstention with out-of-scope dev rows: required recall of those rows.
+    pub oos_recall_target: f64,
+    /// Draw a progress bar (on a terminal only).
+    pub progress: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            // Tuned on cloud-queues dev (acc 0.815 at dim 64 / 20 epochs, 0.820 at dim 32 / 15).
+            epochs: 15,
+            seed: 42,
+            dim: 32,
+            hidden: 0,
+            lr: 0.01,
+            weight_decay: 0.0,
+            batch_size: 32,
+            min_count: 1,
+            feature_dropout: 0.1,
+            features: FeatureConfig::default(),
+            answered_accuracy_target: 0.9,
+            min_coverage: 0.7,
+            oos_recall_target: 0.9,
+            progress: true,
+        }
+    }
+}
+
+/// Small, seedable RNG (SplitMix64): candle's CPU RNG cannot be seeded.
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> SplitMix {
+        SplitMix(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// AdamW applied only to the embedding rows a step touched.
+struct LazyAdamW {
+    dim: usize,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    step: i32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+}
+
+impl LazyAdamW {
+    fn new(rows: usize, dim: usize) -> LazyAdamW {
+        LazyAdamW {
+            dim,
+            m: vec![0.0; rows * dim],
+            v: vec![0.0; rows * dim],
+            step: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+
+    /// `grads[i]` is the gradient of row `rows[i]` of `table`.
+    fn step(&mut self, table: &mut [f32], rows: &[u32], grads: &[f32], lr: f32, wd: f32) {
+        self.step += 1;
+        let c1 = 1.0 / (1.0 - self.beta1.powi(self.step));
+        let c2 = 1.0 / (1.0 - self.beta2.powi(self.step));
+        let d = self.dim;
+        for (i, &r) in rows.iter().enumerate() {
+            let base = r as usize * d;
+            for k in 0..d {
+                let g = grads[i * d + k];
+                let m = &mut self.m[base + k];
+                let v = &mut self.v[base + k];
+                *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+                *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
+                let w = &mut table[base + k];
+                *w = *w * (1.0 - lr * wd) - lr * (*m * c1) / ((*v * c2).sqrt() + self.eps);
+            }
+        }
+    }
+}
+
+/// What training reports (also written as `report.md` in the model directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub train_examples: usize,
+    pub dev_examples: usize,
+    pub dev_source: String,
+    pub labels: usize,
+    pub vocab_size: usize,
+    pub epochs: usize,
+    pub seconds: f64,
+    pub epoch_loss: Vec<f64>,
+    pub dev_accuracy: f64,
+    pub dev_ece_raw: f64,
+    pub dev_ece: f64,
+    pub temperature: f32,
+    pub threshold: f32,
+    pub threshold_rule: String,
+    pub dev_coverage: f64,
+    pub dev_answered_accuracy: f64,
+    pub dev_unknown_labels: BTreeSet<String>,
+    pub dev_unknown_rows: usize,
+    pub curve: Vec<CurvePoint>,
+}
+
+impl TrainReport {
+    pub fn markdown(&self) -> String {
+        let mut s = String::from("# kefu router training report\n\n");
+        s += &format!(
+            "- train examples: {}, labels: {}, vocabulary: {}\n- dev: {} examples ({})\n- epochs: {}, {:.1} s\n- loss per epoch: {}\n",
+            self.train_examples,
+            self.labels,
+            self.vocab_size,
+            self.dev_examples,
+            self.dev_source,
+            self.epochs,
+            self.seconds,
+            self.epoch_loss
+                .iter()
+                .map(|l| format!("{l:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        s += &format!(
+            "- dev accuracy: {:.4}\n- temperature: {:.3} (dev ECE {:.4} → {:.4}, 15 bins)\n- abstain below {:.4}: {}\n- dev coverage {:.4}, answered accuracy {:.4}\n",
+            self.dev_accuracy,
+            self.temperature,
+            self.dev_ece_raw,
+            self.dev_ece,
+            self.threshold,
+            self.threshold_rule,
+            self.dev_coverage,
+            self.dev_answered_accuracy
+        );
+        if self.dev_unknown_rows > 0 {
+            s += &format!(
+                "- {} dev rows carry labels the training data lacks ({}): left out of temperature fitting, treated as out-of-scope for the threshold\n",
+                self.dev_unknown_rows,
+                self.dev_unknown_labels
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        s += "\n## Coverage vs answered accuracy (dev)\n\n| threshold | coverage | answered accuracy |\n|---|---|---|\n";
+        for p in &self.curve {
+            s += &format!(
+                "| {:.4} | {:.3} | {:.4} |\n",
+                p.threshold, p.coverage, p.answered_accuracy
+            );
+        }
+        s
+    }
+}
+
+/// Smoothed IDF of each feature row over the training documents (scikit-learn's
+/// `ln((1 + N) / (1 + df)) + 1`); 0 for rows no training document has, which hold nothing learned.
+fn idf(docs: &[Vec<u32>], rows: usize) -> Vec<f32> {
+    let mut df = vec![0u32; rows];
+    for ids in docs {
+        let mut seen: Vec<u32> = ids.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        for id in seen {
+            df[id as usize] += 1;
+        }
+    }
+    let n = docs.len() as f64;
+    df.into_iter()
+        .map(|d| {
+            if d == 0 {
+                0.0
+            } else {
+                (((1.0 + n) / (1.0 + d as f64)).ln() + 1.0) as f32
+            }
+        })
+        .collect()
+}
+
+fn xavier(rng: &mut SplitMix, fan_out: usize, fan_in: usize) -> Vec<f32> {
+    let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    (0..fan_out * fan_in)
+        .map(|_| ((rng.unit() * 2.0 - 1.0) * a) as f32)
+        .collect()
+}
+
+/// Trains on `train`, calibrates on `dev` (or on the held-back slice of `train` when `None`),
+/// and writes the model directory `out`.
+pub fn train(
+    train: &[Example],
+    dev: Option<&[Example]>,
+    opts: &TrainOptions,
+    out: &Path,
+) -> Result<TrainReport, TrainError> {
+    let started = Instant::now();
+    let (train, dev, dev_source): (Vec<&Example>, Vec<&Example>, String) = match dev {
+        Some(dev) => (
+            train.iter().collect(),
+            dev.iter().collect(),
+            "dev file".into(),
+        ),
+        None => {
+            let (held, kept): (Vec<&Example>, Vec<&Example>) =
+                train.iter().partition(|e| is_held_back(&e.text));
+            (
+                kept,
+                held,
+                "held-back 10% of the training file (sha1 ≡ 0 mod 10)".into(),
+            )
+        }
+    };
+    if train.is_empty() {
+        return Err(TrainError::Data("no training examples".into()));
+    }
+    let labels: Vec<String> = train
+        .iter()
+        .map(|e| e.label.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if labels.len() < 2 {
+        return Err(TrainError::Data(format!(
+            "need at least two labels, the training data has {}",
+            labels.len()
+        )));
+    }
+    let label_index: HashMap<&str, usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+
+    // Vocabulary over the analyzer's tokens (analysis in parallel, order kept).
+    let analyzed: Vec<_> = train.par_iter().map(|e| analyzed_tokens(&e.text)).collect();
+    let tokenizer = vocab::build(analyzed, opts.min_count).map_err(internal)?;
+    let featurizer = Featurizer::new(tokenizer, opts.features.clone());
+    let train_ids: Vec<Vec<u32>> = train
+        .par_iter()
+        .map(|e| featurizer.features(&e.text).ids)
+        .collect();
+    let targets: Vec<u32> = train
+        .iter()
+        .map(|e| label_index[e.label.as_str()] as u32)
+        .collect();
+    let feature_weight = idf(&train_ids, featurizer.rows());
+
+    let model_cfg = ModelConfig {
+        rows: featurizer.rows(),
+        dim: opts.dim,
+        hidden: opts.hidden,
+        labels: labels.len(),
+    };
+    let dev_cpu = Device::Cpu;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev_cpu);
+    let model = RouterModel::new(&model_cfg, vb.clone()).map_err(internal)?;
+
+    // Seeded initialization (fastText: uniform ±1/dim embeddings; Xavier for the head).
+    let mut rng = SplitMix::new(opts.seed);
+    let scale = 1.0 / opts.dim as f64;
+    let mut table: Vec<f32> = (0..model_cfg.rows * opts.dim)
+        .map(|_| ((rng.unit() * 2.0 - 1.0) * scale) as f32)
+        .collect();
+    {
+        let data = varmap.data().lock().expect("var map lock");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            if name.starts_with("embedding") || name == "feature_weight" {
+                continue;
+            }
+            let var = &data[name];
+            let init = match var.dims() {
+                [o, i] => Tensor::from_vec(xavier(&mut rng, *o, *i), (*o, *i), &dev_cpu),
+                dims => Tensor::zeros(dims, DType::F32, &dev_cpu),
+            }
+            .map_err(internal)?;
+            var.set(&init).map_err(internal)?;
+        }
+    }
+    let head_vars: Vec<Var> = {
+        let data = varmap.data().lock().expect("var map lock");
+        let mut v: Vec<(&String, &Var)> = data
+            .iter()
+            .filter(|(n, _)| !n.starts_with("embedding") && *n != "feature_weight")
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter().map(|(_, v)| v.clone()).collect()
+    };
+    let mut head_opt = AdamW::new(
+        head_vars,
+        ParamsAdamW {
+            lr: opts.lr,
+            weight_decay: opts.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )
+    .map_err(internal)?;
+    let mut emb_opt = LazyAdamW::new(model_cfg.rows, opts.dim);
+
+    let batch_size = opts.batch_size.max(1);
+    let steps_per_epoch = train.len().div_ceil(batch_size);
+    let total_steps = (steps_per_epoch * opts.epochs).max(1);
+    let bar = if opts.progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total_steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps, {elapsed}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut epoch_loss = Vec::new();
+    let mut step = 0usize;
+    for epoch in 0..opts.epochs {
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let mut loss_sum = 0.0;
+        for chunk in order.chunks(batch_size) {
+            let lr = opts.lr * (1.0 - step as f64 / total_steps as f64);
+            step += 1;
+            let batch: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|&i| {
+                    let ids = &train_ids[i];
+                    if opts.feature_dropout <= 0.0 || ids.len() < 2 {
+                        return ids.clone();
+                    }
+                    let kept: Vec<u32> = ids
+                        .iter()
+                        .copied()
+                        .filter(|_| rng.unit() >= opts.feature_dropout)
+                        .collect();
+                    if kept.is_empty() { ids.clone() } else { kept }
+                })
+                .collect();
+            let (pool, rows) =
+                pooling_matrix(&batch, &feature_weight, &dev_cpu).map_err(internal)?;
+            let rows: Vec<u32> = rows.to_vec1().map_err(internal)?;
+            let d = opts.dim;
+            let mut gathered = Vec::with_capacity(rows.len() * d);
+            for &r in &rows {
+                gathered.extend_from_slice(&table[r as usize * d..(r as usize + 1) * d]);
+            }
+            let rows_var = Var::from_vec(gathered, (rows.len(), d), &dev_cpu).map_err(internal)?;
+            let target: Vec<u32> = chunk.iter().map(|&i| targets[i]).collect();
+            let target = Tensor::from_vec(target, chunk.len(), &dev_cpu).map_err(internal)?;
+            let pooled = pool.matmul(rows_var.as_tensor()).map_err(internal)?;
+            let logits = model.head(&pooled).map_err(internal)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &target).map_err(internal)?;
+            loss_sum += loss.to_scalar::<f32>().map_err(internal)? as f64 * chunk.len() as f64;
+            let grads = loss.backward().map_err(internal)?;
+            if let Some(g) = grads.get(rows_var.as_tensor()) {
+                let g: Vec<f32> = g
+                    .flatten_all()
+                    .and_then(|g| g.to_vec1())
+                    .map_err(internal)?;
+                emb_opt.step(&mut table, &rows, &g, lr as f32, opts.weight_decay as f32);
+            }
+            head_opt.set_learning_rate(lr);
+            head_opt.step(&grads).map_err(internal)?;
+            bar.set_message(format!("epoch {}/{}", epoch + 1, opts.epochs));
+            bar.inc(1);
+        }
+        epoch_loss.push(loss_sum / train.len() as f64);
+    }
+    bar.finish_and_clear();
+
+    // The embedding is stored as f16: round it now so calibration sees the saved model.
+    let embedding = Tensor::from_vec(table, (model_cfg.rows, opts.dim), &dev_cpu)
+        .and_then(|t| t.to_dtype(DType::F16))
+        .map_err(internal)?;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    tensors.insert("embedding.weight".into(), embedding);
+    tensors.insert(
+        "feature_weight".into(),
+        Tensor::from_vec(feature_weight, model_cfg.rows, &dev_cpu).map_err(internal)?,
+    );
+    for (name, var) in varmap.data().lock().expect("var map lock").iter() {
+        if !name.starts_with("embedding") && name != "feature_weight" {
+            tensors.insert(name.clone(), var.as_tensor().clone());
+        }
+    }
+
+    // Calibrate on dev with the trained weights.
+    let mut config = RouterConfig::new(opts.features.clone(), model_cfg.clone());
+    config.seed = opts.seed;
+    config.epochs = opts.epochs;
+    let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &dev_cpu);
+    let trained = RouterModel::new(&model_cfg, vb).map_err(internal)?;
+    let classifier = Classifier::from_parts(
+        featurizer,
+        trained.to_plain().map_err(internal)?,
+        labels.clone(),
+        config.clone(),
+    );
+    let dev_logits: Vec<Vec<f32>> = dev.par_iter().map(|e| classifier.logits(&e.text)).collect();
+    let gold: Vec<Option<usize>> = dev
+        .iter()
+        .map(|e| label_index.get(e.label.as_str()).copied())
+        .collect();
+    let unknown: BTreeSet<String> = dev
+        .iter()
+        .filter(|e| !label_index.contains_key(e.label.as_str()))
+        .map(|e| e.label.clone())
+        .collect();
+    let known: Vec<usize> = (0..dev.len()).filter(|&i| gold[i].is_some()).collect();
+    let known_logits: Vec<Vec<f32>> = known.iter().map(|&i| dev_logits[i].clone()).collect();
+    let known_gold: Vec<usize> = known.iter().map(|&i| gold[i].expect("known")).collect();
+    let temperature = calibrate::fit_temperature(&known_logits, &known_gold);
+    let oos = label_index.get(OOS_LABEL).copied();
+    let mut conf_raw = Vec::new();
+    let mut conf = Vec::new();
+    let mut correct = Vec::new();
+    let mut in_scope = Vec::new();
+    for (i, logits) in dev_logits.iter().enumerate() {
+        let (best, p_raw) = calibrate::argmax(&calibrate::softmax(logits, 1.0));
+        let (_, p) = calibrate::argmax(&calibrate::softmax(logits, temperature));
+        conf_raw.push(p_raw);
+        // Predicting `oos` is abstaining already.
+        conf.push(if Some(best) == oos { 0.0 } else { p });
+        correct.push(gold[i] == Some(best));
+        in_scope.push(gold[i].is_some() && gold[i] != oos);
+    }
+    let calibrated: Vec<f32> = dev_logits
+        .iter()
+        .map(|l| calibrate::argmax(&calibrate::softmax(l, temperature)).1)
+        .collect();
+    let choice = calibrate::choose_threshold(
+        &conf,
+        &correct,
+        &in_scope,
+        opts.answered_accuracy_target,
+        opts.min_coverage,
+        opts.oos_recall_target,
+    );
+    config.temperature = temperature;
+    config.threshold = choice.threshold;
+    let answered: Vec<usize> = (0..dev.len())
+        .filter(|&i| conf[i] >= choice.threshold)
+        .collect();
+    let n_dev = dev.len().max(1) as f64;
+    let report = TrainReport {
+        train_examples: train.len(),
+        dev_examples: dev.len(),
+        dev_source,
+        labels: labels.len(),
+        vocab_size: classifier.featurizer().vocab_size() as usize,
+        epochs: opts.epochs,
+        seconds: started.elapsed().as_secs_f64(),
+        epoch_loss,
+        dev_accuracy: correct.iter().filter(|&&c| c).count() as f64 / n_dev,
+        dev_ece_raw: calibrate::ece(&conf_raw, &correct, 15),
+        dev_ece: calibrate::ece(&calibrated, &correct, 15),
+        temperature,
+        threshold: choice.threshold,
+        threshold_rule: choice.rule,
+        dev_coverage: answered.len() as f64 / n_dev,
+        dev_answered_accuracy: answered.iter().filter(|&&i| correct[i]).count() as f64
+            / answered.len().max(1) as f64,
+        dev_unknown_rows: dev.len() - known.len(),
+        dev_unknown_labels: unknown,
+        curve: calibrate::coverage_curve(&conf, &correct),
+    };
+    config.train_examples = train.len();
+
+    // Write the model directory.
+    let io = |what: &Path, e| TrainError::Io(what.display().to_string(), e);
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let path = out.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &path).map_err(internal)?;
+    let path = out.join("tokenizer.json");
+    classifier
+        .featurizer()
+        .tokenizer()
+        .save(&path, false)
+        .map_err(internal)?;
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| io(&path, e))
+    };
+    write(
+        "labels.json",
+        serde_json::to_string_pretty(&labels).map_err(internal)? + "\n",
+    )?;
+    write(
+        "config.json",
+        serde_json::to_string_pretty(&config).map_err(internal)? + "\n",
+    )?;
+    write("report.md", report.markdown())?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_back_slice_matches_python_rule() {
+        // Python: int(hashlib.sha1(t.encode()).hexdigest(), 16) % 10 → a 2, b 0, 发票 9.
+        assert!(!is_held_back("a"));
+        assert!(is_held_back("b"));
+        assert!(!is_held_back("发票"));
+        let held = (0..1000)
+            .filter(|i| is_held_back(&format!("text {i}")))
+            .count();
+        assert!((70..130).contains(&held), "{held}");
+    }
+
+    #[test]
+    fn splitmix_is_deterministic() {
+        let mut a = SplitMix::new(7);
+        let mut b = SplitMix::new(7);
+        assert_eq!(a.next_u64(), b.next_u64());
+        assert!((0..100).all(|_| a.unit() < 1.0));
+    }
+}

@@ -1,0 +1,401 @@
+//! Ticket routing end to end: rules, a tiny model trained here, the shipped default model, bad
+//! input, and the `kefu route` / `kefu classify` streams. No shared data: everything is inline
+//! or shipped in `models/`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use kefu::route::classifier::Classifier;
+use kefu::route::features::FeatureConfig;
+use kefu::route::rules::RoutingRules;
+use kefu::route::train::{self, Example, TrainOptions};
+use kefu::route::{RouteError, Ticket, TicketRouter};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn ticket(subject: &str, body: &str) -> Ticket {
+    Ticket {
+        id: Some("t1".into()),
+        subject: subject.into(),
+        body: body.into(),
+    }
+}
+
+fn default_router() -> TicketRouter {
+    TicketRouter::load(&repo("models/router"), Some(&repo("models/routing.toml")))
+        .expect("the shipped default model loads")
+}
+
+// ---------------------------------------------------------------- rules
+
+#[test]
+fn shipped_rules_load_and_set_priorities_in_both_languages() {
+    let rules = RoutingRules::load(&repo("models/routing.toml")).unwrap();
+    let p = |t: &str| rules.priority(t).level;
+    assert_eq!(p("生产环境服务器宕机了"), "P0");
+    assert_eq!(p("生產環境伺服器宕機了，數據丟失"), "P0"); // traditional
+    assert_eq!(p("Our whole site is DOWN since 10:00"), "P0");
+    assert_eq!(p("ＤＯＷＮ again"), "P0"); // full-width
+    assert_eq!(p("We may have data loss on the bucket"), "P0");
+    assert_eq!(p("控制台无法访问"), "P1");
+    assert_eq!(p("I cannot access my instance"), "P1");
+    assert_eq!(p("上传文件报错"), "P2");
+    assert_eq!(p("how do I download my invoice?"), "P3");
+    assert_eq!(p("如何开发票"), "P3");
+    let sla = rules.priority("宕机").sla;
+    assert_eq!(
+        (sla.first_response_minutes, sla.resolution_hours),
+        (5, 2),
+        "DESIGN.md: P0 5 min / 2 h"
+    );
+    let sla = rules.priority("如何开发票").sla;
+    assert_eq!((sla.first_response_minutes, sla.resolution_hours), (60, 24));
+    assert_eq!(rules.queue("billing", false), "billing");
+    assert_eq!(rules.queue("billing", true), "triage");
+    assert_eq!(rules.queue("oos", false), "triage");
+}
+
+#[test]
+fn rules_errors_name_the_line_at_load_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(repo("models/routing.toml")).unwrap();
+    let lines = good.lines().count();
+    let bad = format!("{good}\n[[priority]]\nlevel = \"P1\"\npatterns = ['(unclosed']\n");
+    let path = dir.path().join("routing.toml");
+    std::fs::write(&path, bad).unwrap();
+    match RoutingRules::load(&path) {
+        Err(RouteError::Rules(m)) => {
+            assert!(m.contains(&format!(":{}:", lines + 4)), "{m}");
+            assert!(m.contains("invalid regex"), "{m}");
+        }
+        other => panic!("bad regex accepted: {:?}", other.map(|_| ())),
+    }
+    // The router refuses to load with bad rules (never at the first ticket).
+    match TicketRouter::load(&repo("models/router"), Some(&path)) {
+        Err(RouteError::Rules(_)) => {}
+        other => panic!("router loaded bad rules: {:?}", other.map(|_| ())),
+    }
+    std::fs::write(&path, "triage_queue = \"t\"\ndefault_priority = \"P9\"\n").unwrap();
+    let m = RoutingRules::load(&path)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains(":2:") || m.contains("sla"), "{m}");
+}
+
+// ---------------------------------------------------------------- training
+
+fn tiny_data() -> Vec<Example> {
+    let rows: &[(&str, &str)] = &[
+        ("如何申请发票", "billing"),
+        ("发票抬头怎么修改", "billing"),
+        ("账单金额不对", "billing"),
+        ("退款多久到账", "billing"),
+        ("how do i get an invoice", "billing"),
+        ("refund for my order", "billing"),
+        ("my bill is too high", "billing"),
+        ("invoice title is wrong", "billing"),
+        ("SSL证书怎么安装", "security"),
+        ("证书过期了怎么办", "security"),
+        ("WAF拦截了正常请求", "security"),
+        ("DDoS防护如何开启", "security"),
+        ("how to install an ssl certificate", "security"),
+        ("certificate expired on my site", "security"),
+        ("waf blocks my requests", "security"),
+        ("enable ddos protection", "security"),
+        ("云盘扩容失败", "storage"),
+        ("OSS上传文件很慢", "storage"),
+        ("快照如何回滚", "storage"),
+        ("NAS挂载不上", "storage"),
+        ("resize my cloud disk", "storage"),
+        ("upload to oss bucket is slow", "storage"),
+        ("roll back a snapshot", "storage"),
+        ("mount nas file system", "storage"),
+    ];
+    rows.iter()
+        .map(|(t, l)| Example {
+            text: t.to_string(),
+            label: l.to_string(),
+        })
+        .collect()
+}
+
+fn tiny_options(seed: u64) -> TrainOptions {
+    TrainOptions {
+        epochs: 2,
+        seed,
+        dim: 16,
+        lr: 0.05,
+        batch_size: 4,
+        features: FeatureConfig {
+            buckets: 2048,
+            ..FeatureConfig::default()
+        },
+        progress: false,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn tiny_model_learns_and_training_is_deterministic() {
+    let data = tiny_data();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut opts = tiny_options(7);
+    opts.epochs = 8;
+    let report = train::train(&data, Some(&data), &opts, dirs[0].path()).unwrap();
+    assert!(
+        report.epoch_loss.last() < report.epoch_loss.first(),
+        "loss did not fall: {:?}",
+        report.epoch_loss
+    );
+    // It learned the training data…
+    assert!(report.dev_accuracy >= 0.9, "{}", report.dev_accuracy);
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "labels.json",
+        "config.json",
+        "report.md",
+    ] {
+        assert!(dirs[0].path().join(f).is_file(), "{f} missing");
+    }
+    let c = Classifier::load(dirs[0].path()).unwrap();
+    assert_eq!(c.labels(), ["billing", "security", "storage"]);
+    // …and generalizes to unseen wordings through shared words and n-grams.
+    let label = |t: &str| c.labels()[c.predict(t).best].clone();
+    assert_eq!(label("请问发票什么时候寄出"), "billing");
+    assert_eq!(label("ssl certificate renewal"), "security");
+
+    // Same seed → byte-identical weights; another seed → different ones.
+    train::train(&data, Some(&data), &opts, dirs[1].path()).unwrap();
+    let weights =
+        |d: &tempfile::TempDir| std::fs::read(d.path().join("model.safetensors")).unwrap();
+    assert_eq!(weights(&dirs[0]), weights(&dirs[1]));
+    opts.seed = 8;
+    train::train(&data, Some(&data), &opts, dirs[2].path()).unwrap();
+    assert_ne!(weights(&dirs[0]), weights(&dirs[2]));
+}
+
+#[test]
+fn dev_labels_unknown_to_training_are_reported_not_fatal() {
+    let data = tiny_data();
+    let mut dev = data.clone();
+    dev.push(Example {
+        text: "what is the weather tomorrow".into(),
+        label: "oos".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let report = train::train(&data, Some(&dev), &tiny_options(1), dir.path()).unwrap();
+    assert_eq!(report.dev_unknown_rows, 1);
+    assert!(report.dev_unknown_labels.contains("oos"));
+    assert!(report.markdown().contains("labels the training data lacks"));
+}
+
+#[test]
+fn training_data_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.jsonl");
+    std::fs::write(
+        &path,
+        "{\"text\":\"a\",\"label\":\"x\"}\n\n{\"text\":\"b\"}\n",
+    )
+    .unwrap();
+    let m = train::read_examples(&path).unwrap_err().to_string();
+    assert!(m.contains("train.jsonl:3:"), "{m}");
+}
+
+// ---------------------------------------------------------------- default model
+
+#[test]
+fn default_model_routes_obvious_tickets() {
+    let router = default_router();
+    assert!(router.labels().len() == 9, "{:?}", router.labels());
+    let route = |s: &str, b: &str| router.route(&ticket(s, b)).unwrap();
+    // Tickets whose queue the training data (cloud-queues) makes plain.
+    let d = route("发票", "我要开发票，发票抬头写错了");
+    assert_eq!(d.category, "billing");
+    assert_eq!(d.id.as_deref(), Some("t1"));
+    let d = route("SSL证书", "SSL证书怎么部署到网站上");
+    assert_eq!(d.category, "security");
+    let d = route("", "How do I transfer a domain name?");
+    assert_eq!(d.category, "domain");
+    let d = route("CDN", "CDN缓存刷新不生效");
+    assert_eq!(d.category, "cdn");
+    let d = route("负载均衡", "负载均衡健康检查失败");
+    assert_eq!(d.category, "network");
+    assert_eq!(d.priority, "P2");
+    // Every decision is complete and consistent.
+    let d = route("服务器宕机", "ECS实例宕机，网站全部无法访问");
+    assert_eq!(d.priority, "P0");
+    assert_eq!(d.sla.first_response_minutes, 5);
+    assert!(!d.explanation.is_empty());
+    assert!(d.top.len() == 3 && d.top[0].label == d.category);
+    assert!((d.top[0].p - d.confidence).abs() < 1e-6);
+    assert!(d.top.windows(2).all(|w| w[0].p >= w[1].p));
+    assert_eq!(
+        d.queue,
+        if d.needs_human {
+            "triage"
+        } else {
+            d.category.as_str()
+        }
+    );
+}
+
+#[test]
+fn explanation_names_the_deciding_words() {
+    let router = default_router();
+    let d = router
+        .route(&ticket("", "我要开发票，发票抬头写错了"))
+        .unwrap();
+    assert_eq!(d.category, "billing");
+    assert!(!d.explanation.is_empty());
+    assert!(
+        d.explanation
+            .iter()
+            .take(2)
+            .any(|t| t.token.contains("发票")),
+        "{:?}",
+        d.explanation
+    );
+    assert!(d.explanation[0].weight > 0.0);
+}
+
+#[test]
+fn bad_tickets_get_clear_answers() {
+    let router = default_router();
+    match router.route(&ticket("  ", "\n")) {
+        Err(RouteError::InvalidTicket(_)) => {}
+        other => panic!("empty ticket: {:?}", other.map(|d| d.category)),
+    }
+    // 1 MB of text: answered (analysis looks at a prefix).
+    let big = "我的云服务器无法连接，".repeat(100_000 / 10) + &"x".repeat(700_000);
+    assert!(big.len() > 1_000_000);
+    let d = router.route(&ticket("big", &big)).unwrap();
+    assert!(d.confidence > 0.0 && d.confidence <= 1.0);
+}
+
+#[test]
+fn corrupt_model_directories_are_model_errors() {
+    let missing = Path::new("/nonexistent/kefu-model");
+    assert!(matches!(
+        TicketRouter::load(missing, Some(&repo("models/routing.toml"))),
+        Err(RouteError::Model(_))
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "labels.json",
+        "config.json",
+    ] {
+        std::fs::copy(repo("models/router").join(f), dir.path().join(f)).unwrap();
+    }
+    assert!(Classifier::load(dir.path()).is_ok());
+    // Truncated weights.
+    let w = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), &w[..w.len() / 2]).unwrap();
+    let err = Classifier::load(dir.path()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, RouteError::Model(m) if m.contains("model.safetensors")),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("model.safetensors"), &w).unwrap();
+    // Garbage config, then labels that disagree with the weights.
+    let config = std::fs::read(dir.path().join("config.json")).unwrap();
+    std::fs::write(dir.path().join("config.json"), b"{not json").unwrap();
+    let err = Classifier::load(dir.path()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, RouteError::Model(m) if m.contains("config.json")),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
+    std::fs::write(dir.path().join("labels.json"), b"[\"a\",\"b\"]").unwrap();
+    let err = Classifier::load(dir.path()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, RouteError::Model(m) if m.contains("labels.json")),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- CLI streams
+
+fn kefu(args: &[&str], stdin: &[u8]) -> (String, String, bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kefu"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn route_stream_reports_bad_lines_and_goes_on() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"id\":\"a\",\"subject\":\"\xe5\x8f\x91\xe7\xa5\xa8\",\"body\":\"how to get an invoice\"}\n");
+    input.extend_from_slice(b"not json\n");
+    input.extend_from_slice(b"{\"id\":\"c\",\"body\":\"\xff\xfe bad utf8\"}\n");
+    input.extend_from_slice(b"\n{\"id\":\"d\",\"subject\":\"\",\"body\":\"\"}\n");
+    input.extend_from_slice(
+        b"{\"id\":\"e\",\"subject\":\"SSL\",\"body\":\"certificate expired, site down\"}\n",
+    );
+    let (out, err, ok) = kefu(&["route"], &input);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines[0]["id"], "a");
+    assert_eq!(lines[0]["category"], "billing");
+    for key in [
+        "confidence",
+        "needs_human",
+        "queue",
+        "priority",
+        "sla",
+        "top",
+        "explanation",
+    ] {
+        assert!(lines[0].get(key).is_some(), "{key} missing");
+    }
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"].as_str().unwrap().contains("JSON"));
+    assert_eq!(lines[2]["line"], 3);
+    assert!(lines[2]["error"].as_str().unwrap().contains("UTF-8"));
+    assert_eq!(lines[3]["line"], 5);
+    assert!(lines[3]["error"].as_str().unwrap().contains("empty"));
+    assert_eq!(lines[4]["id"], "e");
+    assert_eq!(lines[4]["priority"], "P0");
+    assert_eq!(lines[4]["sla"]["resolution_hours"], 2);
+}
+
+#[test]
+fn classify_takes_an_argument_or_jsonl() {
+    let (out, err, ok) = kefu(&["classify", "--json", "怎么开发票"], b"");
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["category"], "billing");
+    let (out, _, ok) = kefu(
+        &["classify", "--json"],
+        b"{\"id\":1,\"subject\":\"Domain\",\"body\":\"How do I transfer a domain name?\"}\n",
+    );
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["id"], "1");
+    assert_eq!(v["category"], "domain");
+    let (_, err, ok) = kefu(&["classify", "--model", "/nonexistent", "x"], b"");
+    assert!(!ok && err.contains("model"), "{err}");
+}
