@@ -100,7 +100,11 @@ impl ServeArgs {
         }
         // The model loads while the index opens: both take a moment.
         let models = self.models.clone();
-        let model = std::thread::spawn(move || load_router(&models));
+        let model = std::thread::spawn(move || {
+            let started = Instant::now();
+            (load_router(&models), started.elapsed())
+        });
+        let index_started = Instant::now();
         std::fs::create_dir_all(&self.index)
             .with_context(|| format!("creating {}", self.index.display()))?;
         let engine = SearchEngine::open_or_create(&self.index)
@@ -108,15 +112,21 @@ impl ServeArgs {
         if engine.num_articles() == 0 {
             bootstrap(&engine)?;
         }
+        let index_ms = index_started.elapsed().as_millis() as u64;
         let db = self
             .analytics_db
             .clone()
             .unwrap_or_else(|| analytics::default_path(&self.index));
         let analytics = Analytics::open(&db)
             .with_context(|| format!("opening the analytics database {}", db.display()))?;
-        let router = model
+        let (router, model_time) = model
             .join()
             .map_err(|_| anyhow::anyhow!("loading the routing model panicked"))?;
+        tracing::info!(
+            index_ms,
+            model_ms = model_time.as_millis() as u64,
+            "index and model loaded"
+        );
         if let Err(err) = &router {
             tracing::warn!(error = %err, "no routing model: serving search only; route endpoints answer 503");
         }
@@ -263,20 +273,20 @@ impl AnalyticsArgs {
         }
         writeln!(
             out,
-            "{:>7} {:>6} {:>5} {:>5}  {:<20}  query",
+            "{:>7} {:>6} {:>7} {:>11}  {:<24}  query",
             match kind {
                 ReportKind::Top => "count",
                 ReportKind::ZeroResults => "zero",
             },
             "clicks",
-            "👍",
-            "👎",
+            "helpful",
+            "not_helpful",
             "last seen"
         )?;
         for q in &queries {
             writeln!(
                 out,
-                "{:>7} {:>6} {:>5} {:>5}  {:<20}  {}",
+                "{:>7} {:>6} {:>7} {:>11}  {:<24}  {}",
                 q.count, q.clicks, q.helpful, q.not_helpful, q.last_seen, q.query
             )?;
         }
