@@ -141,6 +141,9 @@ enum Event {
         article_id: String,
         event: FeedbackEvent,
     },
+    Prune {
+        before: i64,
+    },
     Flush(mpsc::Sender<()>),
 }
 
@@ -303,6 +306,12 @@ impl Analytics {
                 .map_err(|_| AnalyticsError::WriterStopped)?;
         }
         done_rx.recv().map_err(|_| AnalyticsError::WriterStopped)
+    }
+
+    /// Forgets searches and feedback older than `before_ms` (and past queries not asked since),
+    /// so the database does not grow without bound. Queued like any write.
+    pub fn prune_before(&self, before_ms: i64) {
+        self.send(Event::Prune { before: before_ms });
     }
 
     /// Events dropped because the writer could not keep up (or had stopped).
@@ -555,6 +564,12 @@ impl Writer {
                         params![at, query, article_id, event.as_str()],
                     )?;
                 }
+                Event::Prune { before } => {
+                    tx.execute("DELETE FROM searches WHERE at < ?1", [before])?;
+                    tx.execute("DELETE FROM feedback WHERE at < ?1", [before])?;
+                    tx.execute("DELETE FROM popularity WHERE last_at < ?1", [before])?;
+                    self.last.retain(|_, s| s.at >= before);
+                }
                 Event::Flush(done) => flushes.push(done),
             }
         }
@@ -705,6 +720,20 @@ mod tests {
                 .is_empty()
         );
         assert!(store.popular_with_prefix("", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pruning_forgets_old_activity() {
+        let store = Analytics::open_in_memory().unwrap();
+        let day = 86_400_000;
+        store.record_search_at(T0, "旧问题", 1, None);
+        store.record_search_at(T0 + 1, "旧问题", 1, None);
+        store.record_feedback_at(T0, "旧问题", "a.md", FeedbackEvent::Click);
+        store.record_search_at(T0 + 10 * day, "新问题", 1, None);
+        store.prune_before(T0 + day);
+        assert_eq!(top(&store), vec![("新问题".into(), 1, 0, 0, 0)]);
+        assert_eq!(store.counts().unwrap(), (1, 0));
+        assert!(store.popular_with_prefix("旧", 5).unwrap().is_empty());
     }
 
     #[test]

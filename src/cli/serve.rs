@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// Analytics database (default: `<index>/analytics.sqlite3`).
     #[arg(long, env = "KEFU_ANALYTICS_DB")]
     pub analytics_db: Option<PathBuf>,
+    /// Days of search analytics to keep (0: keep forever).
+    #[arg(long, env = "KEFU_ANALYTICS_RETENTION_DAYS", default_value_t = 90)]
+    pub analytics_retention_days: u64,
     /// Async worker threads (default: one per core).
     #[arg(long, env = "KEFU_WORKERS")]
     pub workers: Option<usize>,
@@ -145,6 +148,8 @@ impl ServeArgs {
             max_query_chars: self.max_query_chars,
             cors_origins,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            analytics_retention: (self.analytics_retention_days > 0)
+                .then(|| Duration::from_secs(self.analytics_retention_days * 86_400)),
             ..ServiceConfig::default()
         };
         Ok(AppState::new(Arc::new(engine), Arc::new(analytics))

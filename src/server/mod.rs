@@ -65,6 +65,8 @@ pub struct ServiceConfig {
     pub cors_origins: Option<Vec<String>>,
     /// Requests running longer than this are answered 408.
     pub request_timeout: Duration,
+    /// Analytics older than this are pruned (hourly, while serving); `None`: kept forever.
+    pub analytics_retention: Option<Duration>,
 }
 
 impl Default for ServiceConfig {
@@ -76,6 +78,7 @@ impl Default for ServiceConfig {
             max_offset: 1000,
             cors_origins: None,
             request_timeout: Duration::from_secs(30),
+            analytics_retention: Some(Duration::from_secs(90 * 86_400)),
         }
     }
 }
@@ -240,6 +243,17 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
 /// analytics queue is written out.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let analytics = state.analytics.clone();
+    let pruning = state.config.analytics_retention.map(|keep| {
+        let analytics = analytics.clone();
+        tokio::spawn(async move {
+            let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every_hour.tick().await;
+                let before = crate::analytics::now_ms() - keep.as_millis() as i64;
+                analytics.prune_before(before);
+            }
+        })
+    });
     let app = router(state);
     axum::serve(
         listener,
@@ -247,6 +261,9 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    if let Some(task) = pruning {
+        task.abort();
+    }
     tokio::task::spawn_blocking(move || analytics.shutdown())
         .await
         .map_err(std::io::Error::other)?;
