@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::calibrate::{self, CurvePoint};
 use super::classifier::{Classifier, OOS_LABEL, RouterConfig};
 use super::features::{FeatureConfig, Featurizer, analyzed_tokens};
-use super::model::{ModelConfig, RouterModel, pooling_matrix};
+use super::model::{ModelConfig, Pooling, RouterModel, pooling_matrix};
 use super::vocab;
 
 /// What can go wrong while training.
@@ -109,6 +109,7 @@ pub struct TrainOptions {
     /// Share of a training example's features dropped at random each time it is seen.
     pub feature_dropout: f64,
     pub features: FeatureConfig,
+    pub pooling: Pooling,
     /// Abstention without out-of-scope dev rows: lowest threshold reaching this answered accuracy…
     pub answered_accuracy_target: f64,
     /// …while answering at least this share of dev.
@@ -133,6 +134,7 @@ impl Default for TrainOptions {
             min_count: 1,
             feature_dropout: 0.1,
             features: FeatureConfig::default(),
+            pooling: Pooling::Mean,
             answered_accuracy_target: 0.9,
             min_coverage: 0.7,
             oos_recall_target: 0.9,
@@ -380,6 +382,7 @@ pub fn train(
         dim: opts.dim,
         hidden: opts.hidden,
         labels: labels.len(),
+        pooling: opts.pooling,
     };
     let dev_cpu = Device::Cpu;
     let varmap = VarMap::new();
@@ -469,8 +472,8 @@ pub fn train(
                     if kept.is_empty() { ids.clone() } else { kept }
                 })
                 .collect();
-            let (pool, rows) =
-                pooling_matrix(&batch, &feature_weight, &dev_cpu).map_err(internal)?;
+            let (pool, rows) = pooling_matrix(&batch, &feature_weight, opts.pooling, &dev_cpu)
+                .map_err(internal)?;
             let rows: Vec<u32> = rows.to_vec1().map_err(internal)?;
             let d = opts.dim;
             let mut gathered = Vec::with_capacity(rows.len() * d);
