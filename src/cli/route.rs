@@ -60,6 +60,9 @@ pub struct TrainArgs {
     /// Leave out word bigrams.
     #[arg(long)]
     pub no_bigrams: bool,
+    /// Label smoothing of the loss (0: none).
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
     /// Pooling of feature embeddings: `mean` or `l2`.
     #[arg(long, value_parser = ["mean", "l2"])]
     pub pooling: Option<String>,
@@ -78,6 +81,7 @@ impl TrainArgs {
             hidden: self.hidden.unwrap_or(d.hidden),
             lr: self.lr.unwrap_or(d.lr),
             feature_dropout: self.dropout.unwrap_or(d.feature_dropout),
+            label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
             pooling: match self.pooling.as_deref() {
                 Some("l2") => Pooling::L2,
                 Some(_) => Pooling::Mean,
