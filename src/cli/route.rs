@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::route::classifier::Classifier;
 use crate::route::eval;
 use crate::route::features::FeatureConfig;
+use crate::route::model::Pooling;
 use crate::route::train::{self, TrainOptions};
 use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
@@ -50,6 +51,21 @@ pub struct TrainArgs {
     /// Share of features dropped at random per example and epoch.
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Shortest character n-gram of a word (over `<word>`).
+    #[arg(long)]
+    pub char_ngram_min: Option<usize>,
+    /// Longest character n-gram of a word (0: none).
+    #[arg(long)]
+    pub char_ngram_max: Option<usize>,
+    /// Leave out word bigrams.
+    #[arg(long)]
+    pub no_bigrams: bool,
+    /// Label smoothing of the loss (0: none).
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Pooling of feature embeddings: `mean` or `l2`.
+    #[arg(long, value_parser = ["mean", "l2"])]
+    pub pooling: Option<String>,
     /// Answered accuracy the abstain threshold aims for on dev (data without `oos`).
     #[arg(long)]
     pub target_accuracy: Option<f64>,
@@ -65,9 +81,18 @@ impl TrainArgs {
             hidden: self.hidden.unwrap_or(d.hidden),
             lr: self.lr.unwrap_or(d.lr),
             feature_dropout: self.dropout.unwrap_or(d.feature_dropout),
+            label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
+            pooling: match self.pooling.as_deref() {
+                Some("l2") => Pooling::L2,
+                Some(_) => Pooling::Mean,
+                None => d.pooling,
+            },
             answered_accuracy_target: self.target_accuracy.unwrap_or(d.answered_accuracy_target),
             features: FeatureConfig {
                 buckets: self.buckets.unwrap_or(d.features.buckets).max(1),
+                char_ngram_min: self.char_ngram_min.unwrap_or(d.features.char_ngram_min),
+                char_ngram_max: self.char_ngram_max.unwrap_or(d.features.char_ngram_max),
+                word_bigrams: d.features.word_bigrams && !self.no_bigrams,
                 ..d.features.clone()
             },
             ..d

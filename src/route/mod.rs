@@ -1,5 +1,19 @@
 //! Ticket routing: classifier prediction + routing rules → a decision.
 //!
+//! Map: `features` (analyzer tokens → vocabulary ids + hashed n-grams), `vocab` (the
+//! `tokenizer.json`), `model` (the candle network and its plain-array copy), `train` (lazy-AdamW
+//! training loop, writes the model directory), `calibrate` (temperature, ECE, abstain threshold),
+//! `classifier` (a loaded model directory: predict + explain), `rules` (`routing.toml`: queues,
+//! priorities, SLA), `eval` (`kefu eval classify`). The default model is `models/router`
+//! (rebuild: `scripts/train-default.sh`).
+//!
+//! ```no_run
+//! use kefu::route::{Ticket, TicketRouter};
+//! let router = TicketRouter::load("models/router".as_ref(), None).unwrap();
+//! let d = router.route(&Ticket { id: None, subject: "发票".into(), body: "发票抬头写错了".into() }).unwrap();
+//! println!("{} → {} ({}, {:.2})", d.category, d.queue, d.priority, d.confidence);
+//! ```
+//!
 //! INTERFACE (fixed by the lead; the routing engineer implements the bodies and may add
 //! submodules, fields and methods, but must keep these signatures so `server` compiles):
 

@@ -14,6 +14,27 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+/// How feature embeddings are pooled into one vector.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// `Σ wᵢ eᵢ / Σ wᵢ` (fastText's mean, IDF-weighted).
+    #[default]
+    Mean,
+    /// `Σ wᵢ eᵢ / √Σ wᵢ²` (the L2 normalization of TF-IDF: longer texts weigh more).
+    L2,
+}
+
+impl Pooling {
+    /// The divisor for weights `ws`.
+    pub fn norm(self, ws: impl Iterator<Item = f32>) -> f32 {
+        match self {
+            Pooling::Mean => ws.sum(),
+            Pooling::L2 => ws.map(|w| w * w).sum::<f32>().sqrt(),
+        }
+    }
+}
+
 /// Shape of the network; saved in `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelConfig {
@@ -25,10 +46,13 @@ pub struct ModelConfig {
     pub hidden: usize,
     /// Number of labels.
     pub labels: usize,
+    #[serde(default)]
+    pub pooling: Pooling,
 }
 
 /// The network, candle style: a struct of layers.
 pub struct RouterModel {
+    pub pooling: Pooling,
     pub embedding: Tensor,
     /// Pooling weight of each feature row (IDF on the training data).
     pub feature_weight: Tensor,
@@ -50,6 +74,7 @@ impl RouterModel {
         };
         let out = candle_nn::linear(head_in, cfg.labels, vb.pp("out"))?;
         Ok(RouterModel {
+            pooling: cfg.pooling,
             embedding,
             feature_weight,
             hidden,
@@ -77,7 +102,7 @@ impl RouterModel {
     pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Tensor> {
         let dev = self.embedding.device();
         let weights: Vec<f32> = self.feature_weight.to_dtype(DType::F32)?.to_vec1()?;
-        let (pool, rows) = pooling_matrix(batch, &weights, dev)?;
+        let (pool, rows) = pooling_matrix(batch, &weights, self.pooling, dev)?;
         self.forward_pooled_rows(&pool, &rows)
     }
 
@@ -97,6 +122,7 @@ impl RouterModel {
         let hidden = self.hidden.as_ref().map(linear).transpose()?;
         let (out_w, out_b, labels) = linear(&self.out)?;
         Ok(PlainModel {
+            pooling: self.pooling,
             dim,
             rows,
             embedding: emb.flatten_all()?.to_vec1()?,
@@ -114,6 +140,7 @@ impl RouterModel {
 pub fn pooling_matrix(
     batch: &[Vec<u32>],
     weights: &[f32],
+    pooling: Pooling,
     dev: &Device,
 ) -> Result<(Tensor, Tensor)> {
     let mut index = std::collections::HashMap::new();
@@ -132,7 +159,7 @@ pub fn pooling_matrix(
     }
     let mut pool = vec![0f32; batch.len() * n];
     for (j, ids) in batch.iter().enumerate() {
-        let total: f32 = ids.iter().map(|&id| weights[id as usize]).sum();
+        let total = pooling.norm(ids.iter().map(|&id| weights[id as usize]));
         if total <= 0.0 {
             continue;
         }
@@ -149,6 +176,7 @@ pub fn pooling_matrix(
 /// The same network as plain vectors (row-major, `weight[out][in]` as in candle's `Linear`).
 #[derive(Debug, Clone)]
 pub struct PlainModel {
+    pub pooling: Pooling,
     pub dim: usize,
     pub rows: usize,
     pub embedding: Vec<f32>,
@@ -177,12 +205,13 @@ impl PlainModel {
         &self.embedding[id * self.dim..(id + 1) * self.dim]
     }
 
-    /// Sum of the pooling weights of `ids` (0 when none is known).
+    /// The pooling divisor for `ids` (0 when no feature is known).
     fn total_weight(&self, ids: &[u32]) -> f32 {
-        ids.iter()
-            .filter(|&&id| (id as usize) < self.rows)
-            .map(|&id| self.weight[id as usize])
-            .sum()
+        self.pooling.norm(
+            ids.iter()
+                .filter(|&&id| (id as usize) < self.rows)
+                .map(|&id| self.weight[id as usize]),
+        )
     }
 
     /// Weighted mean of the feature embeddings (zeros when no feature is known).
@@ -301,6 +330,11 @@ mod tests {
                 dim: 6,
                 hidden,
                 labels: 3,
+                pooling: if hidden == 0 {
+                    Pooling::Mean
+                } else {
+                    Pooling::L2
+                },
             };
             let model = RouterModel::new(&cfg, vb).unwrap();
             // Deterministic, non-trivial embeddings.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::calibrate::{self, CurvePoint};
 use super::classifier::{Classifier, OOS_LABEL, RouterConfig};
 use super::features::{FeatureConfig, Featurizer, analyzed_tokens};
-use super::model::{ModelConfig, RouterModel, pooling_matrix};
+use super::model::{ModelConfig, Pooling, RouterModel, pooling_matrix};
 use super::vocab;
 
 /// What can go wrong while training.
@@ -109,6 +109,9 @@ pub struct TrainOptions {
     /// Share of a training example's features dropped at random each time it is seen.
     pub feature_dropout: f64,
     pub features: FeatureConfig,
+    pub pooling: Pooling,
+    /// Label smoothing ε of the cross-entropy loss.
+    pub label_smoothing: f64,
     /// Abstention without out-of-scope dev rows: lowest threshold reaching this answered accuracy…
     pub answered_accuracy_target: f64,
     /// …while answering at least this share of dev.
@@ -133,6 +136,8 @@ impl Default for TrainOptions {
             min_count: 1,
             feature_dropout: 0.1,
             features: FeatureConfig::default(),
+            pooling: Pooling::Mean,
+            label_smoothing: 0.0,
             answered_accuracy_target: 0.9,
             min_coverage: 0.7,
             oos_recall_target: 0.9,
@@ -308,6 +313,21 @@ fn idf(docs: &[Vec<u32>], rows: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `(1 − ε) · CE + ε · mean(−log p)`: cross-entropy against targets smoothed towards uniform.
+fn smoothed_cross_entropy(
+    logits: &Tensor,
+    target: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, 1)?;
+    let nll = candle_nn::loss::nll(&log_p, target)?;
+    if eps <= 0.0 {
+        return Ok(nll);
+    }
+    let uniform = log_p.mean_all()?.neg()?;
+    (nll * (1.0 - eps))? + (uniform * eps)?
+}
+
 fn xavier(rng: &mut SplitMix, fan_out: usize, fan_in: usize) -> Vec<f32> {
     let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
     (0..fan_out * fan_in)
@@ -380,6 +400,7 @@ pub fn train(
         dim: opts.dim,
         hidden: opts.hidden,
         labels: labels.len(),
+        pooling: opts.pooling,
     };
     let dev_cpu = Device::Cpu;
     let varmap = VarMap::new();
@@ -469,8 +490,8 @@ pub fn train(
                     if kept.is_empty() { ids.clone() } else { kept }
                 })
                 .collect();
-            let (pool, rows) =
-                pooling_matrix(&batch, &feature_weight, &dev_cpu).map_err(internal)?;
+            let (pool, rows) = pooling_matrix(&batch, &feature_weight, opts.pooling, &dev_cpu)
+                .map_err(internal)?;
             let rows: Vec<u32> = rows.to_vec1().map_err(internal)?;
             let d = opts.dim;
             let mut gathered = Vec::with_capacity(rows.len() * d);
@@ -482,7 +503,8 @@ pub fn train(
             let target = Tensor::from_vec(target, chunk.len(), &dev_cpu).map_err(internal)?;
             let pooled = pool.matmul(rows_var.as_tensor()).map_err(internal)?;
             let logits = model.head(&pooled).map_err(internal)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &target).map_err(internal)?;
+            let loss =
+                smoothed_cross_entropy(&logits, &target, opts.label_smoothing).map_err(internal)?;
             loss_sum += loss.to_scalar::<f32>().map_err(internal)? as f64 * chunk.len() as f64;
             let grads = loss.backward().map_err(internal)?;
             if let Some(g) = grads.get(rows_var.as_tensor()) {
