@@ -66,9 +66,11 @@ fn model_dir() -> &'static Path {
 
 fn service(keys: ApiKeys, config: ServiceConfig, with_model: bool) -> Service {
     let dir = tempfile::tempdir().unwrap();
-    let engine = SearchEngine::open_or_create(&dir.path().join("index")).unwrap();
+    let index = dir.path().join("index");
+    let engine = SearchEngine::open_or_create(&index).unwrap();
     engine.upsert(&sample_articles()).unwrap();
-    let analytics = Analytics::open(&dir.path().join("analytics.sqlite3")).unwrap();
+    // Where `kefu serve` keeps it: inside the index directory, beside tantivy's files.
+    let analytics = Analytics::open(&kefu::analytics::default_path(&index)).unwrap();
     let mut state = AppState::new(Arc::new(engine), Arc::new(analytics))
         .with_keys(keys)
         .with_config(config);
@@ -868,6 +870,12 @@ async fn upserts_are_visible_to_search_and_deletes_remove() {
     .await;
     assert_eq!(r.error(StatusCode::NOT_FOUND), "article_not_found");
     assert_eq!(s.state.engine.num_articles(), 4);
+
+    // tantivy's commits and garbage collection left the analytics database alone.
+    let db = kefu::analytics::default_path(&s._dir.path().join("index"));
+    assert!(kefu::analytics::exists(&db));
+    let (searches, _) = s.state.analytics.counts().unwrap();
+    assert!(searches >= 4, "{searches}");
 }
 
 #[tokio::test]
