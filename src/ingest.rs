@@ -251,20 +251,21 @@ impl JsonArticle {
 /// `POST /v1/articles`. `source` names the input in problems.
 pub fn parse_articles_json(text: &str, source: &str) -> Ingested {
     let mut ingested = Ingested::default();
-    let push = |ingested: &mut Ingested, line: Option<usize>, parsed: serde_json::Result<JsonArticle>| {
-        let result = parsed
-            .map_err(|err| err.to_string())
-            .map(JsonArticle::into_article)
-            .and_then(|article| validate(&article).map(|()| article));
-        match result {
-            Ok(article) => ingested.articles.push(article),
-            Err(message) => ingested.problems.push(IngestProblem {
-                source: source.to_string(),
-                line,
-                message,
-            }),
-        }
-    };
+    let push =
+        |ingested: &mut Ingested, line: Option<usize>, parsed: serde_json::Result<JsonArticle>| {
+            let result = parsed
+                .map_err(|err| err.to_string())
+                .map(JsonArticle::into_article)
+                .and_then(|article| validate(&article).map(|()| article));
+            match result {
+                Ok(article) => ingested.articles.push(article),
+                Err(message) => ingested.problems.push(IngestProblem {
+                    source: source.to_string(),
+                    line,
+                    message,
+                }),
+            }
+        };
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('[') {
         match serde_json::from_str::<Vec<serde_json::Value>>(trimmed) {
@@ -434,7 +435,10 @@ fn parse_markdown(
     };
     validate(&article).map_err(|message| (Some(body_line), message))?;
     if !has_words(&article.body) {
-        return Err((Some(body_line), "empty article: no text after the title".into()));
+        return Err((
+            Some(body_line),
+            "empty article: no text after the title".into(),
+        ));
     }
     Ok(article)
 }

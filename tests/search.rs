@@ -62,14 +62,23 @@ fn whole_kb_is_indexed() {
     assert!(ingested.articles.len() >= 80);
     // The folder's README describes the KB and is not an article.
     assert!(ingested.articles.iter().all(|a| a.id != "README.md"));
-    assert!(ingested.articles.iter().any(|a| a.id == "faq/refund-arrival"));
+    assert!(
+        ingested
+            .articles
+            .iter()
+            .any(|a| a.id == "faq/refund-arrival")
+    );
     let html = ingested
         .articles
         .iter()
         .find(|a| a.id == "html/vpc-and-elastic-ip.en.html")
         .unwrap();
     assert_eq!(html.product.as_deref(), Some("network"));
-    assert!(html.sections().iter().any(|s| s.anchor.as_deref() == Some("attach-eip")));
+    assert!(
+        html.sections()
+            .iter()
+            .any(|s| s.anchor.as_deref() == Some("attach-eip"))
+    );
     let stats = engine().stats();
     assert_eq!(stats.articles, engine().num_articles());
     assert!(stats.sections > stats.articles);
@@ -82,7 +91,11 @@ fn golden_rankings() {
     assert_in_top("如何申请退款", "billing/refund-policy.zh.md", 3);
     assert_in_top("ssh 连接失败", "compute/ssh-connection-failed.zh.md", 3);
     assert_in_top("refund", "billing/refund-policy.en.md", 3);
-    assert_in_top("ERR_CONNECTION_RESET", "network/err-connection-reset.zh.md", 1);
+    assert_in_top(
+        "ERR_CONNECTION_RESET",
+        "network/err-connection-reset.zh.md",
+        1,
+    );
     assert_in_top("invoice", "billing/invoice.en.md", 3);
     assert_in_top("实例无法启动", "compute/instance-fails-to-start.zh.md", 3);
     assert_in_top("有人冒充客服打电话", "support/impersonation-scam.zh.md", 3);
@@ -102,7 +115,11 @@ fn traditional_query_finds_simplified_text() {
         .iter()
         .find(|h| h.id == "billing/billing-dispute.zh.md")
         .unwrap();
-    assert!(dispute.snippet.contains("<em>账单</em>"), "{}", dispute.snippet);
+    assert!(
+        dispute.snippet.contains("<em>账单</em>"),
+        "{}",
+        dispute.snippet
+    );
 }
 
 #[test]
@@ -117,7 +134,12 @@ fn filters_restrict_results() {
     assert!(!en.hits.is_empty());
     assert!(en.hits.iter().all(|h| h.lang == "en"));
     let billing = search_with("password", None, Some("billing"));
-    assert!(billing.hits.iter().all(|h| h.product.as_deref() == Some("billing")));
+    assert!(
+        billing
+            .hits
+            .iter()
+            .all(|h| h.product.as_deref() == Some("billing"))
+    );
     let account = search_with("password", None, Some("account"));
     assert!(!account.hits.is_empty());
 }
@@ -244,11 +266,29 @@ fn suggestions_complete_prefixes() {
             .map(|s| s.text)
             .collect()
     };
-    assert!(titles("如何申").iter().any(|t| t.contains("退款")), "{:?}", titles("如何申"));
+    assert!(
+        titles("如何申").iter().any(|t| t.contains("退款")),
+        "{:?}",
+        titles("如何申")
+    );
     // Traditional input completes simplified titles and vice versa, after a word start.
-    assert!(titles("帳單").iter().any(|t| t.contains("帳單")), "{:?}", titles("帳單"));
-    assert!(titles("ｒｅｆｕｎｄ").iter().any(|t| t.starts_with("Refund")), "{:?}", titles("ｒｅｆｕｎｄ"));
-    assert!(titles("money").iter().any(|t| t.contains("Money Back")), "{:?}", titles("money"));
+    assert!(
+        titles("帳單").iter().any(|t| t.contains("帳單")),
+        "{:?}",
+        titles("帳單")
+    );
+    assert!(
+        titles("ｒｅｆｕｎｄ")
+            .iter()
+            .any(|t| t.starts_with("Refund")),
+        "{:?}",
+        titles("ｒｅｆｕｎｄ")
+    );
+    assert!(
+        titles("money").iter().any(|t| t.contains("Money Back")),
+        "{:?}",
+        titles("money")
+    );
     assert!(titles("zzzz").is_empty());
     let s = &engine().suggest("如何申", 1).unwrap()[0];
     assert_eq!(s.kind, "title");
@@ -269,7 +309,11 @@ fn article(id: &str, title: &str, body: &str) -> Article {
 fn upsert_replaces_delete_removes_reindex_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let engine = SearchEngine::open_or_create(dir.path()).unwrap();
-    let a = article("a.md", "Alpha guide", "## Setup {#setup}\nconfigure the zebra gateway");
+    let a = article(
+        "a.md",
+        "Alpha guide",
+        "## Setup {#setup}\nconfigure the zebra gateway",
+    );
     let b = article("b.md", "Beta guide", "nothing special here");
     engine.upsert(&[a.clone(), b.clone()]).unwrap();
     engine.upsert(&[a.clone(), b.clone()]).unwrap();
@@ -290,7 +334,12 @@ fn upsert_replaces_delete_removes_reindex_is_idempotent() {
     assert_eq!(find("zebra").total, 0);
     assert_eq!(find("giraffes").total, 1);
     assert_eq!(engine.get("a.md").unwrap().unwrap(), a2);
-    assert_eq!(engine.delete(&["a.md".into(), "missing.md".into()]).unwrap(), 1);
+    assert_eq!(
+        engine
+            .delete(&["a.md".into(), "missing.md".into()])
+            .unwrap(),
+        1
+    );
     assert_eq!(engine.get("a.md").unwrap(), None);
     assert_eq!(find("giraffes").total, 0);
     assert_eq!(engine.num_articles(), 1);
@@ -333,12 +382,27 @@ fn bad_input_is_reported_and_skipped() {
     let docs = tempfile::tempdir().unwrap();
     let root = docs.path();
     std::fs::create_dir_all(root.join("sub")).unwrap();
-    std::fs::write(root.join("good.md"), "# Good article\nrefund in three days\n").unwrap();
-    std::fs::write(root.join("sub/好.md"), "---\ntitle: 好文章\nlang: zh\n---\n退款三天到账\n")
-        .unwrap();
+    std::fs::write(
+        root.join("good.md"),
+        "# Good article\nrefund in three days\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("sub/好.md"),
+        "---\ntitle: 好文章\nlang: zh\n---\n退款三天到账\n",
+    )
+    .unwrap();
     std::fs::write(root.join("README.md"), "# Not an article\n").unwrap();
-    std::fs::write(root.join("bad-utf8.md"), b"# Title\nok line\n\xff\xfe broken\n").unwrap();
-    std::fs::write(root.join("bad-front.md"), "---\ntitle: [unclosed\n---\nbody\n").unwrap();
+    std::fs::write(
+        root.join("bad-utf8.md"),
+        b"# Title\nok line\n\xff\xfe broken\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("bad-front.md"),
+        "---\ntitle: [unclosed\n---\nbody\n",
+    )
+    .unwrap();
     std::fs::write(root.join("empty.md"), "---\ntitle: Empty\n---\n\n").unwrap();
     std::fs::write(root.join("new\nline.md"), "# Odd name\ntext\n").unwrap();
     std::fs::write(root.join("what?.md"), "# Question mark name\ntext\n").unwrap();

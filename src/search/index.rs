@@ -12,8 +12,7 @@
 use std::path::Path;
 
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{PreTokenizedString, Token as TantivyToken};
 use tantivy::{TantivyDocument, Term};
@@ -63,11 +62,15 @@ pub fn build_schema() -> (Schema, Fields) {
             .set_tokenizer(TOKENIZER_NAME)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions);
         let options = TextOptions::default().set_indexing_options(indexing);
-        if stored { options.set_stored() } else { options }
+        if stored {
+            options.set_stored()
+        } else {
+            options
+        }
     };
     let fields = Fields {
         kind: b.add_text_field("kind", STRING),
-        id: b.add_text_field("id", STRING | STORED),
+        id: b.add_text_field("id", STRING | STORED | FAST),
         key: b.add_u64_field("key", FAST | INDEXED),
         section: b.add_u64_field("section", STORED),
         lang: b.add_text_field("lang", STRING | STORED),
@@ -138,7 +141,10 @@ pub fn check_fingerprint(dir: &Path) -> Result<(), SearchError> {
              re-index with `kefu index --index NEW_DIR PATH...` into a fresh directory \
              (or delete {} and index again)",
             dir.display(),
-            found.as_deref().map(str::trim).unwrap_or("no fingerprint recorded"),
+            found
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or("no fingerprint recorded"),
             dir.display(),
         ))),
     }

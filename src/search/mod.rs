@@ -285,11 +285,7 @@ impl SearchEngine {
 
     /// Waits for background segment merges and releases the writer (end of a CLI run).
     pub fn wait_merges(&self) -> Result<(), SearchError> {
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(writer) = writer {
             writer.wait_merging_threads()?;
             self.reader.reload()?;
@@ -394,7 +390,11 @@ impl SearchEngine {
                 "offset must be at most {MAX_OFFSET}"
             )));
         }
-        let lang = request.lang.as_deref().map(str::trim).filter(|l| !l.is_empty());
+        let lang = request
+            .lang
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
         if let Some(lang) = lang
             && !matches!(lang, "zh" | "en")
         {
@@ -416,11 +416,20 @@ impl SearchEngine {
         };
         if !parsed.is_empty() {
             let searcher = self.reader.searcher();
-            let (ranked, total) = self.rank(&searcher, &parsed, lang, product, request.offset + limit)?;
+            let (ranked, total, _) = self.rank(
+                &searcher,
+                &parsed,
+                lang,
+                product,
+                request.offset + limit,
+                false,
+            )?;
             response.total = total;
             let highlight = parsed.highlight_terms();
             for candidate in ranked.into_iter().skip(request.offset).take(limit) {
-                response.hits.push(self.hit(&searcher, &parsed, candidate, &highlight, snippets)?);
+                response
+                    .hits
+                    .push(self.hit(&searcher, &parsed, candidate, &highlight, snippets)?);
             }
         }
         response.took_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -435,7 +444,8 @@ impl SearchEngine {
         lang: Option<&str>,
         product: Option<&str>,
         needed: usize,
-    ) -> Result<(Vec<rank::Candidate>, usize), SearchError> {
+        with_ids: bool,
+    ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>), SearchError> {
         let f = &self.fields;
         let p = &self.params;
         let mut filters: Vec<Box<dyn Query>> = Vec::new();
@@ -490,13 +500,41 @@ impl SearchEngine {
                     .collect::<Result<_, _>>()?
             };
             let section_limit = p.candidates.max(needed * 3);
-            let section_top =
-                searcher.search(&section_query, &TopDocs::with_limit(section_limit).order_by_score())?;
+            let section_top = searcher.search(
+                &section_query,
+                &TopDocs::with_limit(section_limit).order_by_score(),
+            )?;
             for (score, addr) in section_top {
                 candidates.add_section(addr, score, &excluded)?;
             }
         }
-        Ok((candidates.ranked(p), total))
+        let ranked = candidates.ranked(p);
+        let ids = if with_ids {
+            ranked
+                .iter()
+                .take(needed)
+                .map(|c| {
+                    candidates.id(c.article.or(c.section).expect("a candidate has a document"))
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok((ranked, total, ids))
+    }
+
+    /// Ids and scores of the top `limit` articles, without building hits (evaluation).
+    pub fn rank_ids(&self, query: &str, limit: usize) -> Result<Vec<(String, f32)>, SearchError> {
+        let parsed = ParsedQuery::parse_with(query, &self.params);
+        if parsed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let (ranked, _, ids) = self.rank(&searcher, &parsed, None, None, limit, true)?;
+        Ok(ids
+            .into_iter()
+            .zip(ranked.iter().map(|c| c.score))
+            .collect())
     }
 
     /// Builds the hit of one ranked article from its best section.
@@ -576,7 +614,10 @@ impl SearchEngine {
         for field in [self.fields.suggest_full, self.fields.suggest_any] {
             let range = RangeQuery::new(
                 std::ops::Bound::Included(Term::from_field_text(field, &key)),
-                std::ops::Bound::Included(Term::from_field_text(field, &format!("{key}\u{10FFFF}"))),
+                std::ops::Bound::Included(Term::from_field_text(
+                    field,
+                    &format!("{key}\u{10FFFF}"),
+                )),
             );
             let mut found: Vec<(String, String)> = Vec::new();
             let top = searcher.search(&range, &TopDocs::with_limit(limit * 4).order_by_score())?;
@@ -588,8 +629,7 @@ impl SearchEngine {
                         .unwrap_or_default()
                         .to_string()
                 };
-                let article: Option<Article> =
-                    serde_json::from_str(&get(self.fields.article)).ok();
+                let article: Option<Article> = serde_json::from_str(&get(self.fields.article)).ok();
                 if let Some(article) = article {
                     found.push((article.title, get(self.fields.id)));
                 }

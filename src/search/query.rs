@@ -144,7 +144,12 @@ impl Synonyms {
             }
             let members: Vec<Vec<String>> = line
                 .split([',', '，'])
-                .map(|m| main_terms(m).into_iter().map(|(_, t)| t).collect::<Vec<_>>())
+                .map(|m| {
+                    main_terms(m)
+                        .into_iter()
+                        .map(|(_, t)| t)
+                        .collect::<Vec<_>>()
+                })
                 .filter(|m| !m.is_empty())
                 .collect();
             if members.len() > 1 {
@@ -311,7 +316,11 @@ impl ParsedQuery {
     /// Every normalized term worth highlighting.
     pub fn highlight_terms(&self) -> HashSet<String> {
         let mut set: HashSet<String> = self.terms.iter().map(|t| t.text.clone()).collect();
-        for phrase in self.phrases.iter().chain(self.synonym_phrases.iter().map(|(p, _)| p)) {
+        for phrase in self
+            .phrases
+            .iter()
+            .chain(self.synonym_phrases.iter().map(|(p, _)| p))
+        {
             set.extend(phrase.terms.iter().map(|(_, t)| t.clone()));
         }
         set
@@ -380,7 +389,12 @@ impl ParsedQuery {
     pub fn any_field(&self, phrase: &Phrase, fields: &[(Field, f32)]) -> Box<dyn Query> {
         let alternatives = fields
             .iter()
-            .map(|&(field, boost)| (Occur::Should, boosted(phrase_query(field, phrase, 0), boost)))
+            .map(|&(field, boost)| {
+                (
+                    Occur::Should,
+                    boosted(phrase_query(field, phrase, 0), boost),
+                )
+            })
             .collect();
         Box::new(BooleanQuery::new(alternatives))
     }

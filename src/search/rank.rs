@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tantivy::columnar::Column;
+use tantivy::columnar::{Column, StrColumn};
 use tantivy::schema::Field;
 use tantivy::{DocAddress, Searcher};
 
@@ -32,6 +32,7 @@ pub struct Candidates<'a> {
     searcher: &'a Searcher,
     key_field: Field,
     columns: Vec<Option<Column<u64>>>,
+    ids: Vec<Option<StrColumn>>,
     by_key: HashMap<u64, Candidate>,
 }
 
@@ -41,6 +42,7 @@ impl<'a> Candidates<'a> {
             searcher,
             key_field,
             columns: vec![None; searcher.segment_readers().len()],
+            ids: vec![None; searcher.segment_readers().len()],
             by_key: HashMap::new(),
         }
     }
@@ -55,6 +57,22 @@ impl<'a> Candidates<'a> {
         }
         let column = self.columns[ord].as_ref().expect("column loaded above");
         Ok(column.first(addr.doc_id).unwrap_or(0))
+    }
+
+    /// The article id of a document (fast field, no doc store read).
+    pub fn id(&mut self, addr: DocAddress) -> Result<String, SearchError> {
+        let ord = addr.segment_ord as usize;
+        if self.ids[ord].is_none() {
+            let reader = self.searcher.segment_reader(addr.segment_ord);
+            self.ids[ord] = reader.fast_fields().str("id")?;
+        }
+        let mut id = String::new();
+        if let Some(column) = &self.ids[ord]
+            && let Some(term_ord) = column.ords().first(addr.doc_id)
+        {
+            column.ord_to_str(term_ord, &mut id)?;
+        }
+        Ok(id)
     }
 
     fn entry(&mut self, key: u64) -> &mut Candidate {
@@ -96,9 +114,8 @@ impl<'a> Candidates<'a> {
     }
 
     /// Best first; ties broken by document order, so results are deterministic.
-    pub fn ranked(self, params: &RankParams) -> Vec<Candidate> {
-        let mut all: Vec<Candidate> = self
-            .by_key
+    pub fn ranked(&mut self, params: &RankParams) -> Vec<Candidate> {
+        let mut all: Vec<Candidate> = std::mem::take(&mut self.by_key)
             .into_values()
             .map(|mut c| {
                 c.score = params.section * c.section_score + params.article * c.article_score;

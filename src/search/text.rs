@@ -42,7 +42,10 @@ pub fn plain_text(markdown: &str) -> String {
             continue;
         }
         // Emphasis and escapes are punctuation to the analyzer, but noise in a snippet.
-        let cleaned = line.replace("**", "").replace("\\>", ">").replace("\\_", "_");
+        let cleaned = line
+            .replace("**", "")
+            .replace("\\>", ">")
+            .replace("\\_", "_");
         let cleaned = cleaned.trim();
         if cleaned.is_empty() {
             continue;
@@ -68,7 +71,9 @@ mod tests {
 
     #[test]
     fn drops_urls_and_images() {
-        let text = plain_text("登录 [控制台](https://ecs.console.aliyun.com/?spm=1#/x) 。\n\n![](http://a/b.png)\n访问 https://x.example/y 即可");
+        let text = plain_text(
+            "登录 [控制台](https://ecs.console.aliyun.com/?spm=1#/x) 。\n\n![](http://a/b.png)\n访问 https://x.example/y 即可",
+        );
         assert_eq!(text, "登录 控制台 。 访问 即可");
     }
 }
