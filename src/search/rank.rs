@@ -131,3 +131,58 @@ impl<'a> Candidates<'a> {
         all
     }
 }
+
+/// BM25 statistics per kind of document. Sections and articles share one index but not fields;
+/// tantivy divides a field's token count by ALL documents, which would make the average article
+/// look as short as a section and punish long articles (and mis-scale idf). This provider scales
+/// each field's statistics to the documents that have it.
+pub struct KindStatistics<'a> {
+    searcher: &'a Searcher,
+    all: u64,
+    /// Fields of article documents; the others belong to section documents.
+    article_fields: [Field; 2],
+    articles: u64,
+    sections: u64,
+}
+
+impl<'a> KindStatistics<'a> {
+    pub fn new(
+        searcher: &'a Searcher,
+        kind: Field,
+        article_fields: [Field; 2],
+    ) -> tantivy::Result<KindStatistics<'a>> {
+        use tantivy::query::Bm25StatisticsProvider;
+        let count = |k: &str| searcher.doc_freq(&tantivy::Term::from_field_text(kind, k));
+        Ok(KindStatistics {
+            searcher,
+            all: searcher.total_num_docs()?.max(1),
+            article_fields,
+            articles: count(super::index::KIND_ARTICLE)?.max(1),
+            sections: count(super::index::KIND_SECTION)?.max(1),
+        })
+    }
+
+    fn scale(&self, field: Field, value: u64) -> u64 {
+        let own = if self.article_fields.contains(&field) {
+            self.articles
+        } else {
+            self.sections
+        };
+        ((value as f64) * (self.all as f64) / (own as f64)).round() as u64
+    }
+}
+
+impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        Ok(self.scale(field, self.searcher.total_num_tokens(field)?))
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.all)
+    }
+
+    fn doc_freq(&self, term: &tantivy::Term) -> tantivy::Result<u64> {
+        let df = self.searcher.doc_freq(term)?;
+        Ok(self.scale(term.field(), df).min(self.all))
+    }
+}

@@ -22,7 +22,7 @@ pub const SNIPPET_CHARS: usize = 160;
 
 /// Text longer than this (bytes) is only analyzed up to here: snippets come from the start of a
 /// long section, and analysis time stays bounded.
-const MAX_ANALYZED_BYTES: usize = 24 * 1024;
+const MAX_ANALYZED_BYTES: usize = 6 * 1024;
 
 /// Characters shown before the first match of the chosen window.
 const LEAD_CHARS: usize = 20;
