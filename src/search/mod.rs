@@ -497,12 +497,19 @@ impl SearchEngine {
         );
         let mut candidates = Candidates::new(searcher, f.key);
         let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody])?;
-        let article_limit = p.candidates.max(needed * 2);
-        let (article_top, total) = searcher.search_with_statistics_provider(
+        // Without section scores nothing is merged, so the page is all that is needed.
+        let article_limit = if p.section > 0.0 {
+            p.candidates.max(needed * 2)
+        } else {
+            needed
+        };
+        let article_top = searcher.search_with_statistics_provider(
             &article_query,
-            &(TopDocs::with_limit(article_limit).order_by_score(), Count),
+            &TopDocs::with_limit(article_limit).order_by_score(),
             &stats,
         )?;
+        // Counting alone needs no scores (tantivy's fast path).
+        let total = searcher.search(&article_query, &Count)?;
         for (score, addr) in article_top {
             candidates.add_article(addr, score)?;
         }
