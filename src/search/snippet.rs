@@ -72,7 +72,16 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
         best_window(&matches, &char_of, total_chars, max_chars)
     };
     let byte_at = |c: usize| char_starts.get(c).copied().unwrap_or(text.len());
-    let (from, to) = (byte_at(from_char), byte_at(to_char));
+    let (mut from, mut to) = (byte_at(from_char), byte_at(to_char));
+    // Never start inside a match (half a word highlighted); the budget still holds.
+    if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < from && from < m.1) {
+        from = m_from;
+        to = byte_at(to_char.min(char_of(from) + max_chars));
+    }
+    // Nor end inside one.
+    if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < to && to < m.1 && m.0 > from) {
+        to = m_from;
+    }
     let mut out = String::with_capacity((to - from) * 2);
     if from > 0 {
         out.push('…');
