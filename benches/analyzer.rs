@@ -1,7 +1,7 @@
 //! Analyzer throughput (MB/s) on real Chinese and English help articles: the Alibaba Cloud docs
 //! in `../shared/data/kb/aliyun` when present, else the bundled `kb/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kefu::analyzer::analyzer;
@@ -14,7 +14,7 @@ fn corpus(lang: &str, budget: usize) -> String {
     } else {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("kb")
     };
-    let ingested = kefu::ingest::read_paths(&[PathBuf::from(root)]);
+    let ingested = kefu::ingest::read_paths(&[root]);
     let mut text = String::new();
     for article in ingested.articles.iter().filter(|a| a.lang() == lang) {
         text.push_str(&article.body);

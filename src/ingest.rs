@@ -367,11 +367,7 @@ fn strip_md_extension(name: &str) -> &str {
 }
 
 /// Markdown text → article. Errors carry a 1-based line when they have one.
-fn parse_markdown(
-    id: &str,
-    text: &str,
-    file_title: &str,
-) -> Result<Article, (Option<usize>, String)> {
+fn parse_markdown(id: &str, text: &str, file_title: &str) -> Result<Article, FileError> {
     let text = text.trim_start_matches('\u{feff}');
     let (front, body, body_line) = split_front_matter(text)?;
     let front: FrontMatter = match front {
@@ -443,8 +439,14 @@ fn parse_markdown(
     Ok(article)
 }
 
+/// A problem inside one file: 1-based line (when known) and message.
+type FileError = (Option<usize>, String);
+
+/// Front matter (if any), body, and the 1-based line where the body starts.
+type FrontMatterSplit<'a> = (Option<&'a str>, &'a str, usize);
+
 /// `---\nyaml\n---\nbody` → (yaml, body, 1-based line where the body starts).
-fn split_front_matter(text: &str) -> Result<(Option<&str>, &str, usize), (Option<usize>, String)> {
+fn split_front_matter(text: &str) -> Result<FrontMatterSplit<'_>, FileError> {
     let Some(rest) = text
         .strip_prefix("---\n")
         .or_else(|| text.strip_prefix("---\r\n"))

@@ -330,7 +330,7 @@ fn upsert_replaces_delete_removes_reindex_is_idempotent() {
     };
     assert_eq!(find("zebra").hits[0].anchor.as_deref(), Some("setup"));
     let a2 = article("a.md", "Alpha guide", "now about giraffes");
-    engine.upsert(&[a2.clone()]).unwrap();
+    engine.upsert(std::slice::from_ref(&a2)).unwrap();
     assert_eq!(find("zebra").total, 0);
     assert_eq!(find("giraffes").total, 1);
     assert_eq!(engine.get("a.md").unwrap().unwrap(), a2);

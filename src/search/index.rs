@@ -70,7 +70,7 @@ pub fn build_schema() -> (Schema, Fields) {
     };
     let fields = Fields {
         kind: b.add_text_field("kind", STRING),
-        id: b.add_text_field("id", STRING | STORED),
+        id: b.add_text_field("id", STRING | STORED | FAST),
         key: b.add_u64_field("key", FAST | INDEXED),
         section: b.add_u64_field("section", STORED),
         lang: b.add_text_field("lang", STRING | STORED),

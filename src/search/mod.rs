@@ -33,7 +33,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
@@ -416,11 +418,23 @@ impl SearchEngine {
         };
         if !parsed.is_empty() {
             let searcher = self.reader.searcher();
-            let (ranked, total) =
-                self.rank(&searcher, &parsed, lang, product, request.offset + limit)?;
+            let (ranked, total, _) = self.rank(
+                &searcher,
+                &parsed,
+                lang,
+                product,
+                request.offset + limit,
+                false,
+            )?;
             response.total = total;
             let highlight = parsed.highlight_terms();
-            for candidate in ranked.into_iter().skip(request.offset).take(limit) {
+            let mut page: Vec<rank::Candidate> = ranked
+                .into_iter()
+                .skip(request.offset)
+                .take(limit)
+                .collect();
+            self.find_best_sections(&searcher, &parsed, &mut page)?;
+            for candidate in page {
                 response
                     .hits
                     .push(self.hit(&searcher, &parsed, candidate, &highlight, snippets)?);
@@ -438,7 +452,8 @@ impl SearchEngine {
         lang: Option<&str>,
         product: Option<&str>,
         needed: usize,
-    ) -> Result<(Vec<rank::Candidate>, usize), SearchError> {
+        with_ids: bool,
+    ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>), SearchError> {
         let f = &self.fields;
         let p = &self.params;
         let mut filters: Vec<Box<dyn Query>> = Vec::new();
@@ -462,21 +477,39 @@ impl SearchEngine {
             &filters,
             Vec::new(),
         );
+        let mut scored = parsed.build(
+            &[(f.atitle, p.atitle), (f.abody, p.abody)],
+            &[(f.atitle, p.atitle), (f.abody, p.abody)],
+            p,
+        );
+        if p.title_bonus > 0.0
+            && let Some(cover) = parsed.coverage(f.atitle, p.title_cover, p.title_bonus)
+        {
+            scored = Box::new(BooleanQuery::new(vec![
+                (Occur::Should, scored),
+                (Occur::Should, cover),
+            ]));
+        }
         let article_query = filtered(
-            parsed.build(
-                &[(f.atitle, p.atitle), (f.abody, p.abody)],
-                &[(f.abody, p.abody)],
-                p,
-            ),
+            scored,
             &filters,
             exclusions.iter().map(|q| q.box_clone()).collect(),
         );
         let mut candidates = Candidates::new(searcher, f.key);
-        let article_limit = p.candidates.max(needed * 2);
-        let (article_top, total) = searcher.search(
+        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody])?;
+        // Without section scores nothing is merged, so the page is all that is needed.
+        let article_limit = if p.section > 0.0 {
+            p.candidates.max(needed * 2)
+        } else {
+            needed
+        };
+        let article_top = searcher.search_with_statistics_provider(
             &article_query,
-            &(TopDocs::with_limit(article_limit).order_by_score(), Count),
+            &TopDocs::with_limit(article_limit).order_by_score(),
+            &stats,
         )?;
+        // Counting alone needs no scores (tantivy's fast path).
+        let total = searcher.search(&article_query, &Count)?;
         for (score, addr) in article_top {
             candidates.add_article(addr, score)?;
         }
@@ -493,15 +526,91 @@ impl SearchEngine {
                     .collect::<Result<_, _>>()?
             };
             let section_limit = p.candidates.max(needed * 3);
-            let section_top = searcher.search(
+            let section_top = searcher.search_with_statistics_provider(
                 &section_query,
                 &TopDocs::with_limit(section_limit).order_by_score(),
+                &stats,
             )?;
             for (score, addr) in section_top {
                 candidates.add_section(addr, score, &excluded)?;
             }
         }
-        Ok((candidates.ranked(p), total))
+        let ranked = candidates.ranked(p);
+        let ids = if with_ids {
+            ranked
+                .iter()
+                .take(needed)
+                .map(|c| {
+                    candidates.id(c.article.or(c.section).expect("a candidate has a document"))
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok((ranked, total, ids))
+    }
+
+    /// Ids and scores of the top `limit` articles, without building hits (evaluation).
+    pub fn rank_ids(&self, query: &str, limit: usize) -> Result<Vec<(String, f32)>, SearchError> {
+        let parsed = ParsedQuery::parse_with(query, &self.params);
+        if parsed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let (ranked, _, ids) = self.rank(&searcher, &parsed, None, None, limit, true)?;
+        Ok(ids
+            .into_iter()
+            .zip(ranked.iter().map(|c| c.score))
+            .collect())
+    }
+
+    /// Gives each candidate found at the article level only its best section, with one query.
+    fn find_best_sections(
+        &self,
+        searcher: &Searcher,
+        parsed: &ParsedQuery,
+        page: &mut [rank::Candidate],
+    ) -> Result<(), SearchError> {
+        let missing: Vec<u64> = page
+            .iter()
+            .filter(|c| c.section.is_none())
+            .map(|c| c.key)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let f = &self.fields;
+        let p = &self.params;
+        let keys = TermSetQuery::new(missing.iter().map(|&k| Term::from_field_u64(f.key, k)));
+        let scored = parsed.build(
+            &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
+            &[(f.body, p.body)],
+            p,
+        );
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, scored),
+            (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(keys), 0.0)),
+            ),
+        ]);
+        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody])?;
+        let top = searcher.search_with_statistics_provider(
+            &query,
+            &TopDocs::with_limit(missing.len() * 40).order_by_score(),
+            &stats,
+        )?;
+        let mut best: HashMap<u64, DocAddress> = HashMap::new();
+        let mut candidates = Candidates::new(searcher, f.key);
+        for (_, addr) in top {
+            best.entry(candidates.key(addr)?).or_insert(addr);
+        }
+        for candidate in page.iter_mut() {
+            if candidate.section.is_none() {
+                candidate.section = best.get(&candidate.key).copied();
+            }
+        }
+        Ok(())
     }
 
     /// Builds the hit of one ranked article from its best section.

@@ -22,33 +22,46 @@ pub const SNIPPET_CHARS: usize = 160;
 
 /// Text longer than this (bytes) is only analyzed up to here: snippets come from the start of a
 /// long section, and analysis time stays bounded.
-const MAX_ANALYZED_BYTES: usize = 24 * 1024;
+const MAX_ANALYZED_BYTES: usize = 8 * 1024;
+
+/// Bytes analyzed at a time while looking for the first match.
+const CHUNK_BYTES: usize = 1536;
 
 /// Characters shown before the first match of the chosen window.
 const LEAD_CHARS: usize = 20;
 
 /// A snippet of `text` of at most `max_chars` characters around the matches of `terms`.
 pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String {
-    let mut limit = text.len().min(MAX_ANALYZED_BYTES);
-    while !text.is_char_boundary(limit) {
-        limit -= 1;
-    }
-    let analyzed = &text[..limit];
-    // Matches in byte offsets; a word and its sub-words overlap: keep the outer span.
-    let mut matches: Vec<(usize, usize, &str)> = Vec::new();
-    let tokens = analyzer().analyze(analyzed);
-    for token in &tokens {
-        if token.stop || !terms.contains(&token.text) {
-            continue;
+    // Analysis is the cost of a snippet: analyze chunk by chunk and stop at the first chunk with
+    // a match (matches are usually early), never past MAX_ANALYZED_BYTES.
+    let mut matches: Vec<(usize, usize, String)> = Vec::new();
+    let mut start = 0;
+    let limit = text.len().min(MAX_ANALYZED_BYTES);
+    while start < limit && matches.is_empty() {
+        let mut end = (start + CHUNK_BYTES).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
         }
-        if let Some(last) = matches.last_mut()
-            && token.offset_from < last.1
-        {
-            last.1 = last.1.max(token.offset_to);
-            continue;
+        // Matches in byte offsets; a word and its sub-words overlap: keep the outer span.
+        for token in analyzer().analyze(&text[start..end]) {
+            if token.stop || !terms.contains(&token.text) {
+                continue;
+            }
+            let (from, to) = (start + token.offset_from, start + token.offset_to);
+            if let Some(last) = matches.last_mut()
+                && from < last.1
+            {
+                last.1 = last.1.max(to);
+                continue;
+            }
+            matches.push((from, to, token.text));
         }
-        matches.push((token.offset_from, token.offset_to, token.text.as_str()));
+        start = end;
     }
+    let matches: Vec<(usize, usize, &str)> = matches
+        .iter()
+        .map(|(f, t, s)| (*f, *t, s.as_str()))
+        .collect();
     // Char index of every byte offset we need.
     let char_starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
     let char_of = |byte: usize| char_starts.partition_point(|&b| b < byte);
@@ -59,7 +72,16 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
         best_window(&matches, &char_of, total_chars, max_chars)
     };
     let byte_at = |c: usize| char_starts.get(c).copied().unwrap_or(text.len());
-    let (from, to) = (byte_at(from_char), byte_at(to_char));
+    let (mut from, mut to) = (byte_at(from_char), byte_at(to_char));
+    // Never start inside a match (half a word highlighted); the budget still holds.
+    if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < from && from < m.1) {
+        from = m_from;
+        to = byte_at(to_char.min(char_of(from) + max_chars));
+    }
+    // Nor end inside one.
+    if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < to && to < m.1 && m.0 > from) {
+        to = m_from;
+    }
     let mut out = String::with_capacity((to - from) * 2);
     if from > 0 {
         out.push('…');
