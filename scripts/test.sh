@@ -19,4 +19,4 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 cargo build --release --locked
-KEFU_BIN=target/release/kefu bash tests/browser/run.sh
+KEFU_BIN="${CARGO_TARGET_DIR:-target}/release/kefu" bash tests/browser/run.sh
