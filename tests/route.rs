@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use kefu::route::classifier::Classifier;
 use kefu::route::features::FeatureConfig;
+use kefu::route::model::{Arch, Pooling};
 use kefu::route::rules::RoutingRules;
 use kefu::route::train::{self, Example, TrainOptions};
 use kefu::route::{RouteError, Ticket, TicketRouter};
@@ -177,6 +178,28 @@ fn tiny_model_learns_and_training_is_deterministic() {
     opts.seed = 8;
     train::train(&data, Some(&data), &opts, dirs[2].path()).unwrap();
     assert_ne!(weights(&dirs[0]), weights(&dirs[2]));
+}
+
+#[test]
+fn linear_arch_learns_and_reloads() {
+    let data = tiny_data();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = tiny_options(7);
+    opts.epochs = 8;
+    opts.arch = Arch::Linear;
+    opts.pooling = Pooling::Tfidf;
+    let report = train::train(&data, Some(&data), &opts, dir.path()).unwrap();
+    assert!(
+        report.epoch_loss.last() < report.epoch_loss.first(),
+        "loss did not fall: {:?}",
+        report.epoch_loss
+    );
+    assert!(report.dev_accuracy >= 0.9, "{}", report.dev_accuracy);
+    let c = Classifier::load(dir.path()).unwrap();
+    let label = |t: &str| c.labels()[c.predict(t).best].clone();
+    assert_eq!(label("请问发票什么时候寄出"), "billing");
+    assert_eq!(label("ssl certificate renewal"), "security");
+    assert_eq!(label("快照回滚失败"), "storage");
 }
 
 #[test]

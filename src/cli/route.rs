@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::route::classifier::Classifier;
 use crate::route::eval;
 use crate::route::features::FeatureConfig;
-use crate::route::model::Pooling;
+use crate::route::model::{Arch, Pooling};
 use crate::route::train::{self, TrainOptions};
 use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
@@ -63,9 +63,16 @@ pub struct TrainArgs {
     /// Label smoothing of the loss (0: none).
     #[arg(long)]
     pub label_smoothing: Option<f64>,
-    /// Pooling of feature embeddings: `mean` or `l2`.
-    #[arg(long, value_parser = ["mean", "l2"])]
+    /// Pooling of feature embeddings: `mean`, `l2` or `tfidf` (sublinear tf × idf, L2-normalized).
+    #[arg(long, value_parser = ["mean", "l2", "tfidf"])]
     pub pooling: Option<String>,
+    /// Architecture: `embedding` (fastText) or `linear` (sparse linear model, one weight per
+    /// feature and label; use with `--pooling tfidf`).
+    #[arg(long, value_parser = ["embedding", "linear"])]
+    pub arch: Option<String>,
+    /// AdamW weight decay (decoupled; on the embedding rows a step touches).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// Answered accuracy the abstain threshold aims for on dev (data without `oos`).
     #[arg(long)]
     pub target_accuracy: Option<f64>,
@@ -84,9 +91,16 @@ impl TrainArgs {
             label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
             pooling: match self.pooling.as_deref() {
                 Some("l2") => Pooling::L2,
+                Some("tfidf") => Pooling::Tfidf,
                 Some(_) => Pooling::Mean,
                 None => d.pooling,
             },
+            arch: match self.arch.as_deref() {
+                Some("linear") => Arch::Linear,
+                Some(_) => Arch::Embedding,
+                None => d.arch,
+            },
+            weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             answered_accuracy_target: self.target_accuracy.unwrap_or(d.answered_accuracy_target),
             features: FeatureConfig {
                 buckets: self.buckets.unwrap_or(d.features.buckets).max(1),

@@ -23,16 +23,60 @@ pub enum Pooling {
     Mean,
     /// `Σ wᵢ eᵢ / √Σ wᵢ²` (the L2 normalization of TF-IDF: longer texts weigh more).
     L2,
+    /// Scikit-learn's `TfidfVectorizer(sublinear_tf=True)`: a feature occurring `tf` times weighs
+    /// `(1 + ln tf) · idf`, and the vector of those weights is L2-normalized.
+    Tfidf,
 }
 
 impl Pooling {
-    /// The divisor for weights `ws`.
-    pub fn norm(self, ws: impl Iterator<Item = f32>) -> f32 {
-        match self {
-            Pooling::Mean => ws.sum(),
-            Pooling::L2 => ws.map(|w| w * w).sum::<f32>().sqrt(),
+    /// The pooling coefficient of each occurrence in `ids` (`weights[id]`: the feature's IDF;
+    /// ids at or beyond `weights.len()` weigh 0). Duplicates share their feature's coefficient, so
+    /// the coefficients of one feature add up to its weight in the pooled vector. All zeros when no
+    /// feature is known.
+    pub fn coefficients(self, ids: &[u32], weights: &[f32]) -> Vec<f32> {
+        let w = |id: u32| weights.get(id as usize).copied().unwrap_or(0.0);
+        let mut out: Vec<f32> = ids.iter().map(|&id| w(id)).collect();
+        let total = match self {
+            Pooling::Mean => out.iter().sum::<f32>(),
+            Pooling::L2 => out.iter().map(|w| w * w).sum::<f32>().sqrt(),
+            Pooling::Tfidf => {
+                let mut tf: std::collections::HashMap<u32, f32> = Default::default();
+                for &id in ids {
+                    *tf.entry(id).or_default() += 1.0;
+                }
+                for (c, id) in out.iter_mut().zip(ids) {
+                    let n = tf[id];
+                    // Each of the n occurrences carries 1/n of (1 + ln n) · idf.
+                    *c *= (1.0 + n.ln()) / n;
+                }
+                tf.iter()
+                    .map(|(&id, &n)| {
+                        let x = (1.0 + n.ln()) * w(id);
+                        x * x
+                    })
+                    .sum::<f32>()
+                    .sqrt()
+            }
+        };
+        if total > 0.0 {
+            out.iter_mut().for_each(|c| *c /= total);
+        } else {
+            out.iter_mut().for_each(|c| *c = 0.0);
         }
+        out
     }
+}
+
+/// The network's architecture.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// fastText: pooled `dim`-wide feature embeddings, then (hidden layer and) a linear layer.
+    #[default]
+    Embedding,
+    /// A sparse linear model, as TF-IDF + logistic regression: each feature row holds one weight
+    /// per label (`dim` = labels) and the logits are the pooled rows plus a bias, no bottleneck.
+    Linear,
 }
 
 /// Shape of the network; saved in `config.json`.
@@ -48,6 +92,8 @@ pub struct ModelConfig {
     pub labels: usize,
     #[serde(default)]
     pub pooling: Pooling,
+    #[serde(default)]
+    pub arch: Arch,
 }
 
 /// The network, candle style: a struct of layers.
@@ -57,13 +103,28 @@ pub struct RouterModel {
     /// Pooling weight of each feature row (IDF on the training data).
     pub feature_weight: Tensor,
     pub hidden: Option<Linear>,
-    pub out: Linear,
+    /// The output layer (`None` for [`Arch::Linear`]: the pooled vector is the logits, plus `bias`).
+    pub out: Option<Linear>,
+    /// `out.bias` of [`Arch::Linear`].
+    pub bias: Option<Tensor>,
 }
 
 impl RouterModel {
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<RouterModel> {
-        let embedding = vb.pp("embedding").get((cfg.rows, cfg.dim), "weight")?;
         let feature_weight = vb.get(cfg.rows, "feature_weight")?;
+        if cfg.arch == Arch::Linear {
+            let embedding = vb.pp("embedding").get((cfg.rows, cfg.labels), "weight")?;
+            let bias = vb.pp("out").get(cfg.labels, "bias")?;
+            return Ok(RouterModel {
+                pooling: cfg.pooling,
+                embedding,
+                feature_weight,
+                hidden: None,
+                out: None,
+                bias: Some(bias),
+            });
+        }
+        let embedding = vb.pp("embedding").get((cfg.rows, cfg.dim), "weight")?;
         let (hidden, head_in) = if cfg.hidden > 0 {
             (
                 Some(candle_nn::linear(cfg.dim, cfg.hidden, vb.pp("hidden"))?),
@@ -78,7 +139,8 @@ impl RouterModel {
             embedding,
             feature_weight,
             hidden,
-            out,
+            out: Some(out),
+            bias: None,
         })
     }
 
@@ -88,7 +150,11 @@ impl RouterModel {
             Some(h) => h.forward(pooled)?.relu()?,
             None => pooled.clone(),
         };
-        self.out.forward(&x)
+        match (&self.out, &self.bias) {
+            (Some(out), _) => out.forward(&x),
+            (None, Some(b)) => x.broadcast_add(b),
+            (None, None) => Ok(x),
+        }
     }
 
     /// Logits `[batch, labels]` for a batch given as a pooling matrix `[batch, n]` over the
@@ -120,7 +186,20 @@ impl RouterModel {
             Ok((w.flatten_all()?.to_vec1()?, b, out))
         };
         let hidden = self.hidden.as_ref().map(linear).transpose()?;
-        let (out_w, out_b, labels) = linear(&self.out)?;
+        let direct = self.out.is_none();
+        let (out_w, out_b, labels) = match &self.out {
+            Some(out) => linear(out)?,
+            None => {
+                // Identity output rows: explanations treat both architectures alike.
+                let b: Vec<f32> = match &self.bias {
+                    Some(b) => b.to_dtype(DType::F32)?.to_vec1()?,
+                    None => vec![0.0; dim],
+                };
+                let mut w = vec![0f32; dim * dim];
+                (0..dim).for_each(|i| w[i * dim + i] = 1.0);
+                (w, b, dim)
+            }
+        };
         Ok(PlainModel {
             pooling: self.pooling,
             dim,
@@ -128,6 +207,7 @@ impl RouterModel {
             embedding: emb.flatten_all()?.to_vec1()?,
             weight: self.feature_weight.to_dtype(DType::F32)?.to_vec1()?,
             hidden,
+            direct,
             out_w,
             out_b,
             labels,
@@ -159,12 +239,8 @@ pub fn pooling_matrix(
     }
     let mut pool = vec![0f32; batch.len() * n];
     for (j, ids) in batch.iter().enumerate() {
-        let total = pooling.norm(ids.iter().map(|&id| weights[id as usize]));
-        if total <= 0.0 {
-            continue;
-        }
-        for &id in ids {
-            pool[j * n + index[&id]] += weights[id as usize] / total;
+        for (&id, c) in ids.iter().zip(pooling.coefficients(ids, weights)) {
+            pool[j * n + index[&id]] += c;
         }
     }
     Ok((
@@ -184,6 +260,8 @@ pub struct PlainModel {
     pub weight: Vec<f32>,
     /// `(weight [hidden×dim], bias, hidden)`.
     pub hidden: Option<(Vec<f32>, Vec<f32>, usize)>,
+    /// [`Arch::Linear`]: `out_w` is the identity, logits are the pooled vector plus `out_b`.
+    pub direct: bool,
     pub out_w: Vec<f32>,
     pub out_b: Vec<f32>,
     pub labels: usize,
@@ -205,24 +283,15 @@ impl PlainModel {
         &self.embedding[id * self.dim..(id + 1) * self.dim]
     }
 
-    /// The pooling divisor for `ids` (0 when no feature is known).
-    fn total_weight(&self, ids: &[u32]) -> f32 {
-        self.pooling.norm(
-            ids.iter()
-                .filter(|&&id| (id as usize) < self.rows)
-                .map(|&id| self.weight[id as usize]),
-        )
+    /// Pooling coefficient of each id (0 for unknown ids).
+    fn coefficients(&self, ids: &[u32]) -> Vec<f32> {
+        self.pooling.coefficients(ids, &self.weight[..self.rows])
     }
 
     /// Weighted mean of the feature embeddings (zeros when no feature is known).
     pub fn pool(&self, ids: &[u32]) -> Vec<f32> {
         let mut pooled = vec![0f32; self.dim];
-        let total = self.total_weight(ids);
-        if total <= 0.0 {
-            return pooled;
-        }
-        for &id in ids.iter().filter(|&&id| (id as usize) < self.rows) {
-            let w = self.weight[id as usize] / total;
+        for (&id, w) in ids.iter().zip(self.coefficients(ids)) {
             if w == 0.0 {
                 continue;
             }
@@ -235,6 +304,9 @@ impl PlainModel {
 
     /// Logits for a pooled vector.
     pub fn head(&self, pooled: &[f32]) -> Vec<f32> {
+        if self.direct {
+            return pooled.iter().zip(&self.out_b).map(|(p, b)| p + b).collect();
+        }
         match &self.hidden {
             Some((w, b, _)) => {
                 let mut h = affine(w, b, pooled);
@@ -283,13 +355,12 @@ impl PlainModel {
     fn contributions_for_row(&self, ids: &[u32], out_row: &[f32]) -> Vec<f32> {
         let pooled = self.pool(ids);
         let g = self.gradient_for_row(&pooled, out_row);
-        let total = self.total_weight(ids);
         ids.iter()
-            .map(|&id| {
-                if (id as usize) >= self.rows || total <= 0.0 {
+            .zip(self.coefficients(ids))
+            .map(|(&id, w)| {
+                if w == 0.0 {
                     return 0.0;
                 }
-                let w = self.weight[id as usize] / total;
                 w * self.row(id).iter().zip(&g).map(|(e, g)| e * g).sum::<f32>()
             })
             .collect()
@@ -330,6 +401,7 @@ mod tests {
                 dim: 6,
                 hidden,
                 labels: 3,
+                arch: Arch::Embedding,
                 pooling: if hidden == 0 {
                     Pooling::Mean
                 } else {
@@ -369,6 +441,71 @@ mod tests {
                 let ids = &batch[0];
                 let c: f32 = plain.contributions(ids, 1).iter().sum();
                 assert!((c + plain.out_b[1] - logits[0][1]).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn tfidf_coefficients_are_sublinear_and_l2_normalized() {
+        let weights = [0.0, 1.0, 2.0, 3.0];
+        // Feature 1 twice, feature 2 once, 9 is unknown.
+        let c = Pooling::Tfidf.coefficients(&[1, 2, 1, 9], &weights);
+        let x1 = 1.0 + 2f32.ln();
+        let norm = (x1 * x1 + 4.0).sqrt();
+        assert!((c[0] + c[2] - x1 / norm).abs() < 1e-6, "{c:?}");
+        assert!((c[1] - 2.0 / norm).abs() < 1e-6);
+        assert_eq!(c[3], 0.0);
+        let mean = Pooling::Mean.coefficients(&[1, 2, 1], &weights);
+        assert!((mean.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(
+            Pooling::Tfidf.coefficients(&[0, 9], &weights),
+            vec![0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn linear_arch_plain_copy_matches_candle_forward() {
+        let cfg = ModelConfig {
+            rows: 20,
+            dim: 4,
+            hidden: 0,
+            labels: 4,
+            pooling: Pooling::Tfidf,
+            arch: Arch::Linear,
+        };
+        let dev = Device::Cpu;
+        let mut tensors = std::collections::HashMap::new();
+        let w = Tensor::arange(0f32, 80f32, &dev)
+            .and_then(|t| t.affine(0.37, 0.1))
+            .and_then(|t| t.sin())
+            .and_then(|t| t.reshape((20, 4)))
+            .unwrap();
+        tensors.insert("embedding.weight".to_string(), w);
+        tensors.insert(
+            "feature_weight".to_string(),
+            Tensor::arange(0f32, 20f32, &dev)
+                .and_then(|t| t.affine(0.1, 1.0))
+                .unwrap(),
+        );
+        tensors.insert(
+            "out.bias".to_string(),
+            Tensor::new(&[0.5f32, -0.5, 0.0, 1.0], &dev).unwrap(),
+        );
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+        let model = RouterModel::new(&cfg, vb).unwrap();
+        let batch = vec![vec![1, 2, 2, 5], vec![19]];
+        let logits: Vec<Vec<f32>> = model.forward(&batch).unwrap().to_vec2().unwrap();
+        let plain = model.to_plain().unwrap();
+        assert!(plain.direct);
+        for (ids, want) in batch.iter().zip(&logits) {
+            let got = plain.logits(ids);
+            for (a, b) in got.iter().zip(want) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+            // Contributions add up to logit − bias.
+            for (label, (logit, bias)) in got.iter().zip(&plain.out_b).enumerate() {
+                let c: f32 = plain.contributions(ids, label).iter().sum();
+                assert!((c + bias - logit).abs() < 1e-5);
             }
         }
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::calibrate::{self, CurvePoint};
 use super::classifier::{Classifier, OOS_LABEL, RouterConfig};
 use super::features::{FeatureConfig, Featurizer, analyzed_tokens};
-use super::model::{ModelConfig, Pooling, RouterModel, pooling_matrix};
+use super::model::{Arch, ModelConfig, Pooling, RouterModel, pooling_matrix};
 use super::vocab;
 
 /// What can go wrong while training.
@@ -110,6 +110,8 @@ pub struct TrainOptions {
     pub feature_dropout: f64,
     pub features: FeatureConfig,
     pub pooling: Pooling,
+    /// Embedding bag + linear layer, or a sparse linear model (`dim` and `hidden` unused).
+    pub arch: Arch,
     /// Label smoothing ε of the cross-entropy loss.
     pub label_smoothing: f64,
     /// Abstention without out-of-scope dev rows: lowest threshold reaching this answered accuracy…
@@ -137,6 +139,7 @@ impl Default for TrainOptions {
             feature_dropout: 0.1,
             features: FeatureConfig::default(),
             pooling: Pooling::Mean,
+            arch: Arch::Embedding,
             label_smoothing: 0.0,
             answered_accuracy_target: 0.9,
             min_coverage: 0.7,
@@ -395,22 +398,29 @@ pub fn train(
         .collect();
     let feature_weight = idf(&train_ids, featurizer.rows());
 
+    let linear = opts.arch == Arch::Linear;
     let model_cfg = ModelConfig {
         rows: featurizer.rows(),
-        dim: opts.dim,
-        hidden: opts.hidden,
+        dim: if linear { labels.len() } else { opts.dim },
+        hidden: if linear { 0 } else { opts.hidden },
         labels: labels.len(),
         pooling: opts.pooling,
+        arch: opts.arch,
     };
     let dev_cpu = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev_cpu);
     let model = RouterModel::new(&model_cfg, vb.clone()).map_err(internal)?;
 
-    // Seeded initialization (fastText: uniform ±1/dim embeddings; Xavier for the head).
+    // Seeded initialization (fastText: uniform ±1/dim embeddings; Xavier for the head; a linear
+    // model starts at zero).
     let mut rng = SplitMix::new(opts.seed);
-    let scale = 1.0 / opts.dim as f64;
-    let mut table: Vec<f32> = (0..model_cfg.rows * opts.dim)
+    let scale = if linear {
+        0.0
+    } else {
+        1.0 / model_cfg.dim as f64
+    };
+    let mut table: Vec<f32> = (0..model_cfg.rows * model_cfg.dim)
         .map(|_| ((rng.unit() * 2.0 - 1.0) * scale) as f32)
         .collect();
     {
@@ -448,7 +458,7 @@ pub fn train(
         },
     )
     .map_err(internal)?;
-    let mut emb_opt = LazyAdamW::new(model_cfg.rows, opts.dim);
+    let mut emb_opt = LazyAdamW::new(model_cfg.rows, model_cfg.dim);
 
     let batch_size = opts.batch_size.max(1);
     let steps_per_epoch = train.len().div_ceil(batch_size);
@@ -493,7 +503,7 @@ pub fn train(
             let (pool, rows) = pooling_matrix(&batch, &feature_weight, opts.pooling, &dev_cpu)
                 .map_err(internal)?;
             let rows: Vec<u32> = rows.to_vec1().map_err(internal)?;
-            let d = opts.dim;
+            let d = model_cfg.dim;
             let mut gathered = Vec::with_capacity(rows.len() * d);
             for &r in &rows {
                 gathered.extend_from_slice(&table[r as usize * d..(r as usize + 1) * d]);
@@ -524,7 +534,7 @@ pub fn train(
     bar.finish_and_clear();
 
     // The embedding is stored as f16: round it now so calibration sees the saved model.
-    let embedding = Tensor::from_vec(table, (model_cfg.rows, opts.dim), &dev_cpu)
+    let embedding = Tensor::from_vec(table, (model_cfg.rows, model_cfg.dim), &dev_cpu)
         .and_then(|t| t.to_dtype(DType::F16))
         .map_err(internal)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
