@@ -61,8 +61,9 @@ impl Default for RankParams {
     /// the snippet and anchor (adding them lowered aliyun-faq MRR@10 by 0.03–0.1). The title
     /// boost is a trade-off between the sets: aliyun-faq (question headings removed, so titles of
     /// OTHER pages mislead) prefers 0.1–0.2, stackfaq (titles are the questions) prefers 1.0;
-    /// 0.5 keeps aliyun-faq above its anchors and floors. Titles phrased as questions (FAQ
-    /// entries) get `qtitle` more: +0.015 on stackfaq, no change on aliyun-faq.
+    /// 0.5 keeps aliyun-faq above its anchors and floors. An extra boost of titles phrased as
+    /// questions (`qtitle` 0.5) gave +0.015 on stackfaq but −0.012 on atec-faq (where every
+    /// title is a question), so it is off.
     fn default() -> RankParams {
         RankParams {
             title: 1.0,
@@ -79,7 +80,7 @@ impl Default for RankParams {
             candidates: 300,
             title_bonus: 0.0,
             title_cover: 0.6,
-            qtitle: 0.5,
+            qtitle: 0.0,
         }
     }
 }
