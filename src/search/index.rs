@@ -23,7 +23,7 @@ use crate::analyzer::{TOKENIZER_NAME, analyzer};
 use crate::article::Article;
 
 /// Bump when the schema or what goes into the fields changes.
-const SCHEMA_VERSION: &str = "kefu-schema-1";
+const SCHEMA_VERSION: &str = "kefu-schema-2";
 /// File in the index directory recording which analyzer and schema built it.
 pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
 
@@ -53,6 +53,8 @@ pub struct Fields {
     /// Normalized title, and its suffixes from each word start (search-as-you-type).
     pub suggest_full: Field,
     pub suggest_any: Field,
+    /// The title again, only when it is a question (an FAQ entry: its title IS the question).
+    pub qtitle: Field,
 }
 
 pub fn build_schema() -> (Schema, Fields) {
@@ -86,6 +88,7 @@ pub fn build_schema() -> (Schema, Fields) {
         article: b.add_text_field("article", STORED),
         suggest_full: b.add_text_field("suggest_full", STRING),
         suggest_any: b.add_text_field("suggest_any", STRING),
+        qtitle: b.add_text_field("qtitle", analyzed(false)),
     };
     (b.build(), fields)
 }
@@ -118,6 +121,7 @@ impl Fields {
             article: get("article")?,
             suggest_full: get("suggest_full")?,
             suggest_any: get("suggest_any")?,
+            qtitle: get("qtitle")?,
         })
     }
 }
@@ -245,6 +249,9 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<TantivyDocum
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.kind, KIND_ARTICLE);
     common(&mut doc);
+    if is_question(&article.title) {
+        doc.add_pre_tokenized_text(fields.qtitle, pre_tokenized(title_tokens.clone()));
+    }
     doc.add_pre_tokenized_text(fields.atitle, pre_tokenized(title_tokens));
     if !article.tags.is_empty() {
         tokens(&article.tags.join(" , "), position, &mut abody);
@@ -274,6 +281,43 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<TantivyDocum
     }
     docs.push(doc);
     docs
+}
+
+/// A title phrased as a question (`How do I…?`, `如何…`, `…吗？`).
+pub fn is_question(title: &str) -> bool {
+    let t = title.trim().to_lowercase();
+    const STARTS: &[&str] = &[
+        "how ",
+        "what ",
+        "why ",
+        "when ",
+        "where ",
+        "which ",
+        "who ",
+        "can ",
+        "could ",
+        "is ",
+        "are ",
+        "do ",
+        "does ",
+        "should ",
+        "will ",
+        "如何",
+        "怎么",
+        "怎样",
+        "为什么",
+        "为何",
+        "什么",
+        "哪些",
+        "是否",
+        "能否",
+        "可以",
+        "如何",
+    ];
+    t.ends_with('?')
+        || t.ends_with('？')
+        || t.ends_with('吗')
+        || STARTS.iter().any(|s| t.starts_with(s))
 }
 
 /// Normalized form of a title or a typed prefix for suggestions: the analyzer's normalization

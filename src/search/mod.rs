@@ -478,7 +478,11 @@ impl SearchEngine {
             Vec::new(),
         );
         let mut scored = parsed.build(
-            &[(f.atitle, p.atitle), (f.abody, p.abody)],
+            &[
+                (f.atitle, p.atitle),
+                (f.qtitle, p.qtitle),
+                (f.abody, p.abody),
+            ],
             &[(f.atitle, p.atitle), (f.abody, p.abody)],
             p,
         );
@@ -496,7 +500,7 @@ impl SearchEngine {
             exclusions.iter().map(|q| q.box_clone()).collect(),
         );
         let mut candidates = Candidates::new(searcher, f.key);
-        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody])?;
+        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.qtitle])?;
         // Without section scores nothing is merged, so the page is all that is needed.
         let article_limit = if p.section > 0.0 {
             p.candidates.max(needed * 2)
@@ -594,7 +598,7 @@ impl SearchEngine {
                 Box::new(ConstScoreQuery::new(Box::new(keys), 0.0)),
             ),
         ]);
-        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody])?;
+        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.qtitle])?;
         let top = searcher.search_with_statistics_provider(
             &query,
             &TopDocs::with_limit(missing.len() * 40).order_by_score(),

@@ -140,7 +140,7 @@ pub struct KindStatistics<'a> {
     searcher: &'a Searcher,
     all: u64,
     /// Fields of article documents; the others belong to section documents.
-    article_fields: [Field; 2],
+    article_fields: [Field; 3],
     articles: u64,
     sections: u64,
 }
@@ -149,7 +149,7 @@ impl<'a> KindStatistics<'a> {
     pub fn new(
         searcher: &'a Searcher,
         kind: Field,
-        article_fields: [Field; 2],
+        article_fields: [Field; 3],
     ) -> tantivy::Result<KindStatistics<'a>> {
         use tantivy::query::Bm25StatisticsProvider;
         let count = |k: &str| searcher.doc_freq(&tantivy::Term::from_field_text(kind, k));
