@@ -1,6 +1,8 @@
 //! Structured logs to stderr with `tracing`: `KEFU_LOG` (or `RUST_LOG`) sets the filter,
 //! `KEFU_LOG_FORMAT=json` switches to JSON lines for log shippers.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls are no-ops.
@@ -11,7 +13,9 @@ pub fn init() {
         .unwrap_or_else(|| "kefu=info,warn".to_string());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for people: log files and collectors get plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if std::env::var("KEFU_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()
     } else {
