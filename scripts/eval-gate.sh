@@ -34,21 +34,7 @@ check aliyun-faq "$aliyun" "by_lang.zh.mrr@10" 0.38
 check aliyun-faq "$aliyun" "by_lang.en.mrr@10" 0.37
 stack=$("$KEFU" eval search --docs "$DATA/stackfaq/docs.jsonl" --queries "$DATA/stackfaq/queries.dev.jsonl" --json)
 echo "stackfaq: $stack"
-# KNOWN GAP (issue 2 stays open for it): stackfaq MRR@10 is 0.833 against its 0.86 floor. Its
-# titles are the questions and want a title boost of ~1.0, which drops aliyun-faq en below its
-# own floor (0.33 < 0.37); no setting tried (boosts, question-title field, rank fusion) met both.
-# Until that is fixed the stackfaq floor is reported, loudly, but does not fail the run; set
-# KEFU_STRICT_STACKFAQ=1 to make it fatal.
-if [ "${KEFU_STRICT_STACKFAQ:-0}" = 1 ]; then
-  check stackfaq "$stack" "mrr@10" 0.86
-else
-  saved=$failed
-  check stackfaq "$stack" "mrr@10" 0.86
-  if [ "$failed" != "$saved" ]; then
-    echo "eval-gate: WARNING stackfaq below its floor: known gap, see issue 2 (not fatal)"
-    failed=$saved
-  fi
-fi
+check stackfaq "$stack" "mrr@10" 0.86
 if [ "${KEFU_EVAL_ATEC:-0}" = 1 ]; then
   atec=$("$KEFU" eval search --docs "$DATA/atec-faq/docs.jsonl" --queries "$DATA/atec-faq/queries.dev.jsonl" --exclude-query-id --json)
   echo "atec-faq: $atec"

@@ -23,7 +23,7 @@ use crate::analyzer::{TOKENIZER_NAME, analyzer};
 use crate::article::Article;
 
 /// Bump when the schema or what goes into the fields changes.
-const SCHEMA_VERSION: &str = "kefu-schema-2";
+const SCHEMA_VERSION: &str = "kefu-schema-3";
 /// File in the index directory recording which analyzer and schema built it.
 pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
 
@@ -53,8 +53,10 @@ pub struct Fields {
     /// Normalized title, and its suffixes from each word start (search-as-you-type).
     pub suggest_full: Field,
     pub suggest_any: Field,
-    /// The title again, only when it is a question (an FAQ entry: its title IS the question).
-    pub qtitle: Field,
+    /// The title again, only for a single-topic article (no headings): such a title describes
+    /// all of the article (an FAQ entry's title IS its question), a long page's title only
+    /// its broad subject.
+    pub stitle: Field,
 }
 
 pub fn build_schema() -> (Schema, Fields) {
@@ -88,7 +90,7 @@ pub fn build_schema() -> (Schema, Fields) {
         article: b.add_text_field("article", STORED),
         suggest_full: b.add_text_field("suggest_full", STRING),
         suggest_any: b.add_text_field("suggest_any", STRING),
-        qtitle: b.add_text_field("qtitle", analyzed(false)),
+        stitle: b.add_text_field("stitle", analyzed(false)),
     };
     (b.build(), fields)
 }
@@ -121,7 +123,7 @@ impl Fields {
             article: get("article")?,
             suggest_full: get("suggest_full")?,
             suggest_any: get("suggest_any")?,
-            qtitle: get("qtitle")?,
+            stitle: get("stitle")?,
         })
     }
 }
@@ -249,8 +251,8 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<TantivyDocum
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.kind, KIND_ARTICLE);
     common(&mut doc);
-    if is_question(&article.title) {
-        doc.add_pre_tokenized_text(fields.qtitle, pre_tokenized(title_tokens.clone()));
+    if sections.iter().all(|section| section.heading.is_none()) {
+        doc.add_pre_tokenized_text(fields.stitle, pre_tokenized(title_tokens.clone()));
     }
     doc.add_pre_tokenized_text(fields.atitle, pre_tokenized(title_tokens));
     if !article.tags.is_empty() {
@@ -281,43 +283,6 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<TantivyDocum
     }
     docs.push(doc);
     docs
-}
-
-/// A title phrased as a question (`How do I…?`, `如何…`, `…吗？`).
-pub fn is_question(title: &str) -> bool {
-    let t = title.trim().to_lowercase();
-    const STARTS: &[&str] = &[
-        "how ",
-        "what ",
-        "why ",
-        "when ",
-        "where ",
-        "which ",
-        "who ",
-        "can ",
-        "could ",
-        "is ",
-        "are ",
-        "do ",
-        "does ",
-        "should ",
-        "will ",
-        "如何",
-        "怎么",
-        "怎样",
-        "为什么",
-        "为何",
-        "什么",
-        "哪些",
-        "是否",
-        "能否",
-        "可以",
-        "如何",
-    ];
-    t.ends_with('?')
-        || t.ends_with('？')
-        || t.ends_with('吗')
-        || STARTS.iter().any(|s| t.starts_with(s))
 }
 
 /// Normalized form of a title or a typed prefix for suggestions: the analyzer's normalization

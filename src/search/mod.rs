@@ -480,7 +480,7 @@ impl SearchEngine {
         let mut scored = parsed.build(
             &[
                 (f.atitle, p.atitle),
-                (f.qtitle, p.qtitle),
+                (f.stitle, p.stitle),
                 (f.abody, p.abody),
             ],
             &[(f.atitle, p.atitle), (f.abody, p.abody)],
@@ -500,7 +500,7 @@ impl SearchEngine {
             exclusions.iter().map(|q| q.box_clone()).collect(),
         );
         let mut candidates = Candidates::new(searcher, f.key);
-        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.qtitle])?;
+        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?;
         // Without section scores nothing is merged, so the page is all that is needed.
         let article_limit = if p.section > 0.0 {
             p.candidates.max(needed * 2)
@@ -598,7 +598,7 @@ impl SearchEngine {
                 Box::new(ConstScoreQuery::new(Box::new(keys), 0.0)),
             ),
         ]);
-        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.qtitle])?;
+        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?;
         let top = searcher.search_with_statistics_provider(
             &query,
             &TopDocs::with_limit(missing.len() * 40).order_by_score(),
