@@ -30,12 +30,9 @@ pub fn routes() -> Router<AppState> {
 /// Body of `POST /v1/assist`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct AssistRequest {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub subject: String,
-    #[serde(default)]
-    pub body: String,
+    /// The ticket: `id`, `subject`, `body`.
+    #[serde(flatten)]
+    pub ticket: Ticket,
     /// Articles wanted, 1–20 (default 5).
     #[serde(default)]
     pub limit: Option<i64>,
@@ -133,20 +130,16 @@ pub async fn assist(
     Json(request): Json<AssistRequest>,
 ) -> Result<Json<AssistResponse>, ApiError> {
     let started = Instant::now();
-    check_ticket(&request.subject, &request.body)?;
-    let limit = bounded("limit", request.limit, 5, 1, 20)?;
+    let AssistRequest { ticket, limit } = request;
+    check_ticket(&ticket.subject, &ticket.body)?;
+    let limit = bounded("limit", limit, 5, 1, 20)?;
     // A ticket can be long; its opening carries the question, and search takes a bounded query.
-    let text = format!("{}\n{}", request.subject.trim(), request.body.trim());
+    let text = format!("{}\n{}", ticket.subject.trim(), ticket.body.trim());
     let query: String = text
         .trim()
         .chars()
         .take(state.config.max_query_chars)
         .collect();
-    let ticket = Ticket {
-        id: request.id,
-        subject: request.subject,
-        body: request.body,
-    };
     let engine = state.engine.clone();
     let router = state.router.clone();
     let (decision, articles) = tokio::task::spawn_blocking(move || {
