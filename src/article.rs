@@ -19,6 +19,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Article {
     /// Stable id: the path relative to the ingested folder for files, the `id` field for JSONL.
+    /// Missing is empty, which validation refuses, except where the id comes from elsewhere
+    /// (`PUT /v1/articles/{id}` takes it from the path).
+    #[serde(default)]
     pub id: String,
     pub title: String,
     #[serde(default)]

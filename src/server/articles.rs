@@ -64,27 +64,6 @@ impl From<Article> for ArticleView {
     }
 }
 
-/// An article sent to `PUT /v1/articles/{id}`; the id comes from the path.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ArticleInput {
-    /// Optional; when given it must equal the id in the path.
-    #[serde(default)]
-    pub id: Option<String>,
-    pub title: String,
-    #[serde(default)]
-    pub body: String,
-    #[serde(default)]
-    pub lang: Option<String>,
-    #[serde(default)]
-    pub product: Option<String>,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-}
-
 /// Outcome of a write.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WriteResponse {
@@ -184,7 +163,7 @@ async fn store(state: &AppState, articles: Vec<Article>) -> Result<UpsertReport,
 #[utoipa::path(
     put, path = "/v1/articles/{id}", tag = "articles",
     params(("id" = String, Path, description = "Article id; may contain `/`")),
-    request_body = ArticleInput,
+    request_body = Article,
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Stored; visible to search", body = WriteResponse),
@@ -197,27 +176,21 @@ async fn store(state: &AppState, articles: Vec<Article>) -> Result<UpsertReport,
 pub async fn put_article(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Json(input): Json<ArticleInput>,
+    Json(mut article): Json<Article>,
 ) -> Result<Json<WriteResponse>, ApiError> {
     checked_id(&id)?;
-    if let Some(body_id) = input.id.as_deref()
-        && body_id != id
-    {
+    // The id comes from the path; one in the body is optional but must agree.
+    if article.id.is_empty() {
+        article.id = id;
+    } else if article.id != id {
         return Err(ApiError::bad_request(
             "id_mismatch",
-            format!("the body's id {body_id:?} differs from the path's {id:?}"),
+            format!(
+                "the body's id {:?} differs from the path's {id:?}",
+                article.id
+            ),
         ));
     }
-    let mut article = Article {
-        id,
-        title: input.title,
-        body: input.body,
-        lang: input.lang,
-        product: input.product,
-        url: input.url,
-        tags: input.tags,
-        updated_at: input.updated_at,
-    };
     if article.lang.as_deref().is_none_or(str::is_empty) {
         article.lang = Some(article.lang().to_string());
     }
