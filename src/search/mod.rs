@@ -163,7 +163,7 @@ pub struct SearchEngine {
     fields: Fields,
     reader: IndexReader,
     /// Created on the first write (it holds the index's writer lock file).
-    writer: Mutex<Option<IndexWriter>>,
+    writer: Mutex<Option<IndexWriter<index::IndexDoc>>>,
     params: RankParams,
 }
 
@@ -249,7 +249,7 @@ impl SearchEngine {
         let writer = guard.as_mut().expect("lock_writer creates the writer");
         let result = (|| {
             for chunk in unique.chunks(UPSERT_CHUNK) {
-                let docs: Vec<Vec<TantivyDocument>> = chunk
+                let docs: Vec<Vec<index::IndexDoc>> = chunk
                     .par_iter()
                     .map(|a| index::article_documents(&self.fields, a))
                     .collect();
@@ -274,7 +274,9 @@ impl SearchEngine {
         })
     }
 
-    fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, Option<IndexWriter>>, SearchError> {
+    fn lock_writer(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<IndexWriter<index::IndexDoc>>>, SearchError> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             let threads = std::thread::available_parallelism()
@@ -767,7 +769,7 @@ struct CommitPayload {
     analyzer: String,
 }
 
-fn commit(writer: &mut IndexWriter) -> Result<(), SearchError> {
+fn commit(writer: &mut IndexWriter<index::IndexDoc>) -> Result<(), SearchError> {
     let payload = CommitPayload {
         committed_at: rfc3339_now(),
         analyzer: index::fingerprint(),

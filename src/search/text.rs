@@ -9,6 +9,7 @@
 //! assert_eq!(plain_text("See [the **console**](https://x.example/a?b=1) ![](a.png)"), "See the console");
 //! ```
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -24,17 +25,18 @@ static COMMENT: LazyLock<Regex> =
 
 /// Plain text of a Markdown fragment.
 pub fn plain_text(markdown: &str) -> String {
-    let mut text = markdown.to_string();
+    let mut text = Cow::Borrowed(markdown);
     if text.contains("<!--") {
-        text = COMMENT.replace_all(&text, " ").into_owned();
+        text = Cow::Owned(COMMENT.replace_all(&text, " ").into_owned());
     }
     if text.contains("](") {
-        text = IMAGE.replace_all(&text, "$1").into_owned();
-        text = LINK.replace_all(&text, "$1").into_owned();
+        text = Cow::Owned(IMAGE.replace_all(&text, "$1").into_owned());
+        text = Cow::Owned(LINK.replace_all(&text, "$1").into_owned());
     }
     if text.contains("://") {
-        text = URL.replace_all(&text, " ").into_owned();
+        text = Cow::Owned(URL.replace_all(&text, " ").into_owned());
     }
+    // The words of every kept line, joined by single spaces.
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let line = line.trim();
@@ -42,21 +44,23 @@ pub fn plain_text(markdown: &str) -> String {
             continue;
         }
         // Emphasis and escapes are punctuation to the analyzer, but noise in a snippet.
-        let cleaned = line
-            .replace("**", "")
-            .replace("\\>", ">")
-            .replace("\\_", "_");
-        let cleaned = cleaned.trim();
-        if cleaned.is_empty() {
-            continue;
+        let cleaned = if line.contains(['*', '\\']) {
+            Cow::Owned(
+                line.replace("**", "")
+                    .replace("\\>", ">")
+                    .replace("\\_", "_"),
+            )
+        } else {
+            Cow::Borrowed(line)
+        };
+        for word in cleaned.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
         }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(cleaned);
     }
-    let collapsed: String = out.split_whitespace().collect::<Vec<_>>().join(" ");
-    collapsed.trim().to_string()
+    out
 }
 
 #[cfg(test)]
@@ -67,6 +71,13 @@ mod tests {
     fn keeps_code_and_html_text() {
         let text = plain_text("```html\n<script>alert(1)</script>\n```\n\n**粗体** 与 `code`\n");
         assert_eq!(text, "<script>alert(1)</script> 粗体 与 `code`");
+    }
+
+    #[test]
+    fn whitespace_collapses_and_escapes_unescape() {
+        let text = plain_text("  a\u{3000}b  \n\n\\_x\\> **y**\r\n ```\n\tz\t\n");
+        assert_eq!(text, "a b _x> y z");
+        assert_eq!(plain_text("\u{3000}\n"), "");
     }
 
     #[test]
