@@ -53,35 +53,50 @@ pub struct RankParams {
     pub title_cover: f32,
     /// Extra boost of the title of a single-topic article (no headings; see `Fields::stitle`).
     pub stitle: f32,
+    /// Weight of a question word (`how`, `what`, `如何`, `怎么`...; see [`QUESTION_WORDS`]) outside
+    /// titles: the template of a question, not its topic. 0 matches them in titles only.
+    pub question: f32,
+    /// Weight of a dictionary term joining a Latin word and the Han word after it (`ssl证书` of
+    /// `SSL证书`), whose parts are words of the query already.
+    pub compound: f32,
 }
 
 impl Default for RankParams {
     /// Tuned on the dev sets (issue 2). Article-level BM25 (statistics per kind of document, see
     /// `rank::KindStatistics`) with a bigram proximity bonus ranks best; section scores only pick
-    /// the snippet and anchor (adding them lowered aliyun-faq MRR@10 by 0.03–0.1). The title
-    /// boost is a trade-off between the sets: aliyun-faq (question headings removed, so titles of
-    /// OTHER pages mislead) prefers 0.1–0.2, stackfaq (titles are the questions) prefers 1.0;
-    /// 0.5 keeps aliyun-faq above its anchors and floors. What reconciles the two is an extra
-    /// boost of single-topic titles (articles without headings, `stitle`): 0.7 raised stackfaq
-    /// 0.833 → 0.868 and aliyun-faq zh 0.432 → 0.446, en 0.381 → 0.410. (A boost of titles
-    /// phrased as questions instead gave +0.015 on stackfaq and −0.012 on atec-faq.)
+    /// the snippet and anchor (adding them lowered aliyun-faq MRR@10 by 0.03–0.1). Titles: the
+    /// title of a single-topic article (no headings, `stitle`) describes all of it (an FAQ
+    /// entry's title IS its question), a long page's title only its broad subject, and on
+    /// aliyun-faq (question headings removed) the titles of OTHER pages mislead; so the weight
+    /// sits on `stitle` (1.3) and little on every title (`atitle` 0.1; at 0.5/0.7 as before:
+    /// aliyun-faq lower by 0.04–0.07, stackfaq equal). Question words count fully in titles only
+    /// (`question` 0.3 elsewhere; 0 everywhere lowered atec-faq 0.062 → 0.059), and a joined
+    /// mixed term (`ssl证书`) is a weak extra next to its parts (`compound` 0.3; out of the
+    /// proximity pairs). Measured with `kefu eval search` (MRR@10, dev):
+    ///
+    /// | setting | aliyun-faq zh | aliyun-faq en | stackfaq | atec-faq |
+    /// |---|---|---|---|---|
+    /// | before (atitle 0.5, stitle 0.7, proximity 0.5) | 0.446 | 0.410 | 0.868 | 0.062 |
+    /// | these defaults | 0.486 | 0.482 | 0.874 | 0.062 |
     fn default() -> RankParams {
         RankParams {
             title: 1.0,
             heading: 1.0,
             body: 1.0,
-            atitle: 0.5,
+            atitle: 0.1,
             abody: 1.0,
             subword: 0.3,
             synonym: 0.5,
-            proximity: 0.5,
+            proximity: 0.6,
             slop: 0,
             section: 0.0,
             article: 1.0,
             candidates: 300,
             title_bonus: 0.0,
             title_cover: 0.6,
-            stitle: 0.7,
+            stitle: 1.3,
+            question: 0.3,
+            compound: 0.3,
         }
     }
 }
@@ -113,6 +128,8 @@ impl RankParams {
                 "title_bonus" => self.title_bonus = number,
                 "title_cover" => self.title_cover = number,
                 "stitle" => self.stitle = number,
+                "question" => self.question = number,
+                "compound" => self.compound = number,
                 other => return Err(format!("unknown ranking parameter {other:?}")),
             }
         }
@@ -125,6 +142,9 @@ impl RankParams {
 pub struct QueryTerm {
     pub text: String,
     pub weight: f32,
+    /// A question word ([`QUESTION_WORDS`]): full weight in titles (a title phrased as a
+    /// question), [`RankParams::question`] elsewhere (answers do not repeat the question).
+    pub question: bool,
 }
 
 /// A sequence of terms with their relative positions.
@@ -154,6 +174,75 @@ struct Synonyms {
 }
 
 static SYNONYM_GROUPS: LazyLock<Synonyms> = LazyLock::new(|| Synonyms::parse(SYNONYMS));
+
+/// Words that make a sentence a question (`how`, `what`, `如何`, `怎么`...) but say nothing of
+/// its topic. The index keeps them (they are not stop words: titles phrased as questions hold
+/// them); a query weighs them by [`RankParams::question`]. Contraction remnants (`don't` gives
+/// `don` and `t`) belong here too.
+pub const QUESTION_WORDS: &[&str] = &[
+    "how",
+    "what",
+    "why",
+    "when",
+    "where",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "whether",
+    "should",
+    "shall",
+    "may",
+    "might",
+    "must",
+    "s",
+    "t",
+    "d",
+    "m",
+    "ll",
+    "ve",
+    "re",
+    "don",
+    "doesn",
+    "didn",
+    "isn",
+    "aren",
+    "won",
+    "如何",
+    "怎么",
+    "怎样",
+    "怎么办",
+    "怎么样",
+    "什么",
+    "为什么",
+    "为何",
+    "哪些",
+    "哪个",
+    "哪里",
+    "是否",
+    "能否",
+    "可否",
+    "可以",
+    "有没有",
+    "有何",
+];
+
+/// The title fields of the schema (see [`super::index::build_schema`]; an index of another
+/// schema is refused when opened, so the field ids agree).
+static TITLE_FIELDS: LazyLock<[Field; 3]> = LazyLock::new(|| {
+    let (_, fields) = super::index::build_schema();
+    [fields.title, fields.atitle, fields.stitle]
+});
+
+/// [`QUESTION_WORDS`] as index terms.
+static QUESTION_TERMS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    QUESTION_WORDS
+        .iter()
+        .flat_map(|w| analyzer().analyze(w))
+        .filter(|t| !t.subword)
+        .map(|t| t.text)
+        .collect()
+});
 
 impl Synonyms {
     fn parse(text: &str) -> Synonyms {
@@ -262,6 +351,7 @@ impl ParsedQuery {
             None => self.terms.push(QueryTerm {
                 text: text.to_string(),
                 weight,
+                question: QUESTION_TERMS.contains(text),
             }),
         }
     }
@@ -270,7 +360,12 @@ impl ParsedQuery {
         let tokens = analyzer().analyze(text);
         let mut words: Vec<(usize, String)> = Vec::new();
         for token in tokens.iter().filter(|t| !t.stop) {
-            if token.subword {
+            let joined = !token.subword && words.last().is_some_and(|(p, _)| *p == token.position);
+            if joined {
+                if params.compound > 0.0 {
+                    self.add_term(&token.text, params.compound);
+                }
+            } else if token.subword {
                 self.add_term(&token.text, params.subword);
             } else {
                 self.add_term(&token.text, 1.0);
@@ -358,13 +453,21 @@ impl ParsedQuery {
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in &self.terms {
             for &(field, boost) in fields {
+                let weight = if term.question && !TITLE_FIELDS.contains(&field) {
+                    term.weight * params.question
+                } else {
+                    term.weight
+                };
+                if weight <= 0.0 {
+                    continue;
+                }
                 let query = TermQuery::new(
                     Term::from_field_text(field, &term.text),
                     IndexRecordOption::WithFreqs,
                 );
                 should.push((
                     Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(query), boost * term.weight)),
+                    Box::new(BoostQuery::new(Box::new(query), boost * weight)),
                 ));
             }
         }
@@ -501,6 +604,46 @@ mod tests {
         assert!(q.terms.iter().any(|t| t.text == "退款"), "{:?}", q.terms);
         let q = ParsedQuery::parse("money back");
         assert!(q.terms.iter().any(|t| t.text == "refund"), "{:?}", q.terms);
+    }
+
+    #[test]
+    fn question_words_are_marked() {
+        let q = ParsedQuery::parse("How do I reset my password? 如何重置密码");
+        let flag = |text: &str| q.terms.iter().find(|t| t.text == text).map(|t| t.question);
+        assert_eq!(flag("how"), Some(true));
+        assert_eq!(flag("如何"), Some(true));
+        assert_eq!(flag("password"), Some(false));
+        assert_eq!(flag("密码"), Some(false));
+        // They still take part in the proximity pairs (they phrase titles).
+        assert!(q.pairs.iter().any(|p| p.terms[0].1 == "how"));
+    }
+
+    #[test]
+    fn joined_mixed_terms_are_weaker_than_their_parts() {
+        let params = RankParams {
+            compound: 0.3,
+            ..RankParams::default()
+        };
+        let q = ParsedQuery::parse_with("SSL证书过期", &params);
+        let weight = |text: &str| q.terms.iter().find(|t| t.text == text).map(|t| t.weight);
+        assert_eq!(weight("ssl证书"), Some(0.3));
+        assert_eq!(weight("ssl"), Some(1.0));
+        assert_eq!(weight("证书"), Some(1.0));
+        assert!(
+            q.pairs
+                .iter()
+                .all(|p| p.terms.iter().all(|(_, t)| t != "ssl证书")),
+            "{:?}",
+            q.pairs
+        );
+        let q = ParsedQuery::parse_with(
+            "SSL证书过期",
+            &RankParams {
+                compound: 0.0,
+                ..params
+            },
+        );
+        assert!(!q.terms.iter().any(|t| t.text == "ssl证书"));
     }
 
     #[test]
