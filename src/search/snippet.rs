@@ -62,10 +62,23 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
         .iter()
         .map(|(f, t, s)| (*f, *t, s.as_str()))
         .collect();
-    // Char index of every byte offset we need.
-    let char_starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    // Char index of every byte offset we need: the window ends at most `max_chars` characters
+    // past the analyzed text, so the rest of a long section is only counted.
+    let mut char_starts: Vec<usize> = Vec::with_capacity(start.min(text.len()) + max_chars + 2);
+    let mut beyond = 0;
+    let mut tail_chars = 0;
+    for (i, _) in text.char_indices() {
+        if i >= start {
+            beyond += 1;
+            if beyond > max_chars + 1 {
+                tail_chars = text[i..].chars().count();
+                break;
+            }
+        }
+        char_starts.push(i);
+    }
     let char_of = |byte: usize| char_starts.partition_point(|&b| b < byte);
-    let total_chars = char_starts.len();
+    let total_chars = char_starts.len() + tail_chars;
     let (from_char, to_char) = if matches.is_empty() {
         (0, total_chars.min(max_chars))
     } else {
@@ -119,14 +132,18 @@ fn best_window(
         .collect();
     let mut best = (0usize, 0usize); // (distinct terms, matches), first wins
     let mut best_start = spans[0].0;
+    // A window holds a handful of terms: a reused list beats a set per window.
+    let mut distinct: Vec<&str> = Vec::new();
     for (i, &(start, _, _)) in spans.iter().enumerate() {
-        let mut distinct: HashSet<&str> = HashSet::new();
+        distinct.clear();
         let mut count = 0;
         for &(s, e, term) in &spans[i..] {
             if e > start + max_chars.saturating_sub(LEAD_CHARS.min(max_chars / 4)) || s < start {
                 break;
             }
-            distinct.insert(term);
+            if !distinct.contains(&term) {
+                distinct.push(term);
+            }
             count += 1;
         }
         let score = (distinct.len(), count);
