@@ -165,6 +165,8 @@ pub struct SearchEngine {
     /// Created on the first write (it holds the index's writer lock file).
     writer: Mutex<Option<IndexWriter>>,
     params: RankParams,
+    /// Article ids by segment, for `rank_ids`.
+    ids: rank::IdCache,
     /// Best sections found by scoring only the page's sections (`rank::best_sections`); off,
     /// by tantivy queries over all sections (the reference, for tests).
     probe_sections: bool,
@@ -206,6 +208,7 @@ impl SearchEngine {
             reader,
             writer: Mutex::new(None),
             params: RankParams::default(),
+            ids: rank::IdCache::default(),
             probe_sections: true,
         })
     }
@@ -568,7 +571,7 @@ impl SearchEngine {
                 .take(needed)
                 .map(|c| c.article.or(c.section).expect("a candidate has a document"))
                 .collect();
-            candidates.ids(&addrs)?
+            candidates.ids(&self.ids, &addrs)?
         } else {
             Vec::new()
         };
@@ -914,5 +917,49 @@ mod tests {
             }
         }
         assert!(compared > 100, "only {compared} hits compared");
+    }
+
+    /// `rank_ids` (ids from the per-segment id tables) names the articles `search` returns, also
+    /// after a commit adds a segment.
+    #[test]
+    fn ranked_ids_match_the_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+        let ingested = crate::ingest::read_paths(&[kb]);
+        engine.upsert(&ingested.articles).unwrap();
+        let check = |query: &str| {
+            let ids: Vec<String> = engine
+                .rank_ids(query, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let request = SearchRequest {
+                query: query.into(),
+                limit: 10,
+                ..Default::default()
+            };
+            let hits: Vec<String> = engine
+                .search(&request)
+                .unwrap()
+                .hits
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
+            assert!(!ids.is_empty(), "{query}");
+            assert_eq!(ids, hits, "{query}");
+        };
+        check("如何申请退款");
+        check("reset password");
+        engine
+            .upsert(&[Article::new(
+                "extra/refund-fast.md",
+                "退款加急",
+                "如何申请退款加急处理，reset password 也可以",
+            )])
+            .unwrap();
+        check("如何申请退款");
+        check("reset password");
     }
 }
