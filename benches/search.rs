@@ -1,5 +1,7 @@
 //! Indexing the whole `../shared/data/kb/aliyun` (14k articles; the bundled `kb/` when absent)
-//! and in-process query latency over it.
+//! and in-process query latency over it: top 10 with snippets (the product path), top 10
+//! without, and the evaluation's ranking path (`rank_ids`, 101 ids). Percentiles over the
+//! aliyun-faq dev queries: `cargo run --release --example search_latency`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +77,15 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The ranking path of the evaluation: ids of the top 101 articles.
+    group.bench_function("rank_ids_101", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let ids = engine.rank_ids(QUERIES[i % QUERIES.len()], 101).unwrap();
+            i += 1;
+            assert!(!ids.is_empty());
+        })
+    });
     group.finish();
 }
 

@@ -165,6 +165,20 @@ pub struct SearchEngine {
     /// Created on the first write (it holds the index's writer lock file).
     writer: Mutex<Option<IndexWriter<index::IndexDoc>>>,
     params: RankParams,
+    /// Article ids by segment, for `rank_ids`.
+    ids: rank::IdCache,
+    /// Best sections found by scoring only the page's sections (`rank::best_sections`); off,
+    /// by tantivy queries over all sections (the reference, for tests).
+    probe_sections: bool,
+}
+
+/// What [`SearchEngine::rank`] computes besides the ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// The number of matching articles.
+    Total,
+    /// The ids of the top articles.
+    Ids,
 }
 
 impl SearchEngine {
@@ -194,12 +208,20 @@ impl SearchEngine {
             reader,
             writer: Mutex::new(None),
             params: RankParams::default(),
+            ids: rank::IdCache::default(),
+            probe_sections: true,
         })
     }
 
     /// Replaces the ranking weights (evaluation and tuning).
     pub fn set_rank_params(&mut self, params: RankParams) {
         self.params = params;
+    }
+
+    /// Finds the best sections of a page by plain tantivy queries (`false`: the slower
+    /// reference that the default must agree with) or by scoring only the page's sections.
+    pub fn set_probe_sections(&mut self, probe: bool) {
+        self.probe_sections = probe;
     }
 
     /// Number of articles in the index.
@@ -426,7 +448,7 @@ impl SearchEngine {
                 lang,
                 product,
                 request.offset + limit,
-                false,
+                Wanted::Total,
             )?;
             response.total = total;
             let highlight = parsed.highlight_terms();
@@ -454,7 +476,7 @@ impl SearchEngine {
         lang: Option<&str>,
         product: Option<&str>,
         needed: usize,
-        with_ids: bool,
+        wanted: Wanted,
     ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>), SearchError> {
         let f = &self.fields;
         let p = &self.params;
@@ -479,15 +501,13 @@ impl SearchEngine {
             &filters,
             Vec::new(),
         );
-        let mut scored = parsed.build(
-            &[
-                (f.atitle, p.atitle),
-                (f.stitle, p.stitle),
-                (f.abody, p.abody),
-            ],
-            &[(f.atitle, p.atitle), (f.abody, p.abody)],
-            p,
-        );
+        let article_fields = [
+            (f.atitle, p.atitle),
+            (f.stitle, p.stitle),
+            (f.abody, p.abody),
+        ];
+        let article_phrase_fields = [(f.atitle, p.atitle), (f.abody, p.abody)];
+        let mut scored = parsed.build(&article_fields, &article_phrase_fields, p);
         if p.title_bonus > 0.0
             && let Some(cover) = parsed.coverage(f.atitle, p.title_cover, p.title_bonus)
         {
@@ -496,11 +516,6 @@ impl SearchEngine {
                 (Occur::Should, cover),
             ]));
         }
-        let article_query = filtered(
-            scored,
-            &filters,
-            exclusions.iter().map(|q| q.box_clone()).collect(),
-        );
         let mut candidates = Candidates::new(searcher, f.key);
         let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?;
         // Without section scores nothing is merged, so the page is all that is needed.
@@ -509,13 +524,23 @@ impl SearchEngine {
         } else {
             needed
         };
-        let article_top = searcher.search_with_statistics_provider(
-            &article_query,
-            &TopDocs::with_limit(article_limit).order_by_score(),
-            &stats,
-        )?;
-        // Counting alone needs no scores (tantivy's fast path).
-        let total = searcher.search(&article_query, &Count)?;
+        let article_query = filtered(
+            scored,
+            &filters,
+            exclusions.iter().map(|q| q.box_clone()).collect(),
+        );
+        let top = TopDocs::with_limit(article_limit).order_by_score();
+        // The query scores every match (its phrase clauses rule out tantivy's block-max WAND;
+        // a WAND over an upper bound of the phrase bonuses, then scoring its hits clause by
+        // clause, was slower here), so counting rides along in the same pass.
+        let (article_top, total) = if wanted == Wanted::Total {
+            searcher.search_with_statistics_provider(&article_query, &(top, Count), &stats)?
+        } else {
+            (
+                searcher.search_with_statistics_provider(&article_query, &top, &stats)?,
+                0,
+            )
+        };
         for (score, addr) in article_top {
             candidates.add_article(addr, score)?;
         }
@@ -542,14 +567,13 @@ impl SearchEngine {
             }
         }
         let ranked = candidates.ranked(p);
-        let ids = if with_ids {
-            ranked
+        let ids = if wanted == Wanted::Ids {
+            let addrs: Vec<DocAddress> = ranked
                 .iter()
                 .take(needed)
-                .map(|c| {
-                    candidates.id(c.article.or(c.section).expect("a candidate has a document"))
-                })
-                .collect::<Result<_, _>>()?
+                .map(|c| c.article.or(c.section).expect("a candidate has a document"))
+                .collect();
+            candidates.ids(&self.ids, &addrs)?
         } else {
             Vec::new()
         };
@@ -563,7 +587,7 @@ impl SearchEngine {
             return Ok(Vec::new());
         }
         let searcher = self.reader.searcher();
-        let (ranked, _, ids) = self.rank(&searcher, &parsed, None, None, limit, true)?;
+        let (ranked, _, ids) = self.rank(&searcher, &parsed, None, None, limit, Wanted::Ids)?;
         Ok(ids
             .into_iter()
             .zip(ranked.iter().map(|c| c.score))
@@ -587,6 +611,19 @@ impl SearchEngine {
         }
         let f = &self.fields;
         let p = &self.params;
+        let section_fields = [(f.title, p.title), (f.heading, p.heading), (f.body, p.body)];
+        if self.probe_sections
+            && let Some(split) = parsed.build_split(&section_fields, &[(f.body, p.body)], p)
+        {
+            let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?;
+            let best = rank::best_sections(searcher, &stats, &split, f.key, f.kind, &missing)?;
+            for candidate in page.iter_mut() {
+                if candidate.section.is_none() {
+                    candidate.section = best.get(&candidate.key).copied();
+                }
+            }
+            return Ok(());
+        }
         let keys = TermSetQuery::new(missing.iter().map(|&k| Term::from_field_u64(f.key, k)));
         let scored = parsed.build(
             &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
@@ -828,4 +865,103 @@ fn rfc3339_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scoring only the page's sections, clause by clause, picks the same best sections as
+    /// tantivy queries over all sections (`build` and `build_split` agree).
+    #[test]
+    fn probed_best_sections_equal_the_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+        let ingested = crate::ingest::read_paths(&[kb]);
+        engine.upsert(&ingested.articles).unwrap();
+        let queries = [
+            "如何申请退款",
+            "ECS实例无法启动",
+            "ssh 连接失败 connection refused",
+            "帳單查詢",
+            "安全组规则怎么配置",
+            "SSL证书 部署 nginx",
+            "how to reset the instance password",
+            "high network latency between regions",
+            "DDoS blackhole -退款",
+            "发票 开具 多久",
+            "实名认证 失败",
+            "P0 工单 响应时间",
+        ];
+        let mut compared = 0;
+        for query in queries {
+            for lang in [None, Some("zh"), Some("en")] {
+                let request = SearchRequest {
+                    query: query.into(),
+                    lang: lang.map(Into::into),
+                    limit: 10,
+                    ..Default::default()
+                };
+                engine.set_probe_sections(true);
+                let probed = engine.search(&request).unwrap();
+                engine.set_probe_sections(false);
+                let reference = engine.search(&request).unwrap();
+                assert_eq!(probed.total, reference.total, "{query}");
+                let view = |r: &SearchResponse| {
+                    r.hits
+                        .iter()
+                        .map(|h| (h.id.clone(), h.anchor.clone(), h.snippet.clone()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(view(&probed), view(&reference), "{query} {lang:?}");
+                compared += probed.hits.len();
+            }
+        }
+        assert!(compared > 100, "only {compared} hits compared");
+    }
+
+    /// `rank_ids` (ids from the per-segment id tables) names the articles `search` returns, also
+    /// after a commit adds a segment.
+    #[test]
+    fn ranked_ids_match_the_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+        let ingested = crate::ingest::read_paths(&[kb]);
+        engine.upsert(&ingested.articles).unwrap();
+        let check = |query: &str| {
+            let ids: Vec<String> = engine
+                .rank_ids(query, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let request = SearchRequest {
+                query: query.into(),
+                limit: 10,
+                ..Default::default()
+            };
+            let hits: Vec<String> = engine
+                .search(&request)
+                .unwrap()
+                .hits
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
+            assert!(!ids.is_empty(), "{query}");
+            assert_eq!(ids, hits, "{query}");
+        };
+        check("如何申请退款");
+        check("reset password");
+        engine
+            .upsert(&[Article::new(
+                "extra/refund-fast.md",
+                "退款加急",
+                "如何申请退款加急处理，reset password 也可以",
+            )])
+            .unwrap();
+        check("如何申请退款");
+        check("reset password");
+    }
 }

@@ -545,6 +545,65 @@ impl ParsedQuery {
             .collect();
         Box::new(BooleanQuery::new(alternatives))
     }
+
+    /// [`ParsedQuery::build`] split into its clauses, to score a few known documents clause by
+    /// clause (`search::rank::best_sections`): the same clauses with the same boosts, the score
+    /// being the sum of the matching ones. `None` when the query has quoted phrases (required clauses), which only the
+    /// whole query expresses. Must stay in step with `build` (the search tests compare both).
+    pub fn build_split(
+        &self,
+        fields: &[(Field, f32)],
+        phrase_fields: &[(Field, f32)],
+        params: &RankParams,
+    ) -> Option<SplitQuery> {
+        if !self.phrases.is_empty() || self.terms.is_empty() {
+            return None;
+        }
+        let mut terms = Vec::new();
+        for term in &self.terms {
+            for &(field, boost) in fields {
+                terms.push((
+                    Term::from_field_text(field, &term.text),
+                    boost * term.weight,
+                ));
+            }
+        }
+        let mut bonuses = Vec::new();
+        let mut bonus = |phrase: &Phrase, field: Field, slop: u32, boost: f32| {
+            bonuses.push(Bonus {
+                query: phrase_query(field, phrase, slop),
+                boost,
+            });
+        };
+        if params.proximity > 0.0 {
+            for pair in &self.pairs {
+                for &(field, boost) in phrase_fields {
+                    bonus(pair, field, params.slop, boost * params.proximity);
+                }
+            }
+        }
+        for (phrase, weight) in &self.synonym_phrases {
+            for &(field, boost) in phrase_fields {
+                bonus(phrase, field, 0, boost * weight);
+            }
+        }
+        Some(SplitQuery { terms, bonuses })
+    }
+}
+
+/// [`ParsedQuery::build`] as weighted term clauses plus optional phrase bonuses.
+pub struct SplitQuery {
+    /// Term clauses (term, boost); WithFreqs term queries.
+    pub terms: Vec<(Term, f32)>,
+    /// Phrase (or proximity) bonuses.
+    pub bonuses: Vec<Bonus>,
+}
+
+/// An optional phrase clause of a [`SplitQuery`].
+pub struct Bonus {
+    /// The unboosted query.
+    pub query: Box<dyn Query>,
+    pub boost: f32,
 }
 
 fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {

@@ -6,13 +6,19 @@
 //! id matched an exclusion.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tantivy::index::SegmentId;
 
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::schema::Field;
-use tantivy::{DocAddress, Searcher};
+use tantivy::query::{BoostQuery, EnableScoring, Query, Scorer, TermQuery, Weight};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{
+    DocAddress, DocId, DocSet, Score, Searcher, SeekDangerResult, SegmentReader, TERMINATED, Term,
+};
 
 use super::SearchError;
-use super::query::RankParams;
+use super::query::{RankParams, SplitQuery};
 
 /// One article in the running.
 #[derive(Debug, Clone)]
@@ -73,6 +79,44 @@ impl<'a> Candidates<'a> {
             column.ord_to_str(term_ord, &mut id)?;
         }
         Ok(id)
+    }
+
+    /// The article ids of documents, in order, from `cache`.
+    pub fn ids(
+        &mut self,
+        cache: &IdCache,
+        addrs: &[DocAddress],
+    ) -> Result<Vec<String>, SearchError> {
+        let mut out = Vec::with_capacity(addrs.len());
+        let mut tables: HashMap<u32, Arc<Vec<String>>> = HashMap::new();
+        for addr in addrs {
+            let ord = addr.segment_ord as usize;
+            if self.ids[ord].is_none() {
+                let reader = self.searcher.segment_reader(addr.segment_ord);
+                self.ids[ord] = reader.fast_fields().str("id")?;
+            }
+            let Some(column) = &self.ids[ord] else {
+                out.push(String::new());
+                continue;
+            };
+            let table = match tables.get(&addr.segment_ord) {
+                Some(table) => table.clone(),
+                None => {
+                    let reader = self.searcher.segment_reader(addr.segment_ord);
+                    let table = cache.table(self.searcher, reader, column)?;
+                    tables.insert(addr.segment_ord, table.clone());
+                    table
+                }
+            };
+            let id = column
+                .ords()
+                .first(addr.doc_id)
+                .and_then(|o| table.get(o as usize))
+                .cloned()
+                .unwrap_or_default();
+            out.push(id);
+        }
+        Ok(out)
     }
 
     fn entry(&mut self, key: u64) -> &mut Candidate {
@@ -184,5 +228,179 @@ impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
     fn doc_freq(&self, term: &tantivy::Term) -> tantivy::Result<u64> {
         let df = self.searcher.doc_freq(term)?;
         Ok(self.scale(term.field(), df).min(self.all))
+    }
+}
+
+/// Whether a query matches given documents, asked in increasing document order. Uses
+/// tantivy's `seek_danger`, so a phrase is checked at the asked document only: a plain `seek`
+/// (or creating the scorer) scans forward for the phrase's next match.
+struct Probe<'w> {
+    weight: &'w dyn Weight,
+    /// Created at the first document asked.
+    scorer: Option<Box<dyn Scorer>>,
+    /// No match below this document.
+    lower: DocId,
+}
+
+impl<'w> Probe<'w> {
+    fn new(weight: &'w dyn Weight) -> Probe<'w> {
+        Probe {
+            weight,
+            scorer: None,
+            lower: 0,
+        }
+    }
+
+    /// Whether `doc` matches; `doc` must be greater than the one asked before.
+    fn matches(&mut self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<bool> {
+        if doc < self.lower || self.lower == TERMINATED {
+            return Ok(false);
+        }
+        let result = match &mut self.scorer {
+            Some(scorer) => scorer.seek_danger(doc),
+            None => {
+                let (result, scorer) = self.weight.scorer_danger(reader, doc, 1.0)?;
+                self.scorer = Some(scorer);
+                result
+            }
+        };
+        Ok(match result {
+            SeekDangerResult::Found => {
+                self.lower = doc;
+                true
+            }
+            SeekDangerResult::SeekLowerBound(next) => {
+                self.lower = next.max(doc + 1);
+                false
+            }
+        })
+    }
+
+    /// The score of `doc` if it matches.
+    fn score(&mut self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Option<Score>> {
+        Ok(if self.matches(reader, doc)? {
+            self.scorer.as_mut().map(|s| s.score())
+        } else {
+            None
+        })
+    }
+}
+
+/// For each article key, its best section under `split` (section documents only): the highest
+/// full score, ties in document order; an article none of whose sections match gets its first
+/// section. Reads only the postings of the keys, checking each clause at those documents.
+pub fn best_sections(
+    searcher: &Searcher,
+    stats: &KindStatistics,
+    split: &SplitQuery,
+    key_field: Field,
+    kind_field: Field,
+    keys: &[u64],
+) -> tantivy::Result<HashMap<u64, DocAddress>> {
+    let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
+    let mut clauses: Vec<Box<dyn Weight>> = Vec::new();
+    for (term, boost) in &split.terms {
+        let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+        clauses.push(BoostQuery::new(Box::new(query), *boost).weight(scoring)?);
+    }
+    for bonus in &split.bonuses {
+        clauses.push(BoostQuery::new(bonus.query.box_clone(), bonus.boost).weight(scoring)?);
+    }
+    let section_kind = Term::from_field_text(kind_field, super::index::KIND_SECTION);
+    let is_section = TermQuery::new(section_kind, IndexRecordOption::Basic)
+        .weight(EnableScoring::disabled_from_searcher(searcher))?;
+    // (key → (score, address)), best so far.
+    let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        let index = reader.inverted_index(key_field)?;
+        let alive = reader.alive_bitset();
+        // The documents of the keys, in document order (probes go forward only).
+        let mut docs: Vec<(DocId, u64)> = Vec::new();
+        for &key in keys {
+            let term = Term::from_field_u64(key_field, key);
+            if let Some(mut postings) = index.read_postings(&term, IndexRecordOption::Basic)? {
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if !alive.is_some_and(|a| a.is_deleted(doc)) {
+                        docs.push((doc, key));
+                    }
+                    doc = postings.advance();
+                }
+            }
+        }
+        docs.sort_unstable();
+        let mut sections = Probe::new(is_section.as_ref());
+        let mut probes = probes(&clauses);
+        for (doc, key) in docs {
+            if !sections.matches(reader, doc)? {
+                continue;
+            }
+            let mut score: Option<Score> = None;
+            for probe in &mut probes {
+                if let Some(s) = probe.score(reader, doc)? {
+                    *score.get_or_insert(0.0) += s;
+                }
+            }
+            let addr = DocAddress::new(ord as u32, doc);
+            let entry = best.entry(key).or_insert((score, addr));
+            // Documents arrive in address order: only a strictly better score replaces.
+            let better = match (score, entry.0) {
+                (Some(new), Some(old)) => new > old,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if better {
+                *entry = (score, addr);
+            }
+        }
+    }
+    Ok(best
+        .into_iter()
+        .map(|(key, (_, addr))| (key, addr))
+        .collect())
+}
+
+fn probes(weights: &[Box<dyn Weight>]) -> Vec<Probe<'_>> {
+    weights.iter().map(|w| Probe::new(w.as_ref())).collect()
+}
+
+/// Every article id of a segment by its ordinal in the `id` column, read once per segment: a
+/// lookup one by one decompresses and scans a dictionary block each time, the costliest part of
+/// ranking 100 ids. About 100 bytes per article; segments no longer searched are dropped.
+#[derive(Default)]
+pub struct IdCache {
+    by_segment: Mutex<HashMap<SegmentId, Arc<Vec<String>>>>,
+}
+
+impl IdCache {
+    fn table(
+        &self,
+        searcher: &Searcher,
+        reader: &SegmentReader,
+        column: &StrColumn,
+    ) -> Result<Arc<Vec<String>>, SearchError> {
+        let segment = reader.segment_id();
+        if let Some(table) = self.lock().get(&segment) {
+            return Ok(table.clone());
+        }
+        let mut table = Vec::with_capacity(column.num_terms());
+        let mut stream = column.dictionary().stream()?;
+        while stream.advance() {
+            table.push(String::from_utf8_lossy(stream.key()).into_owned());
+        }
+        let table = Arc::new(table);
+        let mut cache = self.lock();
+        let live: HashSet<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
+        cache.retain(|id, _| live.contains(id));
+        cache.insert(segment, table.clone());
+        Ok(table)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<Vec<String>>>> {
+        self.by_segment.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

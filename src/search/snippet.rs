@@ -24,8 +24,14 @@ pub const SNIPPET_CHARS: usize = 160;
 /// long section, and analysis time stays bounded.
 const MAX_ANALYZED_BYTES: usize = 8 * 1024;
 
-/// Bytes analyzed at a time while looking for the first match.
-const CHUNK_BYTES: usize = 1536;
+/// Bytes analyzed at a time while looking for the first match, per character of the budget
+/// (about six windows of English, two of Chinese: the best window is chosen among the matches
+/// of the first chunk that has any), and at least. Analysis is most of a snippet's cost.
+const CHUNK_BYTES_PER_CHAR: usize = 6;
+const MIN_CHUNK_BYTES: usize = 512;
+
+/// How far (characters) a chunk may run on to end at a word break rather than inside a word.
+const MAX_RUN_ON_CHARS: usize = 32;
 
 /// Characters shown before the first match of the chosen window.
 const LEAD_CHARS: usize = 20;
@@ -37,35 +43,29 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
     let mut matches: Vec<(usize, usize, String)> = Vec::new();
     let mut start = 0;
     let limit = text.len().min(MAX_ANALYZED_BYTES);
+    let chunk = (max_chars * CHUNK_BYTES_PER_CHAR).max(MIN_CHUNK_BYTES);
     while start < limit && matches.is_empty() {
-        let mut end = (start + CHUNK_BYTES).min(text.len());
-        while !text.is_char_boundary(end) {
-            end += 1;
-        }
-        // Matches in byte offsets; a word and its sub-words overlap: keep the outer span.
-        for token in analyzer().analyze(&text[start..end]) {
-            if token.stop || !terms.contains(&token.text) {
-                continue;
-            }
-            let (from, to) = (start + token.offset_from, start + token.offset_to);
-            if let Some(last) = matches.last_mut()
-                && from < last.1
-            {
-                last.1 = last.1.max(to);
-                continue;
-            }
-            matches.push((from, to, token.text));
-        }
+        let end = word_break_after(text, start + chunk);
+        find_matches(text, start, end, terms, &mut matches);
         start = end;
     }
-    let matches: Vec<(usize, usize, &str)> = matches
-        .iter()
-        .map(|(f, t, s)| (*f, *t, s.as_str()))
-        .collect();
-    // Char index of every byte offset we need.
-    let char_starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    // Char index of every byte offset we need: the window ends at most `max_chars` characters
+    // past the analyzed text, so the rest of a long section is only counted.
+    let mut char_starts: Vec<usize> = Vec::with_capacity(start.min(text.len()) + max_chars + 2);
+    let mut beyond = 0;
+    let mut tail_chars = 0;
+    for (i, _) in text.char_indices() {
+        if i >= start {
+            beyond += 1;
+            if beyond > max_chars + 1 {
+                tail_chars = text[i..].chars().count();
+                break;
+            }
+        }
+        char_starts.push(i);
+    }
     let char_of = |byte: usize| char_starts.partition_point(|&b| b < byte);
-    let total_chars = char_starts.len();
+    let total_chars = char_starts.len() + tail_chars;
     let (from_char, to_char) = if matches.is_empty() {
         (0, total_chars.min(max_chars))
     } else {
@@ -73,6 +73,11 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
     };
     let byte_at = |c: usize| char_starts.get(c).copied().unwrap_or(text.len());
     let (mut from, mut to) = (byte_at(from_char), byte_at(to_char));
+    // The window may run past the analyzed text: its matches are highlighted too.
+    if to > start {
+        let end = word_break_after(text, to);
+        find_matches(text, start, end, terms, &mut matches);
+    }
     // Never start inside a match (half a word highlighted); the budget still holds.
     if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < from && from < m.1) {
         from = m_from;
@@ -105,28 +110,83 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
     out
 }
 
+/// The first word break at or after byte `at` (at most `MAX_RUN_ON_CHARS` on), else the first
+/// character boundary; the end of `text` at most.
+fn word_break_after(text: &str, at: usize) -> usize {
+    let mut end = at.min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    match text[end..]
+        .char_indices()
+        .take(MAX_RUN_ON_CHARS)
+        .find(|&(_, c)| is_break(c))
+    {
+        Some((i, _)) => end + i,
+        None => end,
+    }
+}
+
+/// Appends the matches of `terms` in `text[start..end]` (byte offsets into `text`); a word and
+/// its sub-words overlap: the outer span is kept.
+fn find_matches(
+    text: &str,
+    start: usize,
+    end: usize,
+    terms: &HashSet<String>,
+    matches: &mut Vec<(usize, usize, String)>,
+) {
+    for token in analyzer().analyze(&text[start..end]) {
+        if token.stop || !terms.contains(&token.text) {
+            continue;
+        }
+        let (from, to) = (start + token.offset_from, start + token.offset_to);
+        if let Some(last) = matches.last_mut()
+            && from < last.1
+        {
+            last.1 = last.1.max(to);
+            continue;
+        }
+        matches.push((from, to, token.text));
+    }
+}
+
+/// Whitespace or punctuation: a chunk ending there cuts no word.
+fn is_break(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_ascii_punctuation()
+        || matches!(
+            c,
+            '。' | '，' | '、' | '；' | '：' | '？' | '！' | '（' | '）'
+        )
+}
+
 /// The window (in chars) of at most `max_chars` with the most distinct matched terms, starting a
 /// little before its first match.
 fn best_window(
-    matches: &[(usize, usize, &str)],
+    matches: &[(usize, usize, String)],
     char_of: &dyn Fn(usize) -> usize,
     total_chars: usize,
     max_chars: usize,
 ) -> (usize, usize) {
     let spans: Vec<(usize, usize, &str)> = matches
         .iter()
-        .map(|&(f, t, term)| (char_of(f), char_of(t), term))
+        .map(|(f, t, term)| (char_of(*f), char_of(*t), term.as_str()))
         .collect();
     let mut best = (0usize, 0usize); // (distinct terms, matches), first wins
     let mut best_start = spans[0].0;
+    // A window holds a handful of terms: a reused list beats a set per window.
+    let mut distinct: Vec<&str> = Vec::new();
     for (i, &(start, _, _)) in spans.iter().enumerate() {
-        let mut distinct: HashSet<&str> = HashSet::new();
+        distinct.clear();
         let mut count = 0;
         for &(s, e, term) in &spans[i..] {
             if e > start + max_chars.saturating_sub(LEAD_CHARS.min(max_chars / 4)) || s < start {
                 break;
             }
-            distinct.insert(term);
+            if !distinct.contains(&term) {
+                distinct.push(term);
+            }
             count += 1;
         }
         let score = (distinct.len(), count);
@@ -195,6 +255,14 @@ mod tests {
         );
         let s = snippet(&text, &terms(&["ssh", "port", "refus"]), 40);
         assert!(s.contains("<em>port</em>"), "{s}");
+    }
+
+    #[test]
+    fn matches_past_the_analyzed_chunk_are_highlighted() {
+        // The first chunk ends right after the first "refund"; the window reaches the second.
+        let text = format!("{}refund {}refund end", "a ".repeat(250), "c ".repeat(15));
+        let s = snippet(&text, &terms(&["refund"]), 60);
+        assert_eq!(s.matches("<em>refund</em>").count(), 2, "{s}");
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! In-process search latency over a judged query set: p50/p95/p99 of the product path (top 10
+//! with snippets, `SearchEngine::search`) and of the ranking path (`rank_ids`, 101 hits).
+//!
+//! ```sh
+//! cargo run --release --example search_latency -- \
+//!     ../shared/data/search/aliyun-faq/docs ../shared/data/search/aliyun-faq/queries.dev.jsonl \
+//!     [--index DIR] [--rounds N] [--dump FILE] [--reference]
+//! ```
+//!
+//! `--index DIR` keeps the index between runs (built there when absent); `--dump FILE` writes
+//! every query's ranked ids and the hits' sections and snippets, to check that a speed change
+//! left the results as they were; `--reference` finds best
+//! sections by plain tantivy queries (what the default must agree with).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use kefu::search::{SearchEngine, SearchRequest};
+
+fn percentiles(mut ms: Vec<f64>) -> String {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50 {:.3} p95 {:.3} p99 {:.3} max {:.3} (n={})",
+        at(0.5),
+        at(0.95),
+        at(0.99),
+        at(1.0),
+        ms.len()
+    )
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut positional, mut index, mut rounds, mut dump) = (Vec::new(), None, 3usize, None);
+    let mut probe = true;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--index" => index = args.next().map(PathBuf::from),
+            "--rounds" => rounds = args.next().context("--rounds N")?.parse()?,
+            "--dump" => dump = args.next().map(PathBuf::from),
+            "--reference" => probe = false,
+            _ => positional.push(arg),
+        }
+    }
+    let [docs, queries] = positional.as_slice() else {
+        bail!("usage: search_latency DOCS QUERIES.jsonl [--index DIR] [--rounds N] [--dump FILE]");
+    };
+    let temp;
+    let dir = match index {
+        Some(dir) => dir,
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut engine = SearchEngine::open_or_create(&dir)?;
+    engine.set_probe_sections(probe);
+    if engine.num_articles() == 0 {
+        let started = Instant::now();
+        let ingested = kefu::ingest::read_paths(&[PathBuf::from(docs)]);
+        engine.upsert(&ingested.articles)?;
+        engine.wait_merges()?;
+        eprintln!(
+            "indexed {} articles in {:.1} s",
+            ingested.articles.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let queries: Vec<String> = std::fs::read_to_string(queries)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            Ok(v["query"].as_str().unwrap_or_default().to_string())
+        })
+        .collect::<Result<_>>()?;
+    let mut out = match &dump {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
+    // Warm-up (page cache, lazily loaded dictionaries), then timed rounds.
+    for q in queries.iter().take(50) {
+        let _ = engine.rank_ids(q, 101)?;
+    }
+    let (mut product, mut ranking) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for q in &queries {
+            let request = SearchRequest {
+                query: q.clone(),
+                limit: 10,
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let response = engine.search(&request)?;
+            product.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let ids = engine.rank_ids(q, 101)?;
+            ranking.push(t.elapsed().as_secs_f64() * 1000.0);
+            if round == 0
+                && let Some(out) = out.as_mut()
+            {
+                let ids: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+                writeln!(out, "Q\t{q}\ttotal={}\t{}", response.total, ids.join("|"))?;
+                for hit in &response.hits {
+                    writeln!(
+                        out,
+                        "H\t{}\t{:?}\t{:?}\t{}",
+                        hit.id, hit.anchor, hit.section, hit.snippet
+                    )?;
+                }
+            }
+        }
+    }
+    println!("search top 10 with snippets: {}", percentiles(product));
+    println!("rank_ids 101:                {}", percentiles(ranking));
+    Ok(())
+}
