@@ -451,46 +451,12 @@ impl ParsedQuery {
         params: &RankParams,
     ) -> Box<dyn Query> {
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for term in &self.terms {
-            for &(field, boost) in fields {
-                let weight = if term.question && !TITLE_FIELDS.contains(&field) {
-                    term.weight * params.question
-                } else {
-                    term.weight
-                };
-                if weight <= 0.0 {
-                    continue;
-                }
-                let query = TermQuery::new(
-                    Term::from_field_text(field, &term.text),
-                    IndexRecordOption::WithFreqs,
-                );
-                should.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(query), boost * weight)),
-                ));
-            }
+        for (term, boost) in self.weighted_terms(fields, params) {
+            let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
+            should.push((Occur::Should, boosted(Box::new(query), boost)));
         }
-        if params.proximity > 0.0 {
-            for pair in &self.pairs {
-                for &(field, boost) in phrase_fields {
-                    should.push((
-                        Occur::Should,
-                        boosted(
-                            phrase_query(field, pair, params.slop),
-                            boost * params.proximity,
-                        ),
-                    ));
-                }
-            }
-        }
-        for (phrase, weight) in &self.synonym_phrases {
-            for &(field, boost) in phrase_fields {
-                should.push((
-                    Occur::Should,
-                    boosted(phrase_query(field, phrase, 0), boost * weight),
-                ));
-            }
+        for bonus in self.bonuses(phrase_fields, params) {
+            should.push((Occur::Should, boosted(bonus.query, bonus.boost)));
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !should.is_empty() {
@@ -559,35 +525,54 @@ impl ParsedQuery {
         if !self.phrases.is_empty() || self.terms.is_empty() {
             return None;
         }
+        Some(SplitQuery {
+            terms: self.weighted_terms(fields, params),
+            bonuses: self.bonuses(phrase_fields, params),
+        })
+    }
+
+    /// The scored term clauses of [`ParsedQuery::build`]: each term in each field, with its boost
+    /// (question words weigh `params.question` outside titles; clauses of weight 0 are left out).
+    fn weighted_terms(&self, fields: &[(Field, f32)], params: &RankParams) -> Vec<(Term, f32)> {
         let mut terms = Vec::new();
         for term in &self.terms {
             for &(field, boost) in fields {
-                terms.push((
-                    Term::from_field_text(field, &term.text),
-                    boost * term.weight,
-                ));
+                let weight = if term.question && !TITLE_FIELDS.contains(&field) {
+                    term.weight * params.question
+                } else {
+                    term.weight
+                };
+                if weight > 0.0 {
+                    terms.push((Term::from_field_text(field, &term.text), boost * weight));
+                }
             }
         }
+        terms
+    }
+
+    /// The optional phrase clauses of [`ParsedQuery::build`]: proximity of neighbouring words and
+    /// multi-word synonyms.
+    fn bonuses(&self, phrase_fields: &[(Field, f32)], params: &RankParams) -> Vec<Bonus> {
         let mut bonuses = Vec::new();
-        let mut bonus = |phrase: &Phrase, field: Field, slop: u32, boost: f32| {
-            bonuses.push(Bonus {
-                query: phrase_query(field, phrase, slop),
-                boost,
-            });
-        };
         if params.proximity > 0.0 {
             for pair in &self.pairs {
                 for &(field, boost) in phrase_fields {
-                    bonus(pair, field, params.slop, boost * params.proximity);
+                    bonuses.push(Bonus {
+                        query: phrase_query(field, pair, params.slop),
+                        boost: boost * params.proximity,
+                    });
                 }
             }
         }
         for (phrase, weight) in &self.synonym_phrases {
             for &(field, boost) in phrase_fields {
-                bonus(phrase, field, 0, boost * weight);
+                bonuses.push(Bonus {
+                    query: phrase_query(field, phrase, 0),
+                    boost: boost * weight,
+                });
             }
         }
-        Some(SplitQuery { terms, bonuses })
+        bonuses
     }
 }
 
