@@ -17,6 +17,7 @@ use crate::route::classifier::Classifier;
 use crate::route::eval;
 use crate::route::features::FeatureConfig;
 use crate::route::model::{Arch, Pooling};
+use crate::route::train::OptimizerKind;
 use crate::route::train::{self, TrainOptions};
 use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
@@ -60,6 +61,23 @@ pub struct TrainArgs {
     /// Leave out word bigrams.
     #[arg(long)]
     pub no_bigrams: bool,
+    /// Examples per training step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Leave out character n-grams fewer training examples have.
+    #[arg(long)]
+    pub ngram_min_df: Option<usize>,
+    /// Optimizer: `adamw` or `sgd`.
+    #[arg(long, value_parser = ["adamw", "sgd"])]
+    pub optimizer: Option<String>,
+    /// Add a sparse linear TF-IDF member (see `TrainOptions::linear_member`) and average the
+    /// two networks' log-probabilities.
+    #[arg(long)]
+    pub ensemble: bool,
+    /// Grouped feature layout: word bigrams in this many buckets of their own, words and
+    /// character n-grams (scikit-learn `char_wb` style) pooled as two groups (0: mixed layout).
+    #[arg(long)]
+    pub word_buckets: Option<u32>,
     /// Label smoothing of the loss (0: none).
     #[arg(long)]
     pub label_smoothing: Option<f64>,
@@ -89,6 +107,13 @@ impl TrainArgs {
             lr: self.lr.unwrap_or(d.lr),
             feature_dropout: self.dropout.unwrap_or(d.feature_dropout),
             label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
+            ngram_min_df: self.ngram_min_df.unwrap_or(d.ngram_min_df),
+            batch_size: self.batch_size.unwrap_or(d.batch_size).max(1),
+            optimizer: match self.optimizer.as_deref() {
+                Some("sgd") => OptimizerKind::Sgd,
+                Some(_) => OptimizerKind::AdamW,
+                None => d.optimizer,
+            },
             pooling: match self.pooling.as_deref() {
                 Some("l2") => Pooling::L2,
                 Some("tfidf") => Pooling::Tfidf,
@@ -107,6 +132,7 @@ impl TrainArgs {
                 char_ngram_min: self.char_ngram_min.unwrap_or(d.features.char_ngram_min),
                 char_ngram_max: self.char_ngram_max.unwrap_or(d.features.char_ngram_max),
                 word_bigrams: d.features.word_bigrams && !self.no_bigrams,
+                word_buckets: self.word_buckets.unwrap_or(d.features.word_buckets),
                 ..d.features.clone()
             },
             ..d
@@ -114,7 +140,10 @@ impl TrainArgs {
     }
 
     pub fn run(self) -> anyhow::Result<()> {
-        let opts = self.options();
+        let mut opts = self.options();
+        if self.ensemble {
+            opts.extra.push(opts.linear_member());
+        }
         let data = train::read_examples(&self.data)?;
         let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
         let report = train::train(&data, dev.as_deref(), &opts, &self.out)?;
