@@ -52,10 +52,11 @@ pub struct TrainArgs {
     /// Share of features dropped at random per example and epoch.
     #[arg(long)]
     pub dropout: Option<f64>,
-    /// Shortest character n-gram of a word (over `<word>`).
+    /// Shortest character n-gram (over the padded words of the text; `<word>` in the mixed
+    /// layout).
     #[arg(long)]
     pub char_ngram_min: Option<usize>,
-    /// Longest character n-gram of a word (0: none).
+    /// Longest character n-gram (0: none).
     #[arg(long)]
     pub char_ngram_max: Option<usize>,
     /// Leave out word bigrams.
@@ -70,10 +71,14 @@ pub struct TrainArgs {
     /// Optimizer: `adamw` or `sgd`.
     #[arg(long, value_parser = ["adamw", "sgd"])]
     pub optimizer: Option<String>,
-    /// Add a sparse linear TF-IDF member (see `TrainOptions::linear_member`) and average the
-    /// two networks' log-probabilities.
+    /// Further ensemble members after the one the flags describe: `linear`, `embedding`,
+    /// `fasttext` (comma-separated; see `TrainOptions::*_member`).
+    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext"])]
+    pub members: Option<Vec<String>>,
+    /// Train the embedding network alone, without the sparse linear TF-IDF member
+    /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
     #[arg(long)]
-    pub ensemble: bool,
+    pub single: bool,
     /// Grouped feature layout: word bigrams in this many buckets of their own, words and
     /// character n-grams (scikit-learn `char_wb` style) pooled as two groups (0: mixed layout).
     #[arg(long)]
@@ -141,8 +146,15 @@ impl TrainArgs {
 
     pub fn run(self) -> anyhow::Result<()> {
         let mut opts = self.options();
-        if self.ensemble {
-            opts.extra.push(opts.linear_member());
+        opts.extra.clear();
+        if !self.single {
+            for m in self.members.as_deref().unwrap_or(&["linear".to_string()]) {
+                opts.extra.push(match m.as_str() {
+                    "embedding" => TrainOptions::embedding_member(),
+                    "fasttext" => TrainOptions::fasttext_member(),
+                    _ => opts.linear_member(),
+                });
+            }
         }
         let data = train::read_examples(&self.data)?;
         let dev = self.dev.as_deref().map(train::read_examples).transpose()?;

@@ -48,11 +48,11 @@ impl Default for FeatureConfig {
     fn default() -> Self {
         FeatureConfig {
             buckets: 1 << 17,
-            char_ngram_min: 2,
-            char_ngram_max: 4,
+            char_ngram_min: 1,
+            char_ngram_max: 3,
             word_bigrams: true,
             han_cross_ngrams: true,
-            word_buckets: 0,
+            word_buckets: 1 << 16,
         }
     }
 }
@@ -374,6 +374,33 @@ mod tests {
     use crate::route::vocab;
 
     #[test]
+    fn grouped_layout_keeps_words_and_char_ngrams_apart() {
+        let texts = ["发票 怎么 开", "invoice please"];
+        let tok = vocab::build(texts.iter().map(|t| analyzed_tokens(t)), 1).unwrap();
+        let f = Featurizer::new(tok, FeatureConfig::default());
+        let split = f.group_split().expect("grouped by default");
+        assert_eq!(
+            split,
+            f.vocab_size() + FeatureConfig::default().word_buckets
+        );
+        let x = f.features("開發票, invoice");
+        assert_eq!(x.ids.len(), x.token_of.len());
+        assert!(x.token_of.iter().all(|&t| (t as usize) < x.tokens.len()));
+        // Words (and bigrams) below the split, char_wb n-grams from it on.
+        assert!(x.ids.iter().any(|&id| id < f.vocab_size()));
+        assert!(x.ids.iter().any(|&id| id >= split));
+        // char_wb n-grams cross jieba's cut of the normalized text: 开发票 ≠ 开 + 发票 alone.
+        let joined = f.features("开发票");
+        let apart = f.features("开 发票");
+        let grams = |x: &Features| -> Vec<u32> {
+            x.ids.iter().copied().filter(|&id| id >= split).collect()
+        };
+        assert!(grams(&joined).iter().any(|id| !grams(&apart).contains(id)));
+        // Traditional and full-width input give the same features as simplified.
+        assert_eq!(f.features("開發票").ids, f.features("开发票").ids);
+    }
+
+    #[test]
     fn prefix_cuts_at_char_boundary() {
         assert_eq!(prefix("发票abc", 4), "发");
         assert_eq!(prefix("abc", 10), "abc");
@@ -392,6 +419,23 @@ mod tests {
         assert!(shared >= 3, "typo shares {shared} n-grams");
         assert_eq!(typo.tokens, vec!["invoise"]);
         assert_eq!(f.features("").ids.len(), 0);
+        // The mixed layout (in-word n-grams) as well.
+        let mixed = FeatureConfig {
+            word_buckets: 0,
+            char_ngram_min: 2,
+            char_ngram_max: 4,
+            ..FeatureConfig::default()
+        };
+        let tok = vocab::build(texts.iter().map(|t| analyzed_tokens(t)), 1).unwrap();
+        let m = Featurizer::new(tok, mixed);
+        assert_eq!(m.group_split(), None);
+        let shared = m
+            .features("invoise")
+            .ids
+            .iter()
+            .filter(|id| m.features("invoice").ids.contains(id))
+            .count();
+        assert!(shared >= 3, "typo shares {shared} n-grams");
         // Deterministic.
         assert_eq!(f.features("发票怎么开").ids, f.features("发票怎么开").ids);
     }

@@ -60,7 +60,9 @@ impl Pooling {
             Pooling::Mean => out.iter().sum::<f32>(),
             Pooling::L2 => out.iter().map(|w| w * w).sum::<f32>().sqrt(),
             Pooling::Tfidf => {
-                let mut tf: std::collections::HashMap<u32, f32> = Default::default();
+                // Ordered: the norm must not depend on a hash map's iteration order (training
+                // is deterministic for a seed).
+                let mut tf: std::collections::BTreeMap<u32, f32> = Default::default();
                 for &id in ids {
                     *tf.entry(id).or_default() += 1.0;
                 }

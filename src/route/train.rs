@@ -148,9 +148,42 @@ pub struct TrainOptions {
 }
 
 impl Default for TrainOptions {
+    /// The ensemble of [`TrainOptions::embedding_member`] and its [`TrainOptions::linear_member`].
     fn default() -> Self {
+        let embedding = TrainOptions::embedding_member();
         TrainOptions {
-            // Tuned on cloud-queues dev (acc 0.815 at dim 64 / 20 epochs, 0.820 at dim 32 / 15).
+            extra: vec![embedding.linear_member()],
+            ..embedding
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The original fastText-style network: 32-wide embeddings of words, word bigrams and
+    /// character 2–4-grams inside each word plus Chinese n-grams across words (one hashed
+    /// table), IDF-weighted mean pooling, a linear layer.
+    pub fn fasttext_member() -> TrainOptions {
+        TrainOptions {
+            features: FeatureConfig {
+                word_buckets: 0,
+                char_ngram_min: 2,
+                char_ngram_max: 4,
+                ..FeatureConfig::default()
+            },
+            pooling: Pooling::Mean,
+            ngram_min_df: 1,
+            ..TrainOptions::embedding_member()
+        }
+    }
+
+    /// The fastText-style network alone: 32-wide embeddings of words, word bigrams and
+    /// `char_wb` 1–3-grams, pooled with sublinear TF-IDF weights (the two groups each
+    /// L2-normalized), then a linear layer; AdamW, feature dropout.
+    pub fn embedding_member() -> TrainOptions {
+        TrainOptions {
+            // Alone, on the dev sets: grouped TF-IDF pooling beats in-word n-grams with mean
+            // pooling on cloud-queues (0.825 vs 0.820), smp2017 (0.909 vs 0.901) and
+            // banking77 (0.911 vs 0.904), not on clinc150 (in-scope 0.861 vs 0.885).
             epochs: 15,
             seed: 42,
             dim: 32,
@@ -161,11 +194,11 @@ impl Default for TrainOptions {
             min_count: 1,
             feature_dropout: 0.1,
             features: FeatureConfig::default(),
-            pooling: Pooling::Mean,
+            pooling: Pooling::Tfidf,
             arch: Arch::Embedding,
             label_smoothing: 0.0,
             optimizer: OptimizerKind::AdamW,
-            ngram_min_df: 1,
+            ngram_min_df: 2,
             answered_accuracy_target: 0.9,
             min_coverage: 0.7,
             oos_recall_target: 0.9,
@@ -173,9 +206,7 @@ impl Default for TrainOptions {
             extra: Vec::new(),
         }
     }
-}
 
-impl TrainOptions {
     /// The sparse linear member of an ensemble: TF-IDF + logistic regression's feature space
     /// (words and word bigrams as one L2-normalized group, `char_wb` 1–3-grams seen in at least
     /// two examples as another, sublinear tf × idf) with one weight per feature and label, trained with plain SGD and
@@ -193,7 +224,7 @@ impl TrainOptions {
             label_smoothing: 0.0,
             weight_decay: 0.0,
             features: FeatureConfig {
-                word_buckets: 1 << 17,
+                word_buckets: self.features.word_buckets.max(1),
                 char_ngram_min: 1,
                 char_ngram_max: 3,
                 ..self.features.clone()
