@@ -232,10 +232,16 @@ impl Classifier {
     fn member_features(&self, text: &str) -> Vec<Features> {
         let text = prefix(text, MAX_ANALYZED_BYTES);
         let tokens = analyzed_tokens(text);
-        self.members
-            .iter()
-            .map(|(f, _)| f.features_of(text, &tokens))
-            .collect()
+        let mut out: Vec<Features> = Vec::with_capacity(self.members.len());
+        for (k, (f, _)) in self.members.iter().enumerate() {
+            // Members with the same feature configuration share one computation.
+            let same = (0..k).find(|&j| self.members[j].0.config() == f.config());
+            out.push(match same {
+                Some(j) => out[j].clone(),
+                None => f.features_of(text, &tokens),
+            });
+        }
+        out
     }
 
     /// Raw (uncalibrated) logits: the network's, or the mean of the members' log-probabilities.

@@ -60,19 +60,25 @@ impl Pooling {
             Pooling::Mean => out.iter().sum::<f32>(),
             Pooling::L2 => out.iter().map(|w| w * w).sum::<f32>().sqrt(),
             Pooling::Tfidf => {
-                // Ordered: the norm must not depend on a hash map's iteration order (training
-                // is deterministic for a seed).
-                let mut tf: std::collections::BTreeMap<u32, f32> = Default::default();
-                for &id in ids {
-                    *tf.entry(id).or_default() += 1.0;
+                // Term counts from the sorted ids: the norm's summation order must not depend
+                // on a hash map's (training is deterministic for a seed).
+                let mut sorted = ids.to_vec();
+                sorted.sort_unstable();
+                let mut tf: Vec<(u32, f32)> = Vec::with_capacity(sorted.len());
+                for id in sorted {
+                    match tf.last_mut() {
+                        Some((last, n)) if *last == id => *n += 1.0,
+                        _ => tf.push((id, 1.0)),
+                    }
                 }
-                for (c, id) in out.iter_mut().zip(ids) {
-                    let n = tf[id];
+                let count = |id: u32| tf[tf.partition_point(|&(x, _)| x < id)].1;
+                for (c, &id) in out.iter_mut().zip(ids) {
+                    let n = count(id);
                     // Each of the n occurrences carries 1/n of (1 + ln n) · idf.
                     *c *= (1.0 + n.ln()) / n;
                 }
                 tf.iter()
-                    .map(|(&id, &n)| {
+                    .map(|&(id, n)| {
                         let x = (1.0 + n.ln()) * w(id);
                         x * x
                     })
@@ -322,8 +328,13 @@ impl PlainModel {
 
     /// Weighted mean of the feature embeddings (zeros when no feature is known).
     pub fn pool(&self, ids: &[u32]) -> Vec<f32> {
+        self.pool_with(ids, &self.coefficients(ids))
+    }
+
+    /// [`PlainModel::pool`] with the pooling coefficients already computed.
+    fn pool_with(&self, ids: &[u32], coefficients: &[f32]) -> Vec<f32> {
         let mut pooled = vec![0f32; self.dim];
-        for (&id, w) in ids.iter().zip(self.coefficients(ids)) {
+        for (&id, &w) in ids.iter().zip(coefficients) {
             if w == 0.0 {
                 continue;
             }
@@ -385,10 +396,11 @@ impl PlainModel {
     }
 
     fn contributions_for_row(&self, ids: &[u32], out_row: &[f32]) -> Vec<f32> {
-        let pooled = self.pool(ids);
+        let coefficients = self.coefficients(ids);
+        let pooled = self.pool_with(ids, &coefficients);
         let g = self.gradient_for_row(&pooled, out_row);
         ids.iter()
-            .zip(self.coefficients(ids))
+            .zip(coefficients)
             .map(|(&id, w)| {
                 if w == 0.0 {
                     return 0.0;
