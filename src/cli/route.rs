@@ -17,6 +17,7 @@ use crate::route::classifier::Classifier;
 use crate::route::eval;
 use crate::route::features::FeatureConfig;
 use crate::route::model::{Arch, Pooling};
+use crate::route::train::OptimizerKind;
 use crate::route::train::{self, TrainOptions};
 use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
@@ -51,15 +52,37 @@ pub struct TrainArgs {
     /// Share of features dropped at random per example and epoch.
     #[arg(long)]
     pub dropout: Option<f64>,
-    /// Shortest character n-gram of a word (over `<word>`).
+    /// Shortest character n-gram (over the padded words of the text; `<word>` in the mixed
+    /// layout).
     #[arg(long)]
     pub char_ngram_min: Option<usize>,
-    /// Longest character n-gram of a word (0: none).
+    /// Longest character n-gram (0: none).
     #[arg(long)]
     pub char_ngram_max: Option<usize>,
     /// Leave out word bigrams.
     #[arg(long)]
     pub no_bigrams: bool,
+    /// Examples per training step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Leave out character n-grams fewer training examples have.
+    #[arg(long)]
+    pub ngram_min_df: Option<usize>,
+    /// Optimizer: `adamw` or `sgd`.
+    #[arg(long, value_parser = ["adamw", "sgd"])]
+    pub optimizer: Option<String>,
+    /// Further ensemble members after the one the flags describe: `linear`, `embedding`,
+    /// `fasttext` (comma-separated; see `TrainOptions::*_member`).
+    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext"])]
+    pub members: Option<Vec<String>>,
+    /// Train the embedding network alone, without the sparse linear TF-IDF member
+    /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
+    #[arg(long)]
+    pub single: bool,
+    /// Grouped feature layout: word bigrams in this many buckets of their own, words and
+    /// character n-grams (scikit-learn `char_wb` style) pooled as two groups (0: mixed layout).
+    #[arg(long)]
+    pub word_buckets: Option<u32>,
     /// Label smoothing of the loss (0: none).
     #[arg(long)]
     pub label_smoothing: Option<f64>,
@@ -89,6 +112,13 @@ impl TrainArgs {
             lr: self.lr.unwrap_or(d.lr),
             feature_dropout: self.dropout.unwrap_or(d.feature_dropout),
             label_smoothing: self.label_smoothing.unwrap_or(d.label_smoothing),
+            ngram_min_df: self.ngram_min_df.unwrap_or(d.ngram_min_df),
+            batch_size: self.batch_size.unwrap_or(d.batch_size).max(1),
+            optimizer: match self.optimizer.as_deref() {
+                Some("sgd") => OptimizerKind::Sgd,
+                Some(_) => OptimizerKind::AdamW,
+                None => d.optimizer,
+            },
             pooling: match self.pooling.as_deref() {
                 Some("l2") => Pooling::L2,
                 Some("tfidf") => Pooling::Tfidf,
@@ -107,6 +137,7 @@ impl TrainArgs {
                 char_ngram_min: self.char_ngram_min.unwrap_or(d.features.char_ngram_min),
                 char_ngram_max: self.char_ngram_max.unwrap_or(d.features.char_ngram_max),
                 word_bigrams: d.features.word_bigrams && !self.no_bigrams,
+                word_buckets: self.word_buckets.unwrap_or(d.features.word_buckets),
                 ..d.features.clone()
             },
             ..d
@@ -114,7 +145,17 @@ impl TrainArgs {
     }
 
     pub fn run(self) -> anyhow::Result<()> {
-        let opts = self.options();
+        let mut opts = self.options();
+        opts.extra.clear();
+        if !self.single {
+            for m in self.members.as_deref().unwrap_or(&["linear".to_string()]) {
+                opts.extra.push(match m.as_str() {
+                    "embedding" => TrainOptions::embedding_member(),
+                    "fasttext" => TrainOptions::fasttext_member(),
+                    _ => opts.linear_member(),
+                });
+            }
+        }
         let data = train::read_examples(&self.data)?;
         let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
         let report = train::train(&data, dev.as_deref(), &opts, &self.out)?;

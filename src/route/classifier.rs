@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::calibrate::{argmax, softmax};
-use super::features::{FeatureConfig, Featurizer};
+use super::features::{
+    FeatureConfig, Features, Featurizer, MAX_ANALYZED_BYTES, analyzed_tokens, prefix,
+};
 use super::model::{ModelConfig, PlainModel, RouterModel};
+use super::train::member_prefix;
 use super::{LabelProb, RouteError, TokenWeight};
 use crate::analyzer::analyzer;
 
@@ -39,6 +42,21 @@ pub struct RouterConfig {
     pub seed: u64,
     pub epochs: usize,
     pub train_examples: usize,
+    /// Further ensemble members (weights under the prefix `m1.`, `m2.`… in
+    /// `model.safetensors`); the classifier averages all members' log-probabilities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<MemberConfig>,
+    /// Each ensemble member's own temperature (fitted on dev), applied before averaging the
+    /// log-probabilities so that a sharper member does not outvote the others (empty: 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_temperatures: Vec<f32>,
+}
+
+/// Features and shape of one further ensemble member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberConfig {
+    pub features: FeatureConfig,
+    pub model: ModelConfig,
 }
 
 impl RouterConfig {
@@ -53,8 +71,17 @@ impl RouterConfig {
             seed: 0,
             epochs: 0,
             train_examples: 0,
+            extra: Vec::new(),
+            member_temperatures: Vec::new(),
         }
     }
+}
+
+/// `log softmax(logits)`.
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+    logits.iter().map(|l| l - lse).collect()
 }
 
 /// One classification.
@@ -72,8 +99,8 @@ pub struct Prediction {
 
 /// A loaded classifier; `Send + Sync`.
 pub struct Classifier {
-    featurizer: Featurizer,
-    model: PlainModel,
+    /// The ensemble members (one for a single network), all over the same vocabulary.
+    members: Vec<(Featurizer, PlainModel)>,
     labels: Vec<String>,
     config: RouterConfig,
     oos: Option<usize>,
@@ -127,26 +154,40 @@ impl Classifier {
         }
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| model_err(dir, "tokenizer.json", e))?;
-        let featurizer = Featurizer::new(tokenizer, config.features.clone());
-        if featurizer.rows() != config.model.rows {
-            return Err(model_err(
-                dir,
-                "tokenizer.json",
-                format!(
-                    "vocabulary gives {} embedding rows, config.json says {}",
-                    featurizer.rows(),
-                    config.model.rows
-                ),
-            ));
-        }
         let weights = dir.join("model.safetensors");
         let bytes = std::fs::read(&weights).map_err(|e| model_err(dir, "model.safetensors", e))?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
             .map_err(|e| model_err(dir, "model.safetensors", e))?;
-        let model = RouterModel::new(&config.model, vb)
-            .and_then(|m| m.to_plain())
-            .map_err(|e| model_err(dir, "model.safetensors", e))?;
-        Ok(Classifier::from_parts(featurizer, model, labels, config))
+        let shapes = std::iter::once((&config.features, &config.model))
+            .chain(config.extra.iter().map(|m| (&m.features, &m.model)));
+        let mut members = Vec::new();
+        for (k, (features, model_cfg)) in shapes.enumerate() {
+            let featurizer = Featurizer::new(tokenizer.clone(), features.clone());
+            if featurizer.rows() != model_cfg.rows || model_cfg.labels != labels.len() {
+                return Err(model_err(
+                    dir,
+                    "config.json",
+                    format!(
+                        "member {k}: the vocabulary gives {} embedding rows and labels.json {} labels, the config says {} and {}",
+                        featurizer.rows(),
+                        labels.len(),
+                        model_cfg.rows,
+                        model_cfg.labels
+                    ),
+                ));
+            }
+            let prefix = member_prefix(k);
+            let member_vb = if prefix.is_empty() {
+                vb.clone()
+            } else {
+                vb.pp(prefix.trim_end_matches('.'))
+            };
+            let model = RouterModel::new(model_cfg, member_vb)
+                .and_then(|m| m.to_plain())
+                .map_err(|e| model_err(dir, "model.safetensors", e))?;
+            members.push((featurizer, model));
+        }
+        Ok(Classifier::from_members(members, labels, config))
     }
 
     pub fn from_parts(
@@ -155,10 +196,19 @@ impl Classifier {
         labels: Vec<String>,
         config: RouterConfig,
     ) -> Classifier {
+        Classifier::from_members(vec![(featurizer, model)], labels, config)
+    }
+
+    /// An ensemble (`members` non-empty; the first one's featurizer holds the vocabulary).
+    pub fn from_members(
+        members: Vec<(Featurizer, PlainModel)>,
+        labels: Vec<String>,
+        config: RouterConfig,
+    ) -> Classifier {
+        assert!(!members.is_empty(), "a classifier needs a network");
         let oos = labels.iter().position(|l| l == OOS_LABEL);
         Classifier {
-            featurizer,
-            model,
+            members,
             labels,
             config,
             oos,
@@ -173,13 +223,82 @@ impl Classifier {
         &self.config
     }
 
+    /// The first member's featurizer (all members share its vocabulary).
     pub fn featurizer(&self) -> &Featurizer {
-        &self.featurizer
+        &self.members[0].0
     }
 
-    /// Raw (uncalibrated) logits.
+    /// Each member's features of `text` (the analyzer runs once).
+    fn member_features(&self, text: &str) -> Vec<Features> {
+        let text = prefix(text, MAX_ANALYZED_BYTES);
+        let tokens = analyzed_tokens(text);
+        let mut out: Vec<Features> = Vec::with_capacity(self.members.len());
+        for (k, (f, _)) in self.members.iter().enumerate() {
+            // Members with the same feature configuration share one computation.
+            let same = (0..k).find(|&j| self.members[j].0.config() == f.config());
+            out.push(match same {
+                Some(j) => out[j].clone(),
+                None => f.features_of(text, &tokens),
+            });
+        }
+        out
+    }
+
+    /// Raw (uncalibrated) logits: the network's, or the mean of the members' log-probabilities.
     pub fn logits(&self, text: &str) -> Vec<f32> {
-        self.model.logits(&self.featurizer.features(text).ids)
+        let features = self.member_features(text);
+        self.combine(&features)
+    }
+
+    /// Each member's raw logits.
+    pub fn member_logits(&self, text: &str) -> Vec<Vec<f32>> {
+        self.members
+            .iter()
+            .zip(self.member_features(text))
+            .map(|((_, model), f)| model.logits(&f.ids))
+            .collect()
+    }
+
+    /// Sets the members' own temperatures (see [`RouterConfig::member_temperatures`]).
+    pub fn set_member_temperatures(&mut self, temperatures: Vec<f32>) {
+        self.config.member_temperatures = temperatures;
+    }
+
+    fn combine(&self, features: &[Features]) -> Vec<f32> {
+        if self.members.len() == 1 {
+            return self.members[0].1.logits(&features[0].ids);
+        }
+        let logits: Vec<Vec<f32>> = self
+            .members
+            .iter()
+            .zip(features)
+            .map(|((_, model), f)| model.logits(&f.ids))
+            .collect();
+        self.combine_logits(&logits)
+    }
+
+    /// The ensemble's logits from its members' raw logits: the mean of their log-probabilities,
+    /// each at its own temperature.
+    pub fn combine_logits(&self, member_logits: &[Vec<f32>]) -> Vec<f32> {
+        if let [only] = member_logits {
+            return only.clone();
+        }
+        let mut out = vec![0f32; self.labels.len()];
+        let share = 1.0 / member_logits.len() as f32;
+        for (k, logits) in member_logits.iter().enumerate() {
+            let t = self
+                .config
+                .member_temperatures
+                .get(k)
+                .copied()
+                .unwrap_or(1.0)
+                .max(1e-3);
+            let scaled: Vec<f32> = logits.iter().map(|l| l / t).collect();
+            for (o, lp) in out.iter_mut().zip(log_softmax(&scaled)) {
+                *o += share * lp;
+            }
+        }
+        out
     }
 
     fn decide(&self, logits: &[f32]) -> Prediction {
@@ -201,19 +320,24 @@ impl Classifier {
     /// Prediction plus the `k` tokens that pushed the top label most (summed contributions of
     /// each word's features to the top label's logit minus the mean logit).
     pub fn explain(&self, text: &str, k: usize) -> (Prediction, Vec<TokenWeight>) {
-        let features = self.featurizer.features(text);
-        let logits = self.model.logits(&features.ids);
+        let features = self.member_features(text);
+        let logits = self.combine(&features);
         let prediction = self.decide(&logits);
-        let contributions = self
-            .model
-            .contrast_contributions(&features.ids, prediction.best);
-        let mut per_token = vec![0f32; features.tokens.len()];
-        for (c, &t) in contributions.iter().zip(&features.token_of) {
-            per_token[t as usize] += c;
+        // A log-probability minus the mean over labels is the logit minus the mean logit, so
+        // the members' contrast contributions average exactly like their log-probabilities.
+        let tokens = features[0].tokens.clone();
+        let share = 1.0 / self.members.len() as f32;
+        let mut per_token = vec![0f32; tokens.len()];
+        for ((_, model), f) in self.members.iter().zip(&features) {
+            let contributions = model.contrast_contributions(&f.ids, prediction.best);
+            for (c, &t) in contributions.iter().zip(&f.token_of) {
+                per_token[t as usize] += share * c;
+            }
         }
+
         // The same word twice counts once, with its summed weight.
         let mut merged: Vec<(String, f32)> = Vec::new();
-        for (tok, w) in features.tokens.into_iter().zip(per_token) {
+        for (tok, w) in tokens.into_iter().zip(per_token) {
             match merged.iter_mut().find(|(t, _)| *t == tok) {
                 Some(entry) => entry.1 += w,
                 None => merged.push((tok, w)),

@@ -6,13 +6,14 @@
 //! Must never: depend on anything but the text and the saved config/vocabulary (training and
 //! inference must compute the very same features).
 //!
-//! Feature id layout: `0..vocab_size` are vocabulary ids (`[UNK]` = 0 is never emitted),
-//! `vocab_size..vocab_size + buckets` are hashed n-gram buckets.
+//! Feature id layout: `0..vocab_size` are vocabulary ids (`[UNK]` = 0 is never emitted), then
+//! `word_buckets` hashed word-bigram buckets (grouped layout only, else none), then `buckets`
+//! hashed n-gram buckets.
 
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::analyzer::{analyzer, is_han};
+use crate::analyzer::{Normalized, analyzer, is_han};
 
 /// Only this many bytes of a ticket are analyzed: the opening of a ticket says what it is about,
 /// and a 1 MB paste must not cost a second of jieba.
@@ -33,17 +34,33 @@ pub struct FeatureConfig {
     /// always the one that matters: 开发票 may come out as 开发 + 票).
     #[serde(default)]
     pub han_cross_ngrams: bool,
+    /// Grouped layout when > 0 (what TF-IDF + logistic regression sees): word bigrams hash into
+    /// their own `word_buckets`, so words and bigrams form one group and character n-grams
+    /// another, each L2-normalized on its own by the pooling; the character n-grams are then
+    /// scikit-learn's `char_wb` n-grams (`char_ngram_min..=char_ngram_max`, over each
+    /// whitespace-separated word of the normalized text padded with spaces, so they also cross
+    /// Chinese word boundaries), instead of n-grams inside each analyzer token.
+    #[serde(default)]
+    pub word_buckets: u32,
 }
 
 impl Default for FeatureConfig {
     fn default() -> Self {
         FeatureConfig {
             buckets: 1 << 17,
-            char_ngram_min: 2,
-            char_ngram_max: 4,
+            char_ngram_min: 1,
+            char_ngram_max: 3,
             word_bigrams: true,
             han_cross_ngrams: true,
+            word_buckets: 1 << 16,
         }
+    }
+}
+
+impl FeatureConfig {
+    /// The grouped layout (see [`FeatureConfig::word_buckets`]).
+    pub fn grouped(&self) -> bool {
+        self.word_buckets > 0
     }
 }
 
@@ -125,7 +142,15 @@ impl Featurizer {
 
     /// Total number of feature ids (rows of the embedding table).
     pub fn rows(&self) -> usize {
-        self.vocab_size as usize + self.config.buckets as usize
+        self.vocab_size as usize + self.config.word_buckets as usize + self.config.buckets as usize
+    }
+
+    /// In the grouped layout, the first character n-gram id: ids below it are words and word
+    /// bigrams, normalized as one group, ids from it on are the other group.
+    pub fn group_split(&self) -> Option<u32> {
+        self.config
+            .grouped()
+            .then(|| self.vocab_size + self.config.word_buckets)
     }
 
     pub fn config(&self) -> &FeatureConfig {
@@ -136,14 +161,28 @@ impl Featurizer {
         &self.tokenizer
     }
 
+    /// Hash bucket of a character n-gram (or, in the mixed layout, of any n-gram).
     fn bucket(&self, h: u64) -> u32 {
-        self.vocab_size + (h % self.config.buckets as u64) as u32
+        self.vocab_size + self.config.word_buckets + (h % self.config.buckets as u64) as u32
+    }
+
+    /// Hash bucket of a word bigram.
+    fn bigram_bucket(&self, h: u64) -> u32 {
+        if self.config.grouped() {
+            self.vocab_size + (h % self.config.word_buckets as u64) as u32
+        } else {
+            self.bucket(h)
+        }
     }
 
     /// Features of `text` (analysis limited to its first [`MAX_ANALYZED_BYTES`]).
     pub fn features(&self, text: &str) -> Features {
         let text = prefix(text, MAX_ANALYZED_BYTES);
-        let tokens = analyzed_tokens(text);
+        self.features_of(text, &analyzed_tokens(text))
+    }
+
+    /// Features of `text` from its [`analyzed_tokens`] (computed once for several featurizers).
+    pub fn features_of(&self, text: &str, tokens: &[(String, bool, (usize, usize))]) -> Features {
         let mut out = Features::default();
         if tokens.is_empty() {
             return out;
@@ -169,13 +208,16 @@ impl Featurizer {
         let mut prev_word: Option<&str> = None;
         let mut run: Vec<(char, u32)> = Vec::new();
         let mut run_end: Option<usize> = None;
-        for (i, ((tok, subword, span), id)) in tokens.iter().zip(&word_ids).enumerate() {
+        let grouped = self.config.grouped();
+        let mut whole_starts: Vec<(usize, u32)> = Vec::new();
+        for ((tok, subword, span), id) in tokens.iter().zip(&word_ids) {
             let covered =
                 *subword && last_whole.is_some_and(|(from, to)| span.0 >= from && span.1 <= to);
             if !covered {
                 out.tokens.push(text[span.0..span.1].to_string());
                 word_index = (out.tokens.len() - 1) as u32;
                 last_whole = Some(*span);
+                whole_starts.push((span.0, word_index));
             }
             if *id != 0 {
                 out.ids.push(*id);
@@ -186,10 +228,13 @@ impl Featurizer {
             }
             if self.config.word_bigrams {
                 if let Some(prev) = prev_word {
-                    out.ids.push(self.bucket(fnv1a(b'b', &[prev, tok])));
+                    out.ids.push(self.bigram_bucket(fnv1a(b'b', &[prev, tok])));
                     out.token_of.push(word_index);
                 }
-                prev_word = Some(&tokens[i].0);
+                prev_word = Some(tok.as_str());
+            }
+            if grouped {
+                continue;
             }
             self.char_ngrams(tok, word_index, &mut out);
             if self.config.han_cross_ngrams {
@@ -206,7 +251,67 @@ impl Featurizer {
             }
         }
         self.flush_han_run(&mut run, &mut out);
+        if grouped {
+            self.char_wb_ngrams(text, &whole_starts, &mut out);
+        }
         out
+    }
+
+    /// scikit-learn's `char_wb` n-grams over the normalized text: each whitespace-separated
+    /// word padded with one space on both sides; each n-gram reports to the whole-word token
+    /// (`starts`: original start offset and word index, sorted) at or before where it begins.
+    fn char_wb_ngrams(&self, text: &str, starts: &[(usize, u32)], out: &mut Features) {
+        let (lo, hi) = (
+            self.config.char_ngram_min.max(1),
+            self.config.char_ngram_max,
+        );
+        if hi < lo || starts.is_empty() {
+            return;
+        }
+        let normalized = Normalized::new(text);
+        let norm = normalized.text();
+        let owner = |norm_from: usize, norm_to: usize| -> u32 {
+            let (from, _) = normalized.original_span(norm_from, norm_to);
+            let i = starts.partition_point(|&(s, _)| s <= from);
+            starts[i.saturating_sub(1)].1
+        };
+        let mut chars: Vec<(char, usize, usize)> = Vec::new();
+        let mut buf = String::new();
+        let mut words = norm.char_indices().peekable();
+        while let Some(&(start, c)) = words.peek() {
+            if c.is_whitespace() {
+                words.next();
+                continue;
+            }
+            chars.clear();
+            chars.push((' ', start, start));
+            while let Some(&(i, c)) = words.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                chars.push((c, i, i + c.len_utf8()));
+                words.next();
+            }
+            let end = chars.last().map_or(start, |c| c.2);
+            chars.push((' ', end, end));
+            for n in lo..=hi {
+                if n > chars.len() {
+                    break;
+                }
+                for w in chars.windows(n) {
+                    // A lone padding space carries nothing.
+                    if n == 1 && w[0].0 == ' ' {
+                        continue;
+                    }
+                    buf.clear();
+                    buf.extend(w.iter().map(|c| c.0));
+                    let from = w.iter().find(|c| c.0 != ' ').map_or(start, |c| c.1);
+                    let to = w.iter().rev().find(|c| c.0 != ' ').map_or(end, |c| c.2);
+                    out.ids.push(self.bucket(fnv1a(b'w', &[&buf])));
+                    out.token_of.push(owner(from, to.max(from + 1)));
+                }
+            }
+        }
     }
 
     /// Character 2- and 3-grams over a run of adjacent Chinese words that span a word boundary.
@@ -269,6 +374,33 @@ mod tests {
     use crate::route::vocab;
 
     #[test]
+    fn grouped_layout_keeps_words_and_char_ngrams_apart() {
+        let texts = ["发票 怎么 开", "invoice please"];
+        let tok = vocab::build(texts.iter().map(|t| analyzed_tokens(t)), 1).unwrap();
+        let f = Featurizer::new(tok, FeatureConfig::default());
+        let split = f.group_split().expect("grouped by default");
+        assert_eq!(
+            split,
+            f.vocab_size() + FeatureConfig::default().word_buckets
+        );
+        let x = f.features("開發票, invoice");
+        assert_eq!(x.ids.len(), x.token_of.len());
+        assert!(x.token_of.iter().all(|&t| (t as usize) < x.tokens.len()));
+        // Words (and bigrams) below the split, char_wb n-grams from it on.
+        assert!(x.ids.iter().any(|&id| id < f.vocab_size()));
+        assert!(x.ids.iter().any(|&id| id >= split));
+        // char_wb n-grams cross jieba's cut of the normalized text: 开发票 ≠ 开 + 发票 alone.
+        let joined = f.features("开发票");
+        let apart = f.features("开 发票");
+        let grams = |x: &Features| -> Vec<u32> {
+            x.ids.iter().copied().filter(|&id| id >= split).collect()
+        };
+        assert!(grams(&joined).iter().any(|id| !grams(&apart).contains(id)));
+        // Traditional and full-width input give the same features as simplified.
+        assert_eq!(f.features("開發票").ids, f.features("开发票").ids);
+    }
+
+    #[test]
     fn prefix_cuts_at_char_boundary() {
         assert_eq!(prefix("发票abc", 4), "发");
         assert_eq!(prefix("abc", 10), "abc");
@@ -287,6 +419,23 @@ mod tests {
         assert!(shared >= 3, "typo shares {shared} n-grams");
         assert_eq!(typo.tokens, vec!["invoise"]);
         assert_eq!(f.features("").ids.len(), 0);
+        // The mixed layout (in-word n-grams) as well.
+        let mixed = FeatureConfig {
+            word_buckets: 0,
+            char_ngram_min: 2,
+            char_ngram_max: 4,
+            ..FeatureConfig::default()
+        };
+        let tok = vocab::build(texts.iter().map(|t| analyzed_tokens(t)), 1).unwrap();
+        let m = Featurizer::new(tok, mixed);
+        assert_eq!(m.group_split(), None);
+        let shared = m
+            .features("invoise")
+            .ids
+            .iter()
+            .filter(|id| m.features("invoice").ids.contains(id))
+            .count();
+        assert!(shared >= 3, "typo shares {shared} n-grams");
         // Deterministic.
         assert_eq!(f.features("发票怎么开").ids, f.features("发票怎么开").ids);
     }

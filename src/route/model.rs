@@ -33,24 +33,52 @@ impl Pooling {
     /// ids at or beyond `weights.len()` weigh 0). Duplicates share their feature's coefficient, so
     /// the coefficients of one feature add up to its weight in the pooled vector. All zeros when no
     /// feature is known.
-    pub fn coefficients(self, ids: &[u32], weights: &[f32]) -> Vec<f32> {
+    ///
+    /// With a `split`, ids below it and ids from it on are two groups pooled each on its own
+    /// (as two vectorizers stacked side by side), and the coefficients add up.
+    pub fn coefficients(self, ids: &[u32], weights: &[f32], split: Option<u32>) -> Vec<f32> {
+        let Some(split) = split else {
+            return self.group_coefficients(ids, weights);
+        };
+        let mut out = vec![0f32; ids.len()];
+        for low in [true, false] {
+            let at: Vec<usize> = (0..ids.len())
+                .filter(|&i| (ids[i] < split) == low)
+                .collect();
+            let group: Vec<u32> = at.iter().map(|&i| ids[i]).collect();
+            for (i, c) in at.into_iter().zip(self.group_coefficients(&group, weights)) {
+                out[i] = c;
+            }
+        }
+        out
+    }
+
+    fn group_coefficients(self, ids: &[u32], weights: &[f32]) -> Vec<f32> {
         let w = |id: u32| weights.get(id as usize).copied().unwrap_or(0.0);
         let mut out: Vec<f32> = ids.iter().map(|&id| w(id)).collect();
         let total = match self {
             Pooling::Mean => out.iter().sum::<f32>(),
             Pooling::L2 => out.iter().map(|w| w * w).sum::<f32>().sqrt(),
             Pooling::Tfidf => {
-                let mut tf: std::collections::HashMap<u32, f32> = Default::default();
-                for &id in ids {
-                    *tf.entry(id).or_default() += 1.0;
+                // Term counts from the sorted ids: the norm's summation order must not depend
+                // on a hash map's (training is deterministic for a seed).
+                let mut sorted = ids.to_vec();
+                sorted.sort_unstable();
+                let mut tf: Vec<(u32, f32)> = Vec::with_capacity(sorted.len());
+                for id in sorted {
+                    match tf.last_mut() {
+                        Some((last, n)) if *last == id => *n += 1.0,
+                        _ => tf.push((id, 1.0)),
+                    }
                 }
-                for (c, id) in out.iter_mut().zip(ids) {
-                    let n = tf[id];
+                let count = |id: u32| tf[tf.partition_point(|&(x, _)| x < id)].1;
+                for (c, &id) in out.iter_mut().zip(ids) {
+                    let n = count(id);
                     // Each of the n occurrences carries 1/n of (1 + ln n) · idf.
                     *c *= (1.0 + n.ln()) / n;
                 }
                 tf.iter()
-                    .map(|(&id, &n)| {
+                    .map(|&(id, n)| {
                         let x = (1.0 + n.ln()) * w(id);
                         x * x
                     })
@@ -94,11 +122,15 @@ pub struct ModelConfig {
     pub pooling: Pooling,
     #[serde(default)]
     pub arch: Arch,
+    /// Pool feature ids below this and from this on as two groups (grouped feature layout).
+    #[serde(default)]
+    pub group_split: Option<u32>,
 }
 
 /// The network, candle style: a struct of layers.
 pub struct RouterModel {
     pub pooling: Pooling,
+    pub group_split: Option<u32>,
     pub embedding: Tensor,
     /// Pooling weight of each feature row (IDF on the training data).
     pub feature_weight: Tensor,
@@ -117,6 +149,7 @@ impl RouterModel {
             let bias = vb.pp("out").get(cfg.labels, "bias")?;
             return Ok(RouterModel {
                 pooling: cfg.pooling,
+                group_split: cfg.group_split,
                 embedding,
                 feature_weight,
                 hidden: None,
@@ -136,6 +169,7 @@ impl RouterModel {
         let out = candle_nn::linear(head_in, cfg.labels, vb.pp("out"))?;
         Ok(RouterModel {
             pooling: cfg.pooling,
+            group_split: cfg.group_split,
             embedding,
             feature_weight,
             hidden,
@@ -168,7 +202,7 @@ impl RouterModel {
     pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Tensor> {
         let dev = self.embedding.device();
         let weights: Vec<f32> = self.feature_weight.to_dtype(DType::F32)?.to_vec1()?;
-        let (pool, rows) = pooling_matrix(batch, &weights, self.pooling, dev)?;
+        let (pool, rows) = pooling_matrix(batch, &weights, self.pooling, self.group_split, dev)?;
         self.forward_pooled_rows(&pool, &rows)
     }
 
@@ -202,6 +236,7 @@ impl RouterModel {
         };
         Ok(PlainModel {
             pooling: self.pooling,
+            group_split: self.group_split,
             dim,
             rows,
             embedding: emb.flatten_all()?.to_vec1()?,
@@ -221,6 +256,7 @@ pub fn pooling_matrix(
     batch: &[Vec<u32>],
     weights: &[f32],
     pooling: Pooling,
+    split: Option<u32>,
     dev: &Device,
 ) -> Result<(Tensor, Tensor)> {
     let mut index = std::collections::HashMap::new();
@@ -239,7 +275,7 @@ pub fn pooling_matrix(
     }
     let mut pool = vec![0f32; batch.len() * n];
     for (j, ids) in batch.iter().enumerate() {
-        for (&id, c) in ids.iter().zip(pooling.coefficients(ids, weights)) {
+        for (&id, c) in ids.iter().zip(pooling.coefficients(ids, weights, split)) {
             pool[j * n + index[&id]] += c;
         }
     }
@@ -253,6 +289,7 @@ pub fn pooling_matrix(
 #[derive(Debug, Clone)]
 pub struct PlainModel {
     pub pooling: Pooling,
+    pub group_split: Option<u32>,
     pub dim: usize,
     pub rows: usize,
     pub embedding: Vec<f32>,
@@ -285,13 +322,19 @@ impl PlainModel {
 
     /// Pooling coefficient of each id (0 for unknown ids).
     fn coefficients(&self, ids: &[u32]) -> Vec<f32> {
-        self.pooling.coefficients(ids, &self.weight[..self.rows])
+        self.pooling
+            .coefficients(ids, &self.weight[..self.rows], self.group_split)
     }
 
     /// Weighted mean of the feature embeddings (zeros when no feature is known).
     pub fn pool(&self, ids: &[u32]) -> Vec<f32> {
+        self.pool_with(ids, &self.coefficients(ids))
+    }
+
+    /// [`PlainModel::pool`] with the pooling coefficients already computed.
+    fn pool_with(&self, ids: &[u32], coefficients: &[f32]) -> Vec<f32> {
         let mut pooled = vec![0f32; self.dim];
-        for (&id, w) in ids.iter().zip(self.coefficients(ids)) {
+        for (&id, &w) in ids.iter().zip(coefficients) {
             if w == 0.0 {
                 continue;
             }
@@ -353,10 +396,11 @@ impl PlainModel {
     }
 
     fn contributions_for_row(&self, ids: &[u32], out_row: &[f32]) -> Vec<f32> {
-        let pooled = self.pool(ids);
+        let coefficients = self.coefficients(ids);
+        let pooled = self.pool_with(ids, &coefficients);
         let g = self.gradient_for_row(&pooled, out_row);
         ids.iter()
-            .zip(self.coefficients(ids))
+            .zip(coefficients)
             .map(|(&id, w)| {
                 if w == 0.0 {
                     return 0.0;
@@ -402,6 +446,7 @@ mod tests {
                 hidden,
                 labels: 3,
                 arch: Arch::Embedding,
+                group_split: None,
                 pooling: if hidden == 0 {
                     Pooling::Mean
                 } else {
@@ -449,18 +494,22 @@ mod tests {
     fn tfidf_coefficients_are_sublinear_and_l2_normalized() {
         let weights = [0.0, 1.0, 2.0, 3.0];
         // Feature 1 twice, feature 2 once, 9 is unknown.
-        let c = Pooling::Tfidf.coefficients(&[1, 2, 1, 9], &weights);
+        let c = Pooling::Tfidf.coefficients(&[1, 2, 1, 9], &weights, None);
         let x1 = 1.0 + 2f32.ln();
         let norm = (x1 * x1 + 4.0).sqrt();
         assert!((c[0] + c[2] - x1 / norm).abs() < 1e-6, "{c:?}");
         assert!((c[1] - 2.0 / norm).abs() < 1e-6);
         assert_eq!(c[3], 0.0);
-        let mean = Pooling::Mean.coefficients(&[1, 2, 1], &weights);
+        let mean = Pooling::Mean.coefficients(&[1, 2, 1], &weights, None);
         assert!((mean.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(
-            Pooling::Tfidf.coefficients(&[0, 9], &weights),
+            Pooling::Tfidf.coefficients(&[0, 9], &weights, None),
             vec![0.0, 0.0]
         );
+        // Two groups (ids < 2, ids ≥ 2): each L2-normalized on its own.
+        let g = Pooling::Tfidf.coefficients(&[1, 2, 3], &weights, Some(2));
+        assert!((g[0] - 1.0).abs() < 1e-6, "{g:?}");
+        assert!((g[1] * g[1] + g[2] * g[2] - 1.0).abs() < 1e-6, "{g:?}");
     }
 
     #[test]
@@ -472,6 +521,7 @@ mod tests {
             labels: 4,
             pooling: Pooling::Tfidf,
             arch: Arch::Linear,
+            group_split: Some(10),
         };
         let dev = Device::Cpu;
         let mut tensors = std::collections::HashMap::new();
