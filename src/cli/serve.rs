@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// Async worker threads (default: one per core).
     #[arg(long, env = "KEFU_WORKERS")]
     pub workers: Option<usize>,
+    /// Threads for CPU work (searching, routing, index writes; default: two per core). The work
+    /// is CPU-bound, so more threads than cores only add memory (each keeps its allocator
+    /// caches) and queueing inside the kernel instead of in order.
+    #[arg(long, env = "KEFU_BLOCKING_THREADS")]
+    pub blocking_threads: Option<usize>,
 }
 
 impl ServeArgs {
@@ -72,6 +77,8 @@ impl ServeArgs {
         if let Some(workers) = self.workers {
             runtime.worker_threads(workers.max(1));
         }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        runtime.max_blocking_threads(self.blocking_threads.unwrap_or(2 * cores).max(1));
         let runtime = runtime.build().context("starting the async runtime")?;
         runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind(&self.addr)
