@@ -517,7 +517,7 @@ impl SearchEngine {
             ]));
         }
         let mut candidates = Candidates::new(searcher, f.key);
-        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?;
+        let stats = self.statistics(searcher)?;
         // Without section scores nothing is merged, so the page is all that is needed.
         let article_limit = if p.section > 0.0 {
             p.candidates.max(needed * 2)
@@ -612,48 +612,49 @@ impl SearchEngine {
         let f = &self.fields;
         let p = &self.params;
         let section_fields = [(f.title, p.title), (f.heading, p.heading), (f.body, p.body)];
-        if self.probe_sections
-            && let Some(split) = parsed.build_split(&section_fields, &[(f.body, p.body)], p)
-        {
-            let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?;
-            let best = rank::best_sections(searcher, &stats, &split, f.key, f.kind, &missing)?;
-            for candidate in page.iter_mut() {
-                if candidate.section.is_none() {
-                    candidate.section = best.get(&candidate.key).copied();
+        let body_fields = [(f.body, p.body)];
+        let stats = self.statistics(searcher)?;
+        let split = self
+            .probe_sections
+            .then(|| parsed.build_split(&section_fields, &body_fields, p))
+            .flatten();
+        let best = match split {
+            Some(split) => rank::best_sections(searcher, &stats, &split, f.key, f.kind, &missing)?,
+            _ => {
+                let keys =
+                    TermSetQuery::new(missing.iter().map(|&k| Term::from_field_u64(f.key, k)));
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, parsed.build(&section_fields, &body_fields, p)),
+                    (
+                        Occur::Must,
+                        Box::new(ConstScoreQuery::new(Box::new(keys), 0.0)),
+                    ),
+                ]);
+                let top = searcher.search_with_statistics_provider(
+                    &query,
+                    &TopDocs::with_limit(missing.len() * 40).order_by_score(),
+                    &stats,
+                )?;
+                let mut best: HashMap<u64, DocAddress> = HashMap::new();
+                let mut candidates = Candidates::new(searcher, f.key);
+                for (_, addr) in top {
+                    best.entry(candidates.key(addr)?).or_insert(addr);
                 }
+                best
             }
-            return Ok(());
-        }
-        let keys = TermSetQuery::new(missing.iter().map(|&k| Term::from_field_u64(f.key, k)));
-        let scored = parsed.build(
-            &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
-            &[(f.body, p.body)],
-            p,
-        );
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, scored),
-            (
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(Box::new(keys), 0.0)),
-            ),
-        ]);
-        let stats = rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?;
-        let top = searcher.search_with_statistics_provider(
-            &query,
-            &TopDocs::with_limit(missing.len() * 40).order_by_score(),
-            &stats,
-        )?;
-        let mut best: HashMap<u64, DocAddress> = HashMap::new();
-        let mut candidates = Candidates::new(searcher, f.key);
-        for (_, addr) in top {
-            best.entry(candidates.key(addr)?).or_insert(addr);
-        }
+        };
         for candidate in page.iter_mut() {
             if candidate.section.is_none() {
                 candidate.section = best.get(&candidate.key).copied();
             }
         }
         Ok(())
+    }
+
+    /// BM25 statistics per kind of document (articles and sections each as their own corpus).
+    fn statistics<'s>(&self, searcher: &'s Searcher) -> tantivy::Result<rank::KindStatistics<'s>> {
+        let f = &self.fields;
+        rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])
     }
 
     /// Builds the hit of one ranked article from its best section.

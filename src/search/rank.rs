@@ -65,22 +65,6 @@ impl<'a> Candidates<'a> {
         Ok(column.first(addr.doc_id).unwrap_or(0))
     }
 
-    /// The article id of a document (fast field, no doc store read).
-    pub fn id(&mut self, addr: DocAddress) -> Result<String, SearchError> {
-        let ord = addr.segment_ord as usize;
-        if self.ids[ord].is_none() {
-            let reader = self.searcher.segment_reader(addr.segment_ord);
-            self.ids[ord] = reader.fast_fields().str("id")?;
-        }
-        let mut id = String::new();
-        if let Some(column) = &self.ids[ord]
-            && let Some(term_ord) = column.ords().first(addr.doc_id)
-        {
-            column.ord_to_str(term_ord, &mut id)?;
-        }
-        Ok(id)
-    }
-
     /// The article ids of documents, in order, from `cache`.
     pub fn ids(
         &mut self,
