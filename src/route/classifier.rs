@@ -252,9 +252,14 @@ impl Classifier {
 
     /// Each member's raw logits.
     pub fn member_logits(&self, text: &str) -> Vec<Vec<f32>> {
+        self.logits_of(&self.member_features(text))
+    }
+
+    /// Each member's raw logits from its features.
+    fn logits_of(&self, features: &[Features]) -> Vec<Vec<f32>> {
         self.members
             .iter()
-            .zip(self.member_features(text))
+            .zip(features)
             .map(|((_, model), f)| model.logits(&f.ids))
             .collect()
     }
@@ -265,16 +270,7 @@ impl Classifier {
     }
 
     fn combine(&self, features: &[Features]) -> Vec<f32> {
-        if self.members.len() == 1 {
-            return self.members[0].1.logits(&features[0].ids);
-        }
-        let logits: Vec<Vec<f32>> = self
-            .members
-            .iter()
-            .zip(features)
-            .map(|((_, model), f)| model.logits(&f.ids))
-            .collect();
-        self.combine_logits(&logits)
+        self.combine_logits(&self.logits_of(features))
     }
 
     /// The ensemble's logits from its members' raw logits: the mean of their log-probabilities,
