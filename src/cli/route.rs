@@ -71,8 +71,9 @@ pub struct TrainArgs {
     /// Optimizer: `adamw` or `sgd`.
     #[arg(long, value_parser = ["adamw", "sgd"])]
     pub optimizer: Option<String>,
-    /// Further ensemble members after the one the flags describe: `linear`, `embedding`,
-    /// `fasttext` (comma-separated; see `TrainOptions::*_member`).
+    /// Further ensemble members after the one the flags describe: `linear`
+    /// (`TrainOptions::linear_member`), `embedding` (the first member again, its own seed),
+    /// `fasttext` (`TrainOptions::fasttext_member`); comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext"])]
     pub members: Option<Vec<String>>,
     /// Train the embedding network alone, without the sparse linear TF-IDF member
@@ -96,6 +97,18 @@ pub struct TrainArgs {
     /// AdamW weight decay (decoupled; on the embedding rows a step touches).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Fit the ensemble members' temperatures together on dev (weighs the members).
+    #[arg(long)]
+    pub joint_temperatures: bool,
+    /// Learning rate of the sparse linear member (SGD).
+    #[arg(long)]
+    pub linear_lr: Option<f64>,
+    /// Epochs of the sparse linear member.
+    #[arg(long)]
+    pub linear_epochs: Option<usize>,
+    /// Weight decay of the sparse linear member.
+    #[arg(long)]
+    pub linear_weight_decay: Option<f64>,
     /// Answered accuracy the abstain threshold aims for on dev (data without `oos`).
     #[arg(long)]
     pub target_accuracy: Option<f64>,
@@ -132,6 +145,7 @@ impl TrainArgs {
             },
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             answered_accuracy_target: self.target_accuracy.unwrap_or(d.answered_accuracy_target),
+            joint_temperatures: self.joint_temperatures || d.joint_temperatures,
             features: FeatureConfig {
                 buckets: self.buckets.unwrap_or(d.features.buckets).max(1),
                 char_ngram_min: self.char_ngram_min.unwrap_or(d.features.char_ngram_min),
@@ -147,12 +161,22 @@ impl TrainArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let mut opts = self.options();
         opts.extra.clear();
+        let first = opts.clone();
         if !self.single {
             for m in self.members.as_deref().unwrap_or(&["linear".to_string()]) {
                 opts.extra.push(match m.as_str() {
-                    "embedding" => TrainOptions::embedding_member(),
+                    // The first member again (same flags), with its own seed.
+                    "embedding" => first.clone(),
                     "fasttext" => TrainOptions::fasttext_member(),
-                    _ => opts.linear_member(),
+                    _ => {
+                        let d = opts.linear_member();
+                        TrainOptions {
+                            lr: self.linear_lr.unwrap_or(d.lr),
+                            epochs: self.linear_epochs.unwrap_or(d.epochs),
+                            weight_decay: self.linear_weight_decay.unwrap_or(d.weight_decay),
+                            ..d
+                        }
+                    }
                 });
             }
         }

@@ -39,12 +39,42 @@ pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f32 {
         return 1.0;
     }
     let f = |log_t: f64| nll(logits, gold, log_t.exp() as f32);
-    let (mut a, mut b) = ((0.05f64).ln(), (20f64).ln());
+    golden_min(f, (0.05f64).ln(), (20f64).ln(), 60).exp() as f32
+}
+
+/// `log softmax(logits)`.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+    logits.iter().map(|l| l - lse).collect()
+}
+
+/// An ensemble's logits from its members' raw logits: the mean of their log-probabilities, each
+/// member at its own temperature (missing temperatures are 1). One member: its logits.
+pub fn combine_members(member_logits: &[Vec<f32>], temperatures: &[f32]) -> Vec<f32> {
+    if let [only] = member_logits {
+        return only.clone();
+    }
+    let labels = member_logits.first().map_or(0, Vec::len);
+    let mut out = vec![0f32; labels];
+    let share = 1.0 / member_logits.len() as f32;
+    for (k, logits) in member_logits.iter().enumerate() {
+        let t = temperatures.get(k).copied().unwrap_or(1.0).max(1e-3);
+        let scaled: Vec<f32> = logits.iter().map(|l| l / t).collect();
+        for (o, lp) in out.iter_mut().zip(log_softmax(&scaled)) {
+            *o += share * lp;
+        }
+    }
+    out
+}
+
+/// Golden-section search of the minimum of `f` over `[a, b]`.
+fn golden_min(f: impl Fn(f64) -> f64, mut a: f64, mut b: f64, iterations: usize) -> f64 {
     let phi = (5f64.sqrt() - 1.0) / 2.0;
     let mut c = b - phi * (b - a);
     let mut d = a + phi * (b - a);
     let (mut fc, mut fd) = (f(c), f(d));
-    for _ in 0..60 {
+    for _ in 0..iterations {
         if fc < fd {
             b = d;
             d = c;
@@ -59,7 +89,47 @@ pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f32 {
             fd = f(d);
         }
     }
-    ((a + b) / 2.0).exp() as f32
+    (a + b) / 2.0
+}
+
+/// The members' temperatures fitted together: starting from `start` (each member's own fitted
+/// temperature), rounds of coordinate descent on each member's log temperature minimizing the dev
+/// NLL of the combined ensemble ([`combine_members`]). This weighs the members by what they add
+/// to the ensemble, not by how good each is alone. `member_logits[i][k]`: example `i`, member `k`.
+pub fn fit_member_temperatures(
+    member_logits: &[Vec<Vec<f32>>],
+    gold: &[usize],
+    start: &[f32],
+) -> Vec<f32> {
+    let mut temps = start.to_vec();
+    if gold.is_empty() || temps.len() < 2 {
+        return temps;
+    }
+    let loss = |temps: &[f32]| -> f64 {
+        member_logits
+            .iter()
+            .zip(gold)
+            .map(|(m, &g)| -(softmax(&combine_members(m, temps), 1.0)[g].max(1e-12) as f64).ln())
+            .sum::<f64>()
+            / gold.len() as f64
+    };
+    for _round in 0..3 {
+        for k in 0..temps.len() {
+            let here = (temps[k].max(1e-3) as f64).ln();
+            let best = golden_min(
+                |log_t| {
+                    let mut t = temps.clone();
+                    t[k] = log_t.exp() as f32;
+                    loss(&t)
+                },
+                here - 2.5,
+                here + 2.5,
+                30,
+            );
+            temps[k] = best.exp() as f32;
+        }
+    }
+    temps
 }
 
 /// Expected calibration error with `bins` equal-width bins over (0, 1] (the anchors' definition).
@@ -224,6 +294,40 @@ mod tests {
         assert!(t > 10.0, "temperature {t}");
         let p = softmax(&logits[0], t)[0];
         assert!(p < 0.7, "{p}");
+    }
+
+    #[test]
+    fn joint_member_temperatures_weigh_down_a_useless_member() {
+        // Member 0 knows the label, member 1 is confidently random.
+        let mut rng = 12345u64;
+        let mut next = || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) as usize
+        };
+        let gold: Vec<usize> = (0..200).map(|i| i % 3).collect();
+        let logits: Vec<Vec<Vec<f32>>> = gold
+            .iter()
+            .map(|&g| {
+                let mut good = vec![0.0; 3];
+                good[g] = 2.0;
+                let mut noise = vec![0.0; 3];
+                noise[next() % 3] = 2.0;
+                vec![good, noise]
+            })
+            .collect();
+        let loss = |t: &[f32]| -> f64 {
+            logits
+                .iter()
+                .zip(&gold)
+                .map(|(m, &g)| -(softmax(&combine_members(m, t), 1.0)[g] as f64).ln())
+                .sum::<f64>()
+        };
+        let start = [1.0, 1.0];
+        let fitted = fit_member_temperatures(&logits, &gold, &start);
+        assert!(fitted[1] > 2.0 * fitted[0], "{fitted:?}");
+        assert!(loss(&fitted) < loss(&start));
     }
 
     #[test]

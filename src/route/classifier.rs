@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::calibrate::{argmax, softmax};
+use super::calibrate::{argmax, combine_members, softmax};
 use super::features::{
     FeatureConfig, Features, Featurizer, MAX_ANALYZED_BYTES, analyzed_tokens, prefix,
 };
@@ -75,13 +75,6 @@ impl RouterConfig {
             member_temperatures: Vec::new(),
         }
     }
-}
-
-/// `log softmax(logits)`.
-fn log_softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
-    logits.iter().map(|l| l - lse).collect()
 }
 
 /// One classification.
@@ -276,25 +269,7 @@ impl Classifier {
     /// The ensemble's logits from its members' raw logits: the mean of their log-probabilities,
     /// each at its own temperature.
     pub fn combine_logits(&self, member_logits: &[Vec<f32>]) -> Vec<f32> {
-        if let [only] = member_logits {
-            return only.clone();
-        }
-        let mut out = vec![0f32; self.labels.len()];
-        let share = 1.0 / member_logits.len() as f32;
-        for (k, logits) in member_logits.iter().enumerate() {
-            let t = self
-                .config
-                .member_temperatures
-                .get(k)
-                .copied()
-                .unwrap_or(1.0)
-                .max(1e-3);
-            let scaled: Vec<f32> = logits.iter().map(|l| l / t).collect();
-            for (o, lp) in out.iter_mut().zip(log_softmax(&scaled)) {
-                *o += share * lp;
-            }
-        }
-        out
+        combine_members(member_logits, &self.config.member_temperatures)
     }
 
     fn decide(&self, logits: &[f32]) -> Prediction {

@@ -143,9 +143,20 @@ pub struct RouterModel {
 
 impl RouterModel {
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<RouterModel> {
-        let feature_weight = vb.get(cfg.rows, "feature_weight")?;
+        let width = if cfg.arch == Arch::Linear {
+            cfg.labels
+        } else {
+            cfg.dim
+        };
+        let (embedding, feature_weight) = if vb.contains_tensor(SPARSE_ROWS) {
+            sparse_table(cfg.rows, width, &vb)?
+        } else {
+            (
+                vb.pp("embedding").get((cfg.rows, width), "weight")?,
+                vb.get(cfg.rows, "feature_weight")?,
+            )
+        };
         if cfg.arch == Arch::Linear {
-            let embedding = vb.pp("embedding").get((cfg.rows, cfg.labels), "weight")?;
             let bias = vb.pp("out").get(cfg.labels, "bias")?;
             return Ok(RouterModel {
                 pooling: cfg.pooling,
@@ -157,7 +168,6 @@ impl RouterModel {
                 bias: Some(bias),
             });
         }
-        let embedding = vb.pp("embedding").get((cfg.rows, cfg.dim), "weight")?;
         let (hidden, head_in) = if cfg.hidden > 0 {
             (
                 Some(candle_nn::linear(cfg.dim, cfg.hidden, vb.pp("hidden"))?),
@@ -248,6 +258,54 @@ impl RouterModel {
             labels,
         })
     }
+}
+
+/// Name of the sparse storage's row index (`[n]` u32, strictly increasing): when present,
+/// `embedding.weight` `[n, width]` and `feature_weight` `[n]` hold only these rows, every other
+/// row is zero (a feature no training example had, or one below `min_df`: its pooling weight is
+/// 0, so it never counts). Keeps the model directory small, whatever the hash space.
+pub const SPARSE_ROWS: &str = "embedding.rows";
+
+/// The full `[rows, width]` table and `[rows]` pooling weights from sparse storage.
+fn sparse_table(rows: usize, width: usize, vb: &VarBuilder) -> Result<(Tensor, Tensor)> {
+    let index = vb.get_unchecked_dtype(SPARSE_ROWS, DType::U32)?;
+    let ids: Vec<u32> = index.to_vec1()?;
+    if ids.windows(2).any(|w| w[0] >= w[1]) || ids.last().is_some_and(|&r| r as usize >= rows) {
+        candle_core::bail!("{SPARSE_ROWS}: row ids must be increasing and below {rows}");
+    }
+    let n = ids.len();
+    let stored = vb
+        .pp("embedding")
+        .get((n, width), "weight")?
+        .to_dtype(DType::F32)?;
+    let weight = vb.get(n, "feature_weight")?.to_dtype(DType::F32)?;
+    let dev = stored.device().clone();
+    let table = Tensor::zeros((rows, width), DType::F32, &dev)?.index_add(&index, &stored, 0)?;
+    let weights = Tensor::zeros(rows, DType::F32, &dev)?.index_add(&index, &weight, 0)?;
+    Ok((table, weights))
+}
+
+/// The sparse storage of one network's tensors (see [`SPARSE_ROWS`]): only the rows whose pooling
+/// weight is not 0. Other tensors are kept as they are.
+pub fn sparse_tensors(
+    tensors: &std::collections::HashMap<String, Tensor>,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let mut out = tensors.clone();
+    let (Some(table), Some(weight)) = (
+        tensors.get("embedding.weight"),
+        tensors.get("feature_weight"),
+    ) else {
+        return Ok(out);
+    };
+    let w: Vec<f32> = weight.to_dtype(DType::F32)?.to_vec1()?;
+    let ids: Vec<u32> = (0..w.len() as u32)
+        .filter(|&i| w[i as usize] != 0.0)
+        .collect();
+    let index = Tensor::from_vec(ids.clone(), ids.len(), table.device())?;
+    out.insert("embedding.weight".into(), table.index_select(&index, 0)?);
+    out.insert("feature_weight".into(), weight.index_select(&index, 0)?);
+    out.insert(SPARSE_ROWS.into(), index);
+    Ok(out)
 }
 
 /// Weighted-mean pooling matrix `[batch, unique rows]` and the unique rows, for a batch of id
@@ -541,9 +599,25 @@ mod tests {
             "out.bias".to_string(),
             Tensor::new(&[0.5f32, -0.5, 0.0, 1.0], &dev).unwrap(),
         );
+        // Rows 3..=8 were never seen in training (pooling weight 0).
+        let mut w: Vec<f32> = (0..20).map(|i| 1.0 + 0.1 * i as f32).collect();
+        w[3..=8].iter_mut().for_each(|x| *x = 0.0);
+        tensors.insert(
+            "feature_weight".to_string(),
+            Tensor::from_vec(w, 20, &dev).unwrap(),
+        );
+        let sparse = sparse_tensors(&tensors).unwrap();
+        assert_eq!(sparse["embedding.weight"].dims(), &[14, 4]);
+        assert_eq!(sparse["feature_weight"].dims(), &[14]);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
         let model = RouterModel::new(&cfg, vb).unwrap();
+        let vb = VarBuilder::from_tensors(sparse, DType::F32, &dev);
+        let stored = RouterModel::new(&cfg, vb).unwrap().to_plain().unwrap();
         let batch = vec![vec![1, 2, 2, 5], vec![19]];
+        // Sparse storage gives the very same predictions (unseen rows count 0 either way).
+        for ids in batch.iter().chain([&vec![3, 4, 12]]) {
+            assert_eq!(stored.logits(ids), model.to_plain().unwrap().logits(ids));
+        }
         let logits: Vec<Vec<f32>> = model.forward(&batch).unwrap().to_vec2().unwrap();
         let plain = model.to_plain().unwrap();
         assert!(plain.direct);

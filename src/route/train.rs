@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::calibrate::{self, CurvePoint};
 use super::classifier::{Classifier, MemberConfig, OOS_LABEL, RouterConfig};
 use super::features::{FeatureConfig, Featurizer, analyzed_tokens};
-use super::model::{Arch, ModelConfig, Pooling, RouterModel, pooling_matrix};
+use super::model::{Arch, ModelConfig, Pooling, RouterModel, pooling_matrix, sparse_tensors};
 use super::vocab;
 
 /// What can go wrong while training.
@@ -138,6 +138,10 @@ pub struct TrainOptions {
     pub min_coverage: f64,
     /// Abstention with out-of-scope dev rows: required recall of those rows.
     pub oos_recall_target: f64,
+    /// Ensemble: after each member's own temperature, fit the members' temperatures together
+    /// on dev (the ensemble's NLL), which weighs members by what they add.
+    #[serde(default)]
+    pub joint_temperatures: bool,
     /// Draw a progress bar (on a terminal only).
     pub progress: bool,
     /// Further networks trained on the same data (their own features, shape and schedule;
@@ -202,6 +206,7 @@ impl TrainOptions {
             answered_accuracy_target: 0.9,
             min_coverage: 0.7,
             oos_recall_target: 0.9,
+            joint_temperatures: false,
             progress: true,
             extra: Vec::new(),
         }
@@ -724,8 +729,9 @@ pub fn train(
         if k == 0 {
             epoch_loss = loss;
         }
-        for (name, t) in &member_tensors {
-            tensors.insert(format!("{}{name}", member_prefix(k)), t.clone());
+        // Saved sparse: only the rows a training example has (see `model::SPARSE_ROWS`).
+        for (name, t) in sparse_tensors(&member_tensors).map_err(internal)? {
+            tensors.insert(format!("{}{name}", member_prefix(k)), t);
         }
         members.push((featurizer, model_cfg, member_tensors));
     }
@@ -770,6 +776,15 @@ pub fn train(
                 calibrate::fit_temperature(&logits, &known_gold)
             })
             .collect();
+        if opts.joint_temperatures {
+            let examples: Vec<Vec<Vec<f32>>> =
+                known.iter().map(|&i| member_logits[i].clone()).collect();
+            config.member_temperatures = calibrate::fit_member_temperatures(
+                &examples,
+                &known_gold,
+                &config.member_temperatures,
+            );
+        }
         classifier.set_member_temperatures(config.member_temperatures.clone());
     }
     let dev_logits: Vec<Vec<f32>> = member_logits
