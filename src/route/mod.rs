@@ -123,7 +123,9 @@ impl TicketRouter {
     /// Routes one ticket.
     pub fn route(&self, ticket: &Ticket) -> Result<Decision, RouteError> {
         let text = ticket_text(ticket)?;
-        let (prediction, explanation) = self.classifier.explain(&text, EXPLANATION_TOKENS);
+        let (prediction, explanation) = self
+            .classifier
+            .explain(&classifier_text(ticket), EXPLANATION_TOKENS);
         let category = self.classifier.labels()[prediction.best].clone();
         let needs_human = prediction.abstain || self.rules.is_abstain_label(&category);
         let priority = self.rules.priority(&text);
@@ -178,4 +180,38 @@ pub fn ticket_text(ticket: &Ticket) -> Result<String, RouteError> {
         ));
     }
     Ok(format!("{}\n{}", ticket.subject, ticket.body))
+}
+
+/// What the classifier reads of a ticket: the subject twice, then the body. The subject is the
+/// sender's own summary, while a body mixes the question with greetings, context and incidental
+/// words; with sublinear term frequencies the repeated subject weighs ≈ 1.7× (1 + ln 2) against
+/// any body word, so a ticket titled 发票 is about invoices even when its body mentions servers.
+pub fn classifier_text(ticket: &Ticket) -> String {
+    if ticket.subject.trim().is_empty() || ticket.body.trim().is_empty() {
+        return format!("{}\n{}", ticket.subject, ticket.body);
+    }
+    format!("{0}\n{0}\n{1}", ticket.subject, ticket.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifier_reads_the_subject_twice() {
+        let t = |subject: &str, body: &str| Ticket {
+            id: None,
+            subject: subject.into(),
+            body: body.into(),
+        };
+        assert_eq!(
+            classifier_text(&t("发票", "抬头写错了")),
+            "发票\n发票\n抬头写错了"
+        );
+        // A ticket with only one part is read as it is.
+        assert_eq!(classifier_text(&t("", "抬头写错了")), "\n抬头写错了");
+        assert_eq!(classifier_text(&t("发票", " ")), "发票\n ");
+        // Rules still see the ticket once.
+        assert_eq!(ticket_text(&t("发票", "抬头")).unwrap(), "发票\n抬头");
+    }
 }

@@ -214,8 +214,10 @@ impl TrainOptions {
 
     /// The sparse linear member of an ensemble: TF-IDF + logistic regression's feature space
     /// (words and word bigrams as one L2-normalized group, `char_wb` 1–3-grams seen in at least
-    /// two examples as another, sublinear tf × idf) with one weight per feature and label, trained with plain SGD and
-    /// without dropout.
+    /// two examples as another, sublinear tf × idf) with one weight per feature and label, trained
+    /// with plain SGD and without dropout. Learning rate 32 rather than 64 (mean dev accuracy
+    /// over seeds 42–44: cloud-queues 0.8317 → 0.8344, smp2017 0.9152 → 0.9178): a smaller
+    /// step leaves the weights of words seen once or twice smaller.
     pub fn linear_member(&self) -> TrainOptions {
         TrainOptions {
             arch: Arch::Linear,
@@ -223,7 +225,7 @@ impl TrainOptions {
             optimizer: OptimizerKind::Sgd,
             epochs: 30,
             batch_size: 128,
-            lr: 64.0,
+            lr: 32.0,
             ngram_min_df: 2,
             feature_dropout: 0.0,
             label_smoothing: 0.0,
