@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI gate for the router (called by .ci/run when ../shared/data is present): retrains on
 # cloud-queues and smp2017 with the release binary into a temp dir, evaluates on their dev
-# splits, and fails below the floors of issue 3 (cloud-queues accuracy 0.80, smp2017 0.89).
+# splits, and fails below the floors (issue 3 set cloud-queues 0.80, smp2017 0.89; raised to
+# 0.82 and 0.90 with the models reaching 0.838 and 0.920 at seed 42, ≈ 0.83 and 0.915 at other seeds).
 #
 #   scripts/classify-gate.sh [KEFU_BINARY] [DATA_DIR]
 set -euo pipefail
@@ -30,6 +31,6 @@ print(f"classify-gate {name}: accuracy {r['accuracy']:.4f} macro_f1 {r['macro_f1
 sys.exit(0 if ok else 1)
 PY
 }
-gate cloud-queues 0.80
-gate smp2017 0.89
+gate cloud-queues 0.82
+gate smp2017 0.90
 exit $status
