@@ -222,6 +222,23 @@ fn linear_arch_learns_and_reloads() {
 }
 
 #[test]
+fn diverging_training_is_an_error_not_a_broken_model() {
+    let data = tiny_data();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    let mut opts = tiny_options(7);
+    opts.extra.clear();
+    opts.arch = Arch::Linear;
+    opts.pooling = Pooling::Tfidf;
+    opts.optimizer = train::OptimizerKind::Sgd;
+    opts.lr = 1e39; // infinite as f32
+    let e = train::train(&data, Some(&data), &opts, &out).unwrap_err();
+    assert!(matches!(e, train::TrainError::Diverged(_)), "{e}");
+    assert!(e.to_string().contains("lower the learning rate"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
 fn dev_labels_unknown_to_training_are_reported_not_fatal() {
     let data = tiny_data();
     let mut dev = data.clone();

@@ -37,6 +37,9 @@ pub enum TrainError {
     /// Writing the model directory failed.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    /// The loss became infinite or NaN (too high a learning rate): no model is written.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// candle or tokenizers failed (a bug or an impossible configuration).
     #[error("training failed: {0}")]
     Internal(String),
@@ -635,7 +638,18 @@ fn fit(
             bar.set_message(format!("epoch {}/{}", epoch + 1, opts.epochs));
             bar.inc(1);
         }
-        epoch_loss.push(loss_sum / texts.len() as f64);
+        let loss = loss_sum / texts.len() as f64;
+        if !loss.is_finite() {
+            bar.finish_and_clear();
+            return Err(TrainError::Diverged(format!(
+                "{:?} member: loss {loss} in epoch {} of {} at learning rate {}: lower the learning rate",
+                opts.arch,
+                epoch + 1,
+                opts.epochs,
+                opts.lr
+            )));
+        }
+        epoch_loss.push(loss);
     }
     bar.finish_and_clear();
 
