@@ -9,6 +9,8 @@
 //!
 //! Weights in `model.safetensors`: `embedding.weight` `[rows, dim]` (stored as f16 to keep the
 //! model directory small), `feature_weight` `[rows]`, `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`.
+//! Saved sparse ([`SPARSE_ROWS`]): `embedding.rows` lists the rows stored, the only ones a training
+//! example has (most hash buckets are empty); a model without it is read as dense.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
