@@ -136,6 +136,7 @@ pub struct PopularQuery {
     pub searches: i64,
 }
 
+/// What the writer is sent; queries as the caller gave them (the writer normalizes them).
 enum Event {
     Search {
         at: i64,
@@ -278,14 +279,14 @@ impl Analytics {
     }
 
     /// [`Analytics::record_search`] at a given time (ms since the epoch).
+    /// The query is normalized by the writer thread, off the caller's path.
     pub fn record_search_at(&self, at: i64, query: &str, hits: usize, client: Option<u64>) {
-        let query = normalize_query(query);
-        if query.is_empty() {
+        if query.trim().is_empty() {
             return;
         }
         self.send(Event::Search {
             at,
-            query,
+            query: query.to_owned(),
             hits: hits as i64,
             client,
         });
@@ -300,7 +301,7 @@ impl Analytics {
     pub fn record_feedback_at(&self, at: i64, query: &str, article_id: &str, event: FeedbackEvent) {
         self.send(Event::Feedback {
             at,
-            query: normalize_query(query),
+            query: query.to_owned(),
             article_id: article_id.to_string(),
             event,
         });
@@ -526,6 +527,10 @@ impl Writer {
                     hits,
                     client,
                 } => {
+                    let query = normalize_query(&query);
+                    if query.is_empty() {
+                        continue;
+                    }
                     if let Some(prev) = client.and_then(|c| self.last.get(&c))
                         && at - prev.at <= BURST_WINDOW_MS
                         && at >= prev.at
@@ -565,6 +570,7 @@ impl Writer {
                     article_id,
                     event,
                 } => {
+                    let query = normalize_query(&query);
                     tx.prepare_cached(
                         "INSERT INTO feedback (at, query, article_id, event) VALUES (?1, ?2, ?3, ?4)",
                     )?
