@@ -1358,6 +1358,9 @@ async fn metrics_text_parses_and_counts_requests_per_route() {
         "{text}"
     );
     assert_eq!(samples.get("kefu_model_labels"), Some(&0.0));
+    // No search is running or waiting while /metrics renders.
+    assert_eq!(samples.get("kefu_cpu_work_running"), Some(&0.0), "{text}");
+    assert_eq!(samples.get("kefu_cpu_work_waiting"), Some(&0.0), "{text}");
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@ use super::error::ApiError;
 pub struct CpuPool {
     pool: Arc<rayon::ThreadPool>,
     running: Arc<AtomicUsize>,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for CpuPool {
@@ -40,6 +41,7 @@ impl std::fmt::Debug for CpuPool {
         f.debug_struct("CpuPool")
             .field("threads", &self.threads())
             .field("running", &self.running())
+            .field("waiting", &self.waiting())
             .finish()
     }
 }
@@ -58,6 +60,7 @@ impl CpuPool {
         CpuPool {
             pool: Arc::new(pool),
             running: Arc::new(AtomicUsize::new(0)),
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -71,6 +74,11 @@ impl CpuPool {
         self.running.load(Ordering::Relaxed)
     }
 
+    /// Requests whose work waits for a thread (a sustained queue means the cores are saturated).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Queues `work` behind the work already waiting and waits for its result. When the
     /// returned future is dropped before a thread takes the work (the client went away, or the
     /// request timed out), the work is skipped. A panic in `work` is a 500, not a dead thread.
@@ -80,8 +88,10 @@ impl CpuPool {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let running = self.running.clone();
+        let (running, waiting) = (self.running.clone(), self.waiting.clone());
+        waiting.fetch_add(1, Ordering::Relaxed);
         self.pool.spawn_fifo(move || {
+            waiting.fetch_sub(1, Ordering::Relaxed);
             if tx.is_closed() {
                 return;
             }
@@ -162,6 +172,7 @@ mod tests {
             // Let each waiter queue its work before the next one arrives.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        assert_eq!((pool.running(), pool.waiting()), (1, 4));
         // A client that gave up while waiting: its work must not run.
         let gone = waiters.remove(2);
         gone.abort();
@@ -172,6 +183,7 @@ mod tests {
             w.await.unwrap().unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 3]);
+        assert_eq!((pool.running(), pool.waiting()), (0, 0));
     }
 
     #[tokio::test]
