@@ -3,7 +3,8 @@
 //!
 //! Owns: HTTP — shapes, limits, keys, CORS, logs, metrics. Must never: rank, analyze or infer
 //! itself (that is `search/`, `analyzer/`, `route/`), or run that CPU work on the async workers
-//! (`spawn_blocking`). [`router`] builds the whole app from an [`AppState`] and is what tests
+//! (requests' work goes to the [`cpu::CpuPool`], index writes and SQLite reads to
+//! `spawn_blocking`). [`router`] builds the whole app from an [`AppState`] and is what tests
 //! drive in-process with `tower::ServiceExt::oneshot`; [`serve`] binds it to a socket with
 //! graceful shutdown. One file per resource, merged here.
 //!
