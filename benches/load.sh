@@ -7,15 +7,31 @@
 #    into target/bench-index with `kefu index` (kept for later runs; delete it to rebuild);
 # 2. starts `kefu serve` on it and measures "ready": process start → first 200 from /healthz;
 # 3. runs wrk against /v1/search (rotating real queries from search/aliyun-faq) and /v1/route
-#    (rotating real tickets from classify/cloud-queues; skipped when no model is loaded);
-# 4. reports requests/s, latency percentiles and the server's peak RSS, against the targets on
-#    2 cores: search ≥ 1,000 req/s with p99 ≤ 20 ms, route ≥ 3,000 req/s, RSS ≤ 300 MB,
-#    ready ≤ 1 s.
+#    (rotating real tickets from classify/cloud-queues; skipped when no model is loaded), once
+#    per concurrency in CONNS;
+# 4. reports requests/s, latency percentiles, the CPU the server and wrk used (and the server's
+#    CPU milliseconds per request), the analytics events dropped and the server's peak RSS,
+#    against the targets on 2 cores: search ≥ 1,000 req/s with p99 ≤ 20 ms, route ≥ 3,000 req/s,
+#    RSS ≤ 300 MB, ready ≤ 1 s.
+#
+# Concurrency. wrk keeps CONNS connections each with one request in flight (a closed loop), so by
+# Little's law the MEAN latency is CONNS / throughput whatever the server does: at 32 connections
+# and 1,000 req/s it is 32 ms, and "p99 ≤ 20 ms" cannot hold by construction. The latency target
+# is therefore checked at 8 connections (mean 8 ms at 1,000 req/s): search is CPU-bound at ≈ 2 ms
+# a request, so 8 in flight keep both cores busy with ≈ 3 requests queued per core — a loaded
+# server, not an overloaded one. The second concurrency, 32, shows throughput and tail under
+# overload (many widgets typing at once); its latencies are dominated by queueing.
+#
+# CPU. The machine is shared: wrk (one thread is plenty on loopback), and anything else running,
+# take the same cores. Each run prints the server's and wrk's CPU use (from /proc) and the
+# server's CPU ms per request, which moves far less with outside load than req/s or latency do;
+# compare builds by interleaving runs.
 #
 # Environment: KEFU_BIN (target/release/kefu), KB (the corpus), INDEX (target/bench-index),
-# MODELS (models), DURATION (20s), CONNS (32), THREADS (2: wrk's), PORT (7799), DATA
-# (../shared/data). Needs wrk (apt-get install wrk). Traffic goes to 127.0.0.1 only; every run is
-# bounded by DURATION.
+# MODELS (models), DURATION (15s per run), CONNS ("8 32"), THREADS (1: wrk's), PORT (7799), DATA
+# (../shared/data). Extra server settings pass through KEFU_* variables (e.g.
+# KEFU_BLOCKING_THREADS). Needs wrk (apt-get install wrk). Traffic goes to 127.0.0.1 only; every
+# run is bounded by DURATION.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,9 +41,9 @@ KEFU_BIN="${KEFU_BIN:-target/release/kefu}"
 KB="${KB:-$DATA/kb/aliyun}"
 INDEX="${INDEX:-target/bench-index}"
 MODELS="${MODELS:-models}"
-DURATION="${DURATION:-20s}"
-CONNS="${CONNS:-32}"
-THREADS="${THREADS:-2}"
+DURATION="${DURATION:-15s}"
+CONNS="${CONNS:-8 32}"
+THREADS="${THREADS:-1}"
 PORT="${PORT:-7799}"
 URL="http://127.0.0.1:$PORT"
 
@@ -115,19 +131,40 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 echo "RSS when ready: $(( $(rss_kb) / 1024 )) MB"
 
 # --- 3. load
-run() { # name method path lines
-  echo "== $1: wrk -t$THREADS -c$CONNS -d$DURATION"
-  WRK_LINES="$4" WRK_METHOD="$2" WRK_PATH="$3" \
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$WORK/rotate.lua" "$URL" | grep -E 'RESULT|Non-2xx|Socket errors' || true
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a process
+run() { # name method path lines conns
+  echo "== $1: wrk -t$THREADS -c$5 -d$DURATION (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  local s0 t0 s1 t1 out
+  s0=$(cpu_ticks "$SERVER_PID"); t0=$(date +%s%N)
+  out=$(WRK_LINES="$4" WRK_METHOD="$2" WRK_PATH="$3" \
+    /usr/bin/time -f "WRK_CPU %U %S" \
+    wrk -t"$THREADS" -c"$5" -d"$DURATION" --latency -s "$WORK/rotate.lua" "$URL" 2>&1) || true
+  s1=$(cpu_ticks "$SERVER_PID"); t1=$(date +%s%N)
+  grep -E 'RESULT|Non-2xx|Socket errors' <<<"$out" || true
+  awk -v s="$((s1 - s0))" -v hz="$ticks" -v ns="$((t1 - t0))" '
+    /^RESULT/ { for (i = 2; i <= NF; i++) if ($i ~ /^requests=/) { split($i, kv, "="); n = kv[2] } }
+    /^WRK_CPU/ { wrk = $2 + $3 }
+    END {
+      wall = ns / 1e9; server = s / hz
+      printf "CPU server=%.0f%% wrk=%.0f%% (of one core; 2 cores = 200%%), server %.2f ms per request\n",
+        100 * server / wall, 100 * wrk / wall, (n > 0 ? 1000 * server / n : 0)
+    }' <<<"$out"
 }
 # Warm the OS page cache and the readers.
 WRK_LINES="$WORK/search.txt" WRK_METHOD=GET wrk -t1 -c4 -d3s -s "$WORK/rotate.lua" "$URL" >/dev/null
-run "GET /v1/search (aliyun-faq queries)" GET /v1/search "$WORK/search.txt"
+for conns in $CONNS; do
+  run "GET /v1/search (aliyun-faq queries)" GET /v1/search "$WORK/search.txt" "$conns"
+done
 if grep -q '"model_labels":0' <<<"$health"; then
   echo "== POST /v1/route: skipped (no model under $MODELS/router)"
 else
-  run "POST /v1/route (cloud-queues tickets)" POST /v1/route "$WORK/route.txt"
+  for conns in $CONNS; do
+    run "POST /v1/route (cloud-queues tickets)" POST /v1/route "$WORK/route.txt" "$conns"
+  done
 fi
+dropped=$(curl -fs "$URL/metrics" | awk '/^kefu_analytics_dropped_events / {print $2}')
+echo "analytics events dropped (writer fell behind): ${dropped:-unknown}"
 
 # --- 4. memory
 peak=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")

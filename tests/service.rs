@@ -1358,6 +1358,9 @@ async fn metrics_text_parses_and_counts_requests_per_route() {
         "{text}"
     );
     assert_eq!(samples.get("kefu_model_labels"), Some(&0.0));
+    // No search is running or waiting while /metrics renders.
+    assert_eq!(samples.get("kefu_cpu_work_running"), Some(&0.0), "{text}");
+    assert_eq!(samples.get("kefu_cpu_work_waiting"), Some(&0.0), "{text}");
 }
 
 #[tokio::test]
@@ -1476,4 +1479,70 @@ async fn serves_over_tcp_and_smaller_limits_apply() {
         "{reply}"
     );
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_wait_their_turn_for_cpu_while_writes_go_ahead_and_all_are_logged() {
+    let config = ServiceConfig {
+        cpu_concurrency: 1,
+        ..ServiceConfig::default()
+    };
+    let s = service(ApiKeys::new([ADMIN_KEY.to_string()], []), config, false);
+    assert_eq!(s.state.cpu.threads(), 1);
+    // Occupy the only CPU thread until released.
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let busy = tokio::spawn({
+        let cpu = s.state.cpu.clone();
+        async move { cpu.run(move || hold.recv().unwrap()).await }
+    });
+    while s.state.cpu.running() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // Searches queue behind it...
+    let queries = [
+        "退款",
+        "发票",
+        "instance start",
+        "script",
+        "申请条件",
+        "WAF",
+    ];
+    let searches: Vec<_> = queries
+        .iter()
+        .map(|q| {
+            let app = s.app.clone();
+            let uri = format!("/v1/search?q={}", enc(q));
+            tokio::spawn(async move { get(&app, &uri).await })
+        })
+        .collect();
+    // ...while an article write does not wait for them.
+    let article = json!({"title": "OSS 生命周期规则", "body": "用生命周期规则自动删除过期对象。"});
+    let r = send(
+        &s.app,
+        json_request(
+            Method::PUT,
+            "/v1/articles/storage/oss-lifecycle.zh.md",
+            &article,
+            Some(ADMIN_KEY),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(searches.iter().all(|t| !t.is_finished()));
+    release.send(()).unwrap();
+    busy.await.unwrap().unwrap();
+    for task in searches {
+        let r = task.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert!(r.json()["total"].as_u64().unwrap() >= 1, "{}", r.text());
+    }
+    // Every search reached analytics (the writer batches; the report flushes first).
+    let top = top_queries(&s.app, "top").await;
+    let logged: Vec<&str> = top.iter().map(|q| q["query"].as_str().unwrap()).collect();
+    for q in queries {
+        assert!(
+            logged.contains(&q.to_lowercase().as_str()),
+            "{q}: {logged:?}"
+        );
+    }
 }

@@ -61,9 +61,13 @@ pub struct ServeArgs {
     /// Async worker threads (default: one per core).
     #[arg(long, env = "KEFU_WORKERS")]
     pub workers: Option<usize>,
-    /// Threads for CPU work (searching, routing, index writes; default: two per core). The work
-    /// is CPU-bound, so more threads than cores only add memory (each keeps its allocator
-    /// caches) and queueing inside the kernel instead of in order.
+    /// Threads that run requests' CPU work (search, suggest, assist, route, classify; default:
+    /// one per core), taking requests in arrival order. The work is CPU-bound, so more threads
+    /// than cores only time-slice requests against each other.
+    #[arg(long, env = "KEFU_CPU_CONCURRENCY")]
+    pub cpu_concurrency: Option<usize>,
+    /// Threads for other blocking work: index writes, analytics reports, metrics (default: two
+    /// per core). Each thread keeps its own allocator caches, so more threads cost memory.
     #[arg(long, env = "KEFU_BLOCKING_THREADS")]
     pub blocking_threads: Option<usize>,
 }
@@ -150,6 +154,7 @@ impl ServeArgs {
                     .collect::<Vec<_>>()
             })
             .filter(|list| !list.is_empty() && !list.iter().any(|o| o == "*"));
+        let defaults = ServiceConfig::default();
         let config = ServiceConfig {
             max_body_bytes: self.max_body_bytes,
             max_query_chars: self.max_query_chars,
@@ -157,7 +162,11 @@ impl ServeArgs {
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             analytics_retention: (self.analytics_retention_days > 0)
                 .then(|| Duration::from_secs(self.analytics_retention_days * 86_400)),
-            ..ServiceConfig::default()
+            cpu_concurrency: self
+                .cpu_concurrency
+                .unwrap_or(defaults.cpu_concurrency)
+                .max(1),
+            ..defaults
         };
         Ok(AppState::new(Arc::new(engine), Arc::new(analytics))
             .with_router(router)

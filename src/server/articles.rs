@@ -139,9 +139,7 @@ pub async fn get_article(
     checked_id(&id)?;
     let engine = state.engine.clone();
     let lookup = id.clone();
-    let article = tokio::task::spawn_blocking(move || engine.get(&lookup))
-        .await
-        .map_err(ApiError::from_join)??;
+    let article = state.cpu.run(move || engine.get(&lookup)).await??;
     match article {
         Some(article) => Ok(Json(article.into())),
         None => Err(ApiError::not_found(

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text (OpenMetrics) — request counts and latency histograms per
-//! route, index size and freshness, model labels, analytics events dropped.
+//! route, index size and freshness, model labels, analytics events dropped, CPU work running and
+//! waiting.
 //!
 //! Owns: the metric registry and the middleware that times every request. Routes are labelled by
 //! their pattern (`/v1/articles/{*id}`), never by the raw path, so label cardinality stays fixed.
@@ -53,6 +54,8 @@ pub struct Metrics {
     index_last_commit: Gauge<f64, AtomicU64>,
     model_labels: Gauge,
     analytics_dropped: Gauge<i64, AtomicI64>,
+    cpu_running: Gauge,
+    cpu_waiting: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -80,6 +83,8 @@ impl Metrics {
             index_last_commit: Gauge::default(),
             model_labels: Gauge::default(),
             analytics_dropped: Gauge::default(),
+            cpu_running: Gauge::default(),
+            cpu_waiting: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -122,6 +127,16 @@ impl Metrics {
             "Analytics events dropped because the writer fell behind",
             m.analytics_dropped.clone(),
         );
+        registry.register(
+            "cpu_work_running",
+            "Requests whose CPU work (search, routing) is running",
+            m.cpu_running.clone(),
+        );
+        registry.register(
+            "cpu_work_waiting",
+            "Requests waiting for a CPU thread (sustained: the cores are saturated)",
+            m.cpu_waiting.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -158,6 +173,8 @@ impl Metrics {
         self.model_labels
             .set(state.router.as_ref().map_or(0, |r| r.labels().len() as i64));
         self.analytics_dropped.set(state.analytics.dropped() as i64);
+        self.cpu_running.set(state.cpu.running() as i64);
+        self.cpu_waiting.set(state.cpu.waiting() as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)

@@ -3,7 +3,8 @@
 //!
 //! Owns: HTTP — shapes, limits, keys, CORS, logs, metrics. Must never: rank, analyze or infer
 //! itself (that is `search/`, `analyzer/`, `route/`), or run that CPU work on the async workers
-//! (`spawn_blocking`). [`router`] builds the whole app from an [`AppState`] and is what tests
+//! (requests' work goes to the [`cpu::CpuPool`], index writes and SQLite reads to
+//! `spawn_blocking`). [`router`] builds the whole app from an [`AppState`] and is what tests
 //! drive in-process with `tower::ServiceExt::oneshot`; [`serve`] binds it to a socket with
 //! graceful shutdown. One file per resource, merged here.
 //!
@@ -20,6 +21,7 @@
 pub mod analytics;
 pub mod articles;
 pub mod auth;
+pub mod cpu;
 pub mod error;
 pub mod feedback;
 pub mod metrics;
@@ -47,6 +49,7 @@ use crate::analytics::Analytics;
 use crate::route::{RouteError, TicketRouter};
 use crate::search::SearchEngine;
 use auth::ApiKeys;
+use cpu::CpuPool;
 use error::Json;
 use metrics::Metrics;
 
@@ -67,6 +70,9 @@ pub struct ServiceConfig {
     pub request_timeout: Duration,
     /// Analytics older than this are pruned (hourly, while serving); `None`: kept forever.
     pub analytics_retention: Option<Duration>,
+    /// Requests whose CPU work (search, suggest, assist, route, classify) runs at once; the
+    /// others wait in arrival order ([`cpu::CpuPool`]).
+    pub cpu_concurrency: usize,
 }
 
 impl Default for ServiceConfig {
@@ -79,6 +85,7 @@ impl Default for ServiceConfig {
             cors_origins: None,
             request_timeout: Duration::from_secs(30),
             analytics_retention: Some(Duration::from_secs(90 * 86_400)),
+            cpu_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -95,19 +102,23 @@ pub struct AppState {
     pub keys: Arc<ApiKeys>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServiceConfig>,
+    /// Threads for requests' CPU work, `config.cpu_concurrency` of them.
+    pub cpu: CpuPool,
 }
 
 impl AppState {
     /// A state with no routing model, no API keys and default limits.
     pub fn new(engine: Arc<SearchEngine>, analytics: Arc<Analytics>) -> AppState {
+        let config = ServiceConfig::default();
         AppState {
+            cpu: CpuPool::new(config.cpu_concurrency),
             engine,
             router: None,
             router_error: None,
             analytics,
             keys: Arc::new(ApiKeys::default()),
             metrics: Arc::new(Metrics::new()),
-            config: Arc::new(ServiceConfig::default()),
+            config: Arc::new(config),
         }
     }
 
@@ -132,6 +143,7 @@ impl AppState {
     }
 
     pub fn with_config(mut self, config: ServiceConfig) -> AppState {
+        self.cpu = CpuPool::new(config.cpu_concurrency);
         self.config = Arc::new(config);
         self
     }

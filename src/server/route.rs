@@ -76,9 +76,7 @@ fn check_ticket(subject: &str, body: &str) -> Result<(), ApiError> {
 async fn decide(state: &AppState, ticket: Ticket) -> Result<Decision, ApiError> {
     check_ticket(&ticket.subject, &ticket.body)?;
     let router = ticket_router(state)?;
-    let decision = tokio::task::spawn_blocking(move || router.route(&ticket))
-        .await
-        .map_err(ApiError::from_join)??;
+    let decision = state.cpu.run(move || router.route(&ticket)).await??;
     Ok(decision)
 }
 
@@ -142,19 +140,20 @@ pub async fn assist(
         .collect();
     let engine = state.engine.clone();
     let router = state.router.clone();
-    let (decision, articles) = tokio::task::spawn_blocking(move || {
-        let decision = router.map(|r| r.route(&ticket)).transpose();
-        let articles = engine.search(&SearchRequest {
-            query,
-            lang: None,
-            product: None,
-            limit,
-            offset: 0,
-        });
-        (decision, articles)
-    })
-    .await
-    .map_err(ApiError::from_join)?;
+    let (decision, articles) = state
+        .cpu
+        .run(move || {
+            let decision = router.map(|r| r.route(&ticket)).transpose();
+            let articles = engine.search(&SearchRequest {
+                query,
+                lang: None,
+                product: None,
+                limit,
+                offset: 0,
+            });
+            (decision, articles)
+        })
+        .await?;
     Ok(Json(AssistResponse {
         decision: decision?,
         articles: articles?.hits,

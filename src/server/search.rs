@@ -1,8 +1,9 @@
 //! `GET|POST /v1/search` and `GET /v1/suggest`: the help widget's and the console's search.
 //!
 //! Owns: checking the request (query length, `limit`/`offset` bounds), running the search off the
-//! async workers, and recording the query with its hit count in analytics. Must never: rank or
-//! highlight (that is `search/`), or let an analytics write slow a search down (it is queued).
+//! async workers (on the [`CpuPool`](super::cpu::CpuPool)), and recording the query with
+//! its hit count in analytics. Must never: rank or highlight (that is `search/`), or let an
+//! analytics write slow a search down (it is queued).
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::SocketAddr;
@@ -222,12 +223,13 @@ async fn run_search(
         offset: bounded("offset", params.offset, 0, 0, limits.max_offset as i64)?,
     };
     let engine = state.engine.clone();
-    let (request, result) = tokio::task::spawn_blocking(move || {
-        let result = engine.search(&request);
-        (request, result)
-    })
-    .await
-    .map_err(ApiError::from_join)?;
+    let (request, result) = state
+        .cpu
+        .run(move || {
+            let result = engine.search(&request);
+            (request, result)
+        })
+        .await?;
     let response = result?;
     // Later pages of the same query are not new searches.
     if request.offset == 0 {
@@ -263,34 +265,35 @@ pub async fn suggest(
     let engine = state.engine.clone();
     let analytics = state.analytics.clone();
     let prefix = query.clone();
-    let suggestions = tokio::task::spawn_blocking(move || {
-        // Past queries get at most half the slots so titles (answers) always show.
-        let popular = analytics
-            .popular_with_prefix(&prefix, limit.div_ceil(2))
-            .unwrap_or_else(|err| {
-                tracing::warn!(error = %err, "suggest: popular queries unavailable");
-                Vec::new()
-            });
-        let titles = engine.suggest(&prefix, limit)?;
-        let mut out: Vec<Suggestion> = popular
-            .into_iter()
-            .map(|p| Suggestion {
-                text: p.query,
-                kind: "query".into(),
-                id: None,
-            })
-            .collect();
-        for title in titles {
-            if out.len() >= limit {
-                break;
+    let suggestions = state
+        .cpu
+        .run(move || {
+            // Past queries get at most half the slots so titles (answers) always show.
+            let popular = analytics
+                .popular_with_prefix(&prefix, limit.div_ceil(2))
+                .unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "suggest: popular queries unavailable");
+                    Vec::new()
+                });
+            let titles = engine.suggest(&prefix, limit)?;
+            let mut out: Vec<Suggestion> = popular
+                .into_iter()
+                .map(|p| Suggestion {
+                    text: p.query,
+                    kind: "query".into(),
+                    id: None,
+                })
+                .collect();
+            for title in titles {
+                if out.len() >= limit {
+                    break;
+                }
+                if !out.iter().any(|s| s.text == title.text) {
+                    out.push(title);
+                }
             }
-            if !out.iter().any(|s| s.text == title.text) {
-                out.push(title);
-            }
-        }
-        Ok::<_, crate::search::SearchError>(out)
-    })
-    .await
-    .map_err(ApiError::from_join)??;
+            Ok::<_, crate::search::SearchError>(out)
+        })
+        .await??;
     Ok(Json(SuggestResponse { query, suggestions }))
 }
