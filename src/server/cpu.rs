@@ -170,7 +170,9 @@ mod tests {
                 pool.run(move || order.lock().unwrap().push(i)).await
             }));
             // Let each waiter queue its work before the next one arrives.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            while pool.waiting() < waiters.len() {
+                tokio::task::yield_now().await;
+            }
         }
         assert_eq!((pool.running(), pool.waiting()), (1, 4));
         // A client that gave up while waiting: its work must not run.
