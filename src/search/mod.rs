@@ -654,7 +654,15 @@ impl SearchEngine {
     /// BM25 statistics per kind of document (articles and sections each as their own corpus).
     fn statistics<'s>(&self, searcher: &'s Searcher) -> tantivy::Result<rank::KindStatistics<'s>> {
         let f = &self.fields;
-        rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])
+        let p = &self.params;
+        Ok(
+            rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?
+                .with_length_scales(&[
+                    (f.atitle, p.atitle_length),
+                    (f.stitle, p.stitle_length),
+                    (f.abody, p.abody_length),
+                ]),
+        )
     }
 
     /// Builds the hit of one ranked article from its best section.

@@ -14,7 +14,7 @@
 //! ```
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use tantivy::Term;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
@@ -59,6 +59,12 @@ pub struct RankParams {
     /// Weight of a dictionary term joining a Latin word and the Han word after it (`ssl证书` of
     /// `SSL证书`), whose parts are words of the query already.
     pub compound: f32,
+    /// Factors on the average length BM25 assumes for the article-level fields (1 = their real
+    /// average; see `rank::KindStatistics::with_length_scales`): above 1 softens length
+    /// normalization and term-frequency saturation of that field.
+    pub atitle_length: f32,
+    pub stitle_length: f32,
+    pub abody_length: f32,
 }
 
 impl Default for RankParams {
@@ -77,7 +83,13 @@ impl Default for RankParams {
     /// | setting | aliyun-faq zh | aliyun-faq en | stackfaq | atec-faq |
     /// |---|---|---|---|---|
     /// | before (atitle 0.5, stitle 0.7, proximity 0.5) | 0.446 | 0.410 | 0.868 | 0.062 |
-    /// | these defaults | 0.486 | 0.482 | 0.874 | 0.062 |
+    /// | session 2 defaults | 0.486 | 0.482 | 0.874 | 0.062 |
+    /// | + everyday synonyms (`models/synonyms.txt`), `abody_length` 1.25 | 0.502 | 0.502 | 0.874 | 0.064 |
+    ///
+    /// `abody_length` (session 3): articles' bodies scored as if 1.25× longer on average, so a
+    /// long page that answers many questions is penalized less for its length (aliyun-faq
+    /// rises steadily up to 3×: 0.486 → 0.550, but stackfaq falls: 0.875 → 0.857; 1.25 keeps
+    /// stackfaq).
     fn default() -> RankParams {
         RankParams {
             title: 1.0,
@@ -97,6 +109,9 @@ impl Default for RankParams {
             stitle: 1.3,
             question: 0.3,
             compound: 0.3,
+            atitle_length: 1.0,
+            stitle_length: 1.0,
+            abody_length: 1.25,
         }
     }
 }
@@ -130,6 +145,9 @@ impl RankParams {
                 "stitle" => self.stitle = number,
                 "question" => self.question = number,
                 "compound" => self.compound = number,
+                "atitle_length" => self.atitle_length = number,
+                "stitle_length" => self.stitle_length = number,
+                "abody_length" => self.abody_length = number,
                 other => return Err(format!("unknown ranking parameter {other:?}")),
             }
         }
@@ -173,7 +191,19 @@ struct Synonyms {
     groups: Vec<Vec<Vec<String>>>,
 }
 
-static SYNONYM_GROUPS: LazyLock<Synonyms> = LazyLock::new(|| Synonyms::parse(SYNONYMS));
+/// The synonym groups in use: [`SYNONYMS`], unless [`use_synonyms`] replaced them first.
+static SYNONYM_GROUPS: OnceLock<Synonyms> = OnceLock::new();
+
+fn synonym_groups() -> &'static Synonyms {
+    SYNONYM_GROUPS.get_or_init(|| Synonyms::parse(SYNONYMS))
+}
+
+/// Replaces the compiled-in synonyms by `text` (same format as `models/synonyms.txt`) for the
+/// rest of the process, e.g. to measure an edited file with `kefu eval search --synonyms FILE`
+/// without rebuilding. Only possible before the first query was parsed; returns whether it was.
+pub fn use_synonyms(text: &str) -> bool {
+    SYNONYM_GROUPS.set(Synonyms::parse(text)).is_ok()
+}
 
 /// Words that make a sentence a question (`how`, `what`, `如何`, `怎么`...) but say nothing of
 /// its topic. The index keeps them (they are not stop words: titles phrased as questions hold
@@ -234,15 +264,31 @@ static TITLE_FIELDS: LazyLock<[Field; 3]> = LazyLock::new(|| {
     [fields.title, fields.atitle, fields.stitle]
 });
 
-/// [`QUESTION_WORDS`] as index terms.
-static QUESTION_TERMS: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    QUESTION_WORDS
-        .iter()
+/// [`QUESTION_WORDS`] as index terms, unless [`use_question_words`] replaced them first.
+static QUESTION_TERMS: OnceLock<HashSet<String>> = OnceLock::new();
+
+fn question_terms() -> &'static HashSet<String> {
+    QUESTION_TERMS.get_or_init(|| question_terms_of(QUESTION_WORDS.iter().copied()))
+}
+
+fn question_terms_of<'a>(words: impl Iterator<Item = &'a str>) -> HashSet<String> {
+    words
         .flat_map(|w| analyzer().analyze(w))
         .filter(|t| !t.subword)
         .map(|t| t.text)
         .collect()
-});
+}
+
+/// Replaces [`QUESTION_WORDS`] by the words of `text` (whitespace or commas between them) for
+/// the rest of the process, e.g. to measure another list with `kefu eval search
+/// --question-words FILE`. Only possible before the first query was parsed; returns whether it
+/// was.
+pub fn use_question_words(text: &str) -> bool {
+    let words = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty());
+    QUESTION_TERMS.set(question_terms_of(words)).is_ok()
+}
 
 impl Synonyms {
     fn parse(text: &str) -> Synonyms {
@@ -351,7 +397,7 @@ impl ParsedQuery {
             None => self.terms.push(QueryTerm {
                 text: text.to_string(),
                 weight,
-                question: QUESTION_TERMS.contains(text),
+                question: question_terms().contains(text),
             }),
         }
     }
@@ -385,7 +431,7 @@ impl ParsedQuery {
         let seq: Vec<&str> = words.iter().map(|(_, t)| t.as_str()).collect();
         let all: HashSet<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
         let mut added: Vec<(Vec<String>, f32)> = Vec::new();
-        for group in &SYNONYM_GROUPS.groups {
+        for group in &synonym_groups().groups {
             let present = group.iter().any(|member| match member.as_slice() {
                 [single] => all.contains(single.as_str()),
                 many => seq
@@ -688,6 +734,26 @@ mod tests {
             },
         );
         assert!(!q.terms.iter().any(|t| t.text == "ssl证书"));
+    }
+
+    #[test]
+    fn everyday_paraphrases_expand() {
+        let q = ParsedQuery::parse("how do I get rid of a card");
+        assert!(q.terms.iter().any(|t| t.text == "delet"), "{:?}", q.terms);
+        let q = ParsedQuery::parse("为啥还不了钱");
+        assert!(q.terms.iter().any(|t| t.text == "为什么"), "{:?}", q.terms);
+    }
+
+    #[test]
+    fn length_overrides_parse() {
+        let p = RankParams::default()
+            .with_overrides("abody_length=2, stitle_length=0.5,atitle_length=3")
+            .unwrap();
+        assert_eq!(
+            (p.abody_length, p.stitle_length, p.atitle_length),
+            (2.0, 0.5, 3.0)
+        );
+        assert!(RankParams::default().with_overrides("abody_len=2").is_err());
     }
 
     #[test]
