@@ -177,6 +177,12 @@ pub struct EvalSearchArgs {
     /// separated by `;` are evaluated one after the other over the same index.
     #[arg(long, hide = true, default_value = "")]
     pub params: String,
+    /// A synonyms file used instead of the compiled-in `models/synonyms.txt` (tuning).
+    #[arg(long, hide = true)]
+    pub synonyms: Option<PathBuf>,
+    /// Question words (whitespace-separated) used instead of the built-in list (tuning).
+    #[arg(long, hide = true)]
+    pub question_words: Option<PathBuf>,
 }
 
 impl EvalSearchArgs {
@@ -189,6 +195,20 @@ impl EvalSearchArgs {
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)?;
         let specs: Vec<&str> = self.params.split(';').collect();
+        if let Some(path) = &self.synonyms {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if !crate::search::query::use_synonyms(&text) {
+                anyhow::bail!("synonyms were already loaded");
+            }
+        }
+        if let Some(path) = &self.question_words {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if !crate::search::query::use_question_words(&text) {
+                anyhow::bail!("question words were already loaded");
+            }
+        }
         let queries = read_queries(&self.queries)?;
         let reports = evaluate_each(&self.docs, &queries, self.exclude_query_id, settings)?;
         for (spec, report) in specs.iter().zip(&reports) {

@@ -480,6 +480,8 @@ impl SearchEngine {
     ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>), SearchError> {
         let f = &self.fields;
         let p = &self.params;
+        let corrected = parsed.with_corrections(searcher, &[f.abody, f.atitle], p.spelling)?;
+        let parsed = corrected.as_ref().unwrap_or(parsed);
         let mut filters: Vec<Box<dyn Query>> = Vec::new();
         if let Some(lang) = lang {
             filters.push(term_query(Term::from_field_text(f.lang, lang)));
@@ -654,7 +656,15 @@ impl SearchEngine {
     /// BM25 statistics per kind of document (articles and sections each as their own corpus).
     fn statistics<'s>(&self, searcher: &'s Searcher) -> tantivy::Result<rank::KindStatistics<'s>> {
         let f = &self.fields;
-        rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])
+        let p = &self.params;
+        Ok(
+            rank::KindStatistics::new(searcher, f.kind, [f.atitle, f.abody, f.stitle])?
+                .with_length_scales(&[
+                    (f.atitle, p.atitle_length),
+                    (f.stitle, p.stitle_length),
+                    (f.abody, p.abody_length),
+                ]),
+        )
     }
 
     /// Builds the hit of one ranked article from its best section.
@@ -871,6 +881,32 @@ fn rfc3339_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A misspelled word that no article holds finds what the word finds (typo tolerance), and
+    /// nothing when corrections are off.
+    #[test]
+    fn misspelled_words_are_corrected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+        engine
+            .upsert(&crate::ingest::read_paths(&[kb]).articles)
+            .unwrap();
+        let ids = |ranked: Vec<(String, f32)>| -> Vec<String> {
+            ranked.into_iter().map(|(id, _)| id).collect()
+        };
+        let right = ids(engine.rank_ids("reset password", 3).unwrap());
+        let typo = ids(engine.rank_ids("resett pasword", 3).unwrap());
+        assert!(
+            !typo.is_empty() && right.contains(&typo[0]),
+            "{right:?} {typo:?}"
+        );
+        engine.set_rank_params(RankParams {
+            spelling: 0.0,
+            ..RankParams::default()
+        });
+        assert!(engine.rank_ids("resett pasword", 3).unwrap().is_empty());
+    }
 
     /// Scoring only the page's sections, clause by clause, picks the same best sections as
     /// tantivy queries over all sections (`build` and `build_split` agree).

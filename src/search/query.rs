@@ -14,11 +14,11 @@
 //! ```
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
-use tantivy::Term;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{Searcher, Term};
 
 use crate::analyzer::analyzer;
 
@@ -59,6 +59,16 @@ pub struct RankParams {
     /// Weight of a dictionary term joining a Latin word and the Han word after it (`ssl证书` of
     /// `SSL证书`), whose parts are words of the query already.
     pub compound: f32,
+    /// Factors on the average length BM25 assumes for the article-level fields (1 = their real
+    /// average; see `rank::KindStatistics::with_length_scales`): above 1 softens length
+    /// normalization and term-frequency saturation of that field.
+    pub atitle_length: f32,
+    pub stitle_length: f32,
+    pub abody_length: f32,
+    /// Weight of the correction of a misspelled word (one that no article holds) relative to
+    /// the word (1: the correction stands in for it, as the word itself matches nothing); 0 turns
+    /// typo tolerance off (see [`ParsedQuery::with_corrections`]).
+    pub spelling: f32,
 }
 
 impl Default for RankParams {
@@ -77,7 +87,14 @@ impl Default for RankParams {
     /// | setting | aliyun-faq zh | aliyun-faq en | stackfaq | atec-faq |
     /// |---|---|---|---|---|
     /// | before (atitle 0.5, stitle 0.7, proximity 0.5) | 0.446 | 0.410 | 0.868 | 0.062 |
-    /// | these defaults | 0.486 | 0.482 | 0.874 | 0.062 |
+    /// | session 2 defaults | 0.486 | 0.482 | 0.874 | 0.062 |
+    /// | + everyday synonyms (`models/synonyms.txt`), `abody_length` 1.25 | 0.502 | 0.502 | 0.874 | 0.064 |
+    /// | + typo tolerance (`spelling` 1; 0.5: stackfaq 0.877, 0.7: 0.878) | 0.502 | 0.502 | 0.879 | 0.064 |
+    ///
+    /// `abody_length` (session 3): articles' bodies scored as if 1.25× longer on average, so a
+    /// long page that answers many questions is penalized less for its length (aliyun-faq
+    /// rises steadily up to 3×: 0.486 → 0.550, but stackfaq falls: 0.875 → 0.857; 1.25 keeps
+    /// stackfaq).
     fn default() -> RankParams {
         RankParams {
             title: 1.0,
@@ -97,6 +114,10 @@ impl Default for RankParams {
             stitle: 1.3,
             question: 0.3,
             compound: 0.3,
+            atitle_length: 1.0,
+            stitle_length: 1.0,
+            abody_length: 1.25,
+            spelling: 1.0,
         }
     }
 }
@@ -130,6 +151,10 @@ impl RankParams {
                 "stitle" => self.stitle = number,
                 "question" => self.question = number,
                 "compound" => self.compound = number,
+                "atitle_length" => self.atitle_length = number,
+                "stitle_length" => self.stitle_length = number,
+                "abody_length" => self.abody_length = number,
+                "spelling" => self.spelling = number,
                 other => return Err(format!("unknown ranking parameter {other:?}")),
             }
         }
@@ -173,7 +198,19 @@ struct Synonyms {
     groups: Vec<Vec<Vec<String>>>,
 }
 
-static SYNONYM_GROUPS: LazyLock<Synonyms> = LazyLock::new(|| Synonyms::parse(SYNONYMS));
+/// The synonym groups in use: [`SYNONYMS`], unless [`use_synonyms`] replaced them first.
+static SYNONYM_GROUPS: OnceLock<Synonyms> = OnceLock::new();
+
+fn synonym_groups() -> &'static Synonyms {
+    SYNONYM_GROUPS.get_or_init(|| Synonyms::parse(SYNONYMS))
+}
+
+/// Replaces the compiled-in synonyms by `text` (same format as `models/synonyms.txt`) for the
+/// rest of the process, e.g. to measure an edited file with `kefu eval search --synonyms FILE`
+/// without rebuilding. Only possible before the first query was parsed; returns whether it was.
+pub fn use_synonyms(text: &str) -> bool {
+    SYNONYM_GROUPS.set(Synonyms::parse(text)).is_ok()
+}
 
 /// Words that make a sentence a question (`how`, `what`, `如何`, `怎么`...) but say nothing of
 /// its topic. The index keeps them (they are not stop words: titles phrased as questions hold
@@ -234,15 +271,31 @@ static TITLE_FIELDS: LazyLock<[Field; 3]> = LazyLock::new(|| {
     [fields.title, fields.atitle, fields.stitle]
 });
 
-/// [`QUESTION_WORDS`] as index terms.
-static QUESTION_TERMS: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    QUESTION_WORDS
-        .iter()
+/// [`QUESTION_WORDS`] as index terms, unless [`use_question_words`] replaced them first.
+static QUESTION_TERMS: OnceLock<HashSet<String>> = OnceLock::new();
+
+fn question_terms() -> &'static HashSet<String> {
+    QUESTION_TERMS.get_or_init(|| question_terms_of(QUESTION_WORDS.iter().copied()))
+}
+
+fn question_terms_of<'a>(words: impl Iterator<Item = &'a str>) -> HashSet<String> {
+    words
         .flat_map(|w| analyzer().analyze(w))
         .filter(|t| !t.subword)
         .map(|t| t.text)
         .collect()
-});
+}
+
+/// Replaces [`QUESTION_WORDS`] by the words of `text` (whitespace or commas between them) for
+/// the rest of the process, e.g. to measure another list with `kefu eval search
+/// --question-words FILE`. Only possible before the first query was parsed; returns whether it
+/// was.
+pub fn use_question_words(text: &str) -> bool {
+    let words = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty());
+    QUESTION_TERMS.set(question_terms_of(words)).is_ok()
+}
 
 impl Synonyms {
     fn parse(text: &str) -> Synonyms {
@@ -351,7 +404,7 @@ impl ParsedQuery {
             None => self.terms.push(QueryTerm {
                 text: text.to_string(),
                 weight,
-                question: QUESTION_TERMS.contains(text),
+                question: question_terms().contains(text),
             }),
         }
     }
@@ -385,7 +438,7 @@ impl ParsedQuery {
         let seq: Vec<&str> = words.iter().map(|(_, t)| t.as_str()).collect();
         let all: HashSet<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
         let mut added: Vec<(Vec<String>, f32)> = Vec::new();
-        for group in &SYNONYM_GROUPS.groups {
+        for group in &synonym_groups().groups {
             let present = group.iter().any(|member| match member.as_slice() {
                 [single] => all.contains(single.as_str()),
                 many => seq
@@ -576,6 +629,122 @@ impl ParsedQuery {
     }
 }
 
+/// Words of one to four letters are never corrected (too many neighbours, mostly abbreviations).
+const MIN_CORRECTED_LEN: usize = 4;
+
+impl ParsedQuery {
+    /// Typo tolerance: each query word (Latin letters, at least [`MIN_CORRECTED_LEN`] long) that
+    /// no document of `field` holds is joined by its most frequent neighbour at one edit
+    /// (deletion, insertion, substitution or transposition of a letter) that the field does hold,
+    /// weighing `weight` × the word's weight: `recieve` also finds `receive`, `downlad`
+    /// `download`. `None` when nothing needed correcting. Costs one dictionary lookup per word;
+    /// only an unknown word pays for its few hundred neighbours.
+    pub fn with_corrections(
+        &self,
+        searcher: &Searcher,
+        fields: &[Field],
+        weight: f32,
+    ) -> tantivy::Result<Option<ParsedQuery>> {
+        if weight <= 0.0 {
+            return Ok(None);
+        }
+        let candidates: Vec<&QueryTerm> = self
+            .terms
+            .iter()
+            .filter(|t| {
+                t.weight >= 1.0
+                    && !t.question
+                    && t.text.len() >= MIN_CORRECTED_LEN
+                    && t.text.bytes().all(|b| b.is_ascii_lowercase())
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut dictionaries = Vec::new();
+        for reader in searcher.segment_readers() {
+            for &field in fields {
+                dictionaries.push(reader.inverted_index(field)?);
+            }
+        }
+        let doc_freq = |text: &str| -> tantivy::Result<u64> {
+            let mut total = 0;
+            for dictionary in &dictionaries {
+                if let Some(info) = dictionary.terms().get(text.as_bytes())? {
+                    total += u64::from(info.doc_freq);
+                }
+            }
+            Ok(total)
+        };
+        let mut corrections: Vec<(String, f32)> = Vec::new();
+        for term in candidates {
+            if doc_freq(&term.text)? > 0 {
+                continue;
+            }
+            let mut best: Option<(u64, String)> = None;
+            for neighbour in one_edit_away(&term.text) {
+                let count = doc_freq(&neighbour)?;
+                // Ties go to the alphabetically first neighbour (deterministic).
+                let better = match &best {
+                    None => count > 0,
+                    Some((c, text)) => count > *c || (count == *c && neighbour < *text),
+                };
+                if better {
+                    best = Some((count, neighbour));
+                }
+            }
+            if let Some((_, text)) = best {
+                corrections.push((text, weight * term.weight));
+            }
+        }
+        if corrections.is_empty() {
+            return Ok(None);
+        }
+        let mut corrected = self.clone();
+        for (text, weight) in corrections {
+            if !corrected.terms.iter().any(|t| t.text == text) {
+                corrected.add_term(&text, weight);
+            }
+        }
+        Ok(Some(corrected))
+    }
+}
+
+/// Every lower-case ASCII word one edit away from `word` (itself excluded).
+fn one_edit_away(word: &str) -> HashSet<String> {
+    let letters: Vec<u8> = word.bytes().collect();
+    let mut out = HashSet::new();
+    let mut push = |bytes: Vec<u8>| {
+        if let Ok(text) = String::from_utf8(bytes) {
+            out.insert(text);
+        }
+    };
+    for i in 0..=letters.len() {
+        if i < letters.len() {
+            let mut deleted = letters.clone();
+            deleted.remove(i);
+            push(deleted);
+        }
+        if i + 1 < letters.len() {
+            let mut swapped = letters.clone();
+            swapped.swap(i, i + 1);
+            push(swapped);
+        }
+        for c in b'a'..=b'z' {
+            if i < letters.len() && letters[i] != c {
+                let mut replaced = letters.clone();
+                replaced[i] = c;
+                push(replaced);
+            }
+            let mut inserted = letters.clone();
+            inserted.insert(i, c);
+            push(inserted);
+        }
+    }
+    out.remove(word);
+    out
+}
+
 /// [`ParsedQuery::build`] as weighted term clauses plus optional phrase bonuses.
 pub struct SplitQuery {
     /// Term clauses (term, boost); WithFreqs term queries.
@@ -688,6 +857,36 @@ mod tests {
             },
         );
         assert!(!q.terms.iter().any(|t| t.text == "ssl证书"));
+    }
+
+    #[test]
+    fn everyday_paraphrases_expand() {
+        let q = ParsedQuery::parse("how do I get rid of a card");
+        assert!(q.terms.iter().any(|t| t.text == "delet"), "{:?}", q.terms);
+        let q = ParsedQuery::parse("为啥还不了钱");
+        assert!(q.terms.iter().any(|t| t.text == "为什么"), "{:?}", q.terms);
+    }
+
+    #[test]
+    fn length_overrides_parse() {
+        let p = RankParams::default()
+            .with_overrides("abody_length=2, stitle_length=0.5,atitle_length=3")
+            .unwrap();
+        assert_eq!(
+            (p.abody_length, p.stitle_length, p.atitle_length),
+            (2.0, 0.5, 3.0)
+        );
+        assert!(RankParams::default().with_overrides("abody_len=2").is_err());
+    }
+
+    #[test]
+    fn neighbours_are_one_edit_away() {
+        let all = one_edit_away("recieve");
+        assert!(all.contains("receive"), "transposition");
+        assert!(all.contains("recive"), "deletion");
+        assert!(all.contains("recieved"), "insertion");
+        assert!(all.contains("relieve"), "substitution");
+        assert!(!all.contains("recieve") && !all.contains("receiver"));
     }
 
     #[test]

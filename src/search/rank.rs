@@ -171,6 +171,8 @@ pub struct KindStatistics<'a> {
     article_fields: [Field; 3],
     articles: u64,
     sections: u64,
+    /// Per field, a factor on its average length (see [`KindStatistics::with_length_scales`]).
+    length_scales: Vec<(Field, f64)>,
 }
 
 impl<'a> KindStatistics<'a> {
@@ -187,7 +189,21 @@ impl<'a> KindStatistics<'a> {
             article_fields,
             articles: count(super::index::KIND_ARTICLE)?.max(1),
             sections: count(super::index::KIND_SECTION)?.max(1),
+            length_scales: Vec::new(),
         })
+    }
+
+    /// Scales the average length BM25 sees for each field by its factor (1 = as indexed). Above 1,
+    /// a document's length counts less against it and repeated terms saturate later: with
+    /// tantivy's fixed k1 = 1.2 and b = 0.75, a factor c acts as k1 = 1.2 (0.25 + 0.75 / c) and
+    /// b = (0.75 / c) / (0.25 + 0.75 / c) on that field.
+    pub fn with_length_scales(mut self, scales: &[(Field, f32)]) -> KindStatistics<'a> {
+        self.length_scales = scales
+            .iter()
+            .filter(|(_, s)| *s > 0.0 && *s != 1.0)
+            .map(|&(f, s)| (f, f64::from(s)))
+            .collect();
+        self
     }
 
     fn scale(&self, field: Field, value: u64) -> u64 {
@@ -202,7 +218,11 @@ impl<'a> KindStatistics<'a> {
 
 impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        Ok(self.scale(field, self.searcher.total_num_tokens(field)?))
+        let tokens = self.scale(field, self.searcher.total_num_tokens(field)?);
+        Ok(match self.length_scales.iter().find(|(f, _)| *f == field) {
+            Some(&(_, factor)) => ((tokens as f64) * factor).round() as u64,
+            None => tokens,
+        })
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
