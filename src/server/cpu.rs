@@ -165,9 +165,9 @@ mod tests {
         }
         let mut waiters = Vec::new();
         for i in 0..4 {
-            let (pool, order) = (pool.clone(), order.clone());
+            let (waiter, order) = (pool.clone(), order.clone());
             waiters.push(tokio::spawn(async move {
-                pool.run(move || order.lock().unwrap().push(i)).await
+                waiter.run(move || order.lock().unwrap().push(i)).await
             }));
             // Let each waiter queue its work before the next one arrives.
             while pool.waiting() < waiters.len() {
