@@ -599,6 +599,7 @@ impl SearchEngine {
                     &extra,
                     article_limit,
                     self.rerank_pool.max(article_limit * 3),
+                    wanted == Wanted::Total,
                 )?;
                 let total = if wanted != Wanted::Total {
                     0

@@ -281,7 +281,8 @@ impl<'w> Probe<'w> {
 
 /// For each article key, its best section under `split` (section documents only): the highest
 /// full score, ties in document order; an article none of whose sections match gets its first
-/// section. Reads only the postings of the keys, checking each clause at those documents.
+/// section, and an article of one section that one. Reads only the postings of the keys,
+/// checking each clause at the documents of articles of several sections.
 pub fn best_sections(
     searcher: &Searcher,
     stats: &KindStatistics,
@@ -290,24 +291,15 @@ pub fn best_sections(
     kind_field: Field,
     keys: &[u64],
 ) -> tantivy::Result<HashMap<u64, DocAddress>> {
-    let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
-    let mut clauses: Vec<Box<dyn Weight>> = Vec::new();
-    for (term, boost) in &split.terms {
-        let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-        clauses.push(BoostQuery::new(Box::new(query), *boost).weight(scoring)?);
-    }
-    for bonus in &split.bonuses {
-        clauses.push(BoostQuery::new(bonus.query.box_clone(), bonus.boost).weight(scoring)?);
-    }
     let section_kind = Term::from_field_text(kind_field, super::index::KIND_SECTION);
     let is_section = TermQuery::new(section_kind, IndexRecordOption::Basic)
         .weight(EnableScoring::disabled_from_searcher(searcher))?;
-    // (key → (score, address)), best so far.
-    let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
-    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+    // The section documents of the keys, per segment in document order (probes go forward).
+    let mut by_segment: Vec<Vec<(DocId, u64)>> = Vec::new();
+    let mut sections_of: HashMap<u64, usize> = HashMap::new();
+    for reader in searcher.segment_readers() {
         let index = reader.inverted_index(key_field)?;
         let alive = reader.alive_bitset();
-        // The documents of the keys, in document order (probes go forward only).
         let mut docs: Vec<(DocId, u64)> = Vec::new();
         for &key in keys {
             let term = Term::from_field_u64(key_field, key);
@@ -323,9 +315,34 @@ pub fn best_sections(
         }
         docs.sort_unstable();
         let mut sections = Probe::new(is_section.as_ref());
+        let mut kept = Vec::with_capacity(docs.len());
+        for (doc, key) in docs {
+            if sections.matches(reader, doc)? {
+                *sections_of.entry(key).or_default() += 1;
+                kept.push((doc, key));
+            }
+        }
+        by_segment.push(kept);
+    }
+    // (key → (score, address)), best so far; an article of one section needs no scoring.
+    let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
+    let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
+    let mut clauses: Vec<Box<dyn Weight>> = Vec::new();
+    if sections_of.values().any(|&n| n > 1) {
+        clauses = term_weights(&split.terms, scoring)?;
+        clauses.extend(bonus_weights(split, scoring)?);
+    }
+    for (ord, (reader, docs)) in searcher
+        .segment_readers()
+        .iter()
+        .zip(by_segment)
+        .enumerate()
+    {
         let mut probes = probes(&clauses);
         for (doc, key) in docs {
-            if !sections.matches(reader, doc)? {
+            let addr = DocAddress::new(ord as u32, doc);
+            if sections_of[&key] == 1 {
+                best.insert(key, (None, addr));
                 continue;
             }
             let mut score: Option<Score> = None;
@@ -334,7 +351,6 @@ pub fn best_sections(
                     *score.get_or_insert(0.0) += s;
                 }
             }
-            let addr = DocAddress::new(ord as u32, doc);
             let entry = best.entry(key).or_insert((score, addr));
             // Documents arrive in address order: only a strictly better score replaces.
             let better = match (score, entry.0) {
@@ -467,7 +483,7 @@ fn bonus_weights(
 /// documents gets its bonuses, checked at that document only. A document outside the pool of
 /// the term scores is only missed if its bonuses lift it above the k best.
 /// `extra` are documents matched by clauses without terms of their own (multi-word synonyms):
-/// they get their full score, term clauses included.
+/// they get their full score, term clauses included. `count`: visit every match to count them.
 #[allow(clippy::too_many_arguments)]
 pub fn two_phase_top(
     searcher: &Searcher,
@@ -478,6 +494,7 @@ pub fn two_phase_top(
     extra: &[DocAddress],
     k: usize,
     pool: usize,
+    count: bool,
 ) -> tantivy::Result<TwoPhase> {
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
     let unscored = EnableScoring::disabled_from_searcher(searcher);
@@ -504,8 +521,9 @@ pub fn two_phase_top(
     // Phase 1: the pool, by term scores.
     let mut top = TopPool::new(pool.max(k));
     // Block-max WAND pays for skipping by keeping its clauses sorted after every document: with
-    // many clauses (a long question) that costs more than scoring every match.
-    let prune = split.terms.len() <= WAND_MAX_CLAUSES;
+    // many clauses (a long question) that costs more than scoring every match. Counting the
+    // matches visits them all anyway.
+    let prune = !count && split.terms.len() <= WAND_MAX_CLAUSES;
     let mut matched = 0usize;
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         let mut admit = Admit {
