@@ -563,32 +563,40 @@ impl SearchEngine {
         let (article_top, total) = match split {
             Some(split) => {
                 // Documents matched only by a multi-word synonym (no query term of their own).
-                let extra: Vec<DocAddress> = if parsed.synonym_phrases.is_empty() {
-                    Vec::new()
-                } else {
-                    let phrases: Box<dyn Query> = Box::new(BooleanQuery::new(
-                        parsed
-                            .synonym_phrases
-                            .iter()
-                            .map(|(phrase, _)| {
-                                (
-                                    Occur::Should,
-                                    parsed.any_field(phrase, &article_phrase_fields),
-                                )
-                            })
-                            .collect(),
-                    ));
-                    let phrases = filtered(
-                        phrases,
-                        &filters,
-                        exclusions.iter().map(|q| q.box_clone()).collect(),
-                    );
-                    let pool = self.rerank_pool.max(article_limit * 3);
-                    searcher
-                        .search(&phrases, &TopDocs::with_limit(pool).order_by_score())?
-                        .into_iter()
-                        .map(|(_, addr)| addr)
-                        .collect()
+                let synonyms: Option<Box<dyn Query>> =
+                    (!parsed.synonym_phrases.is_empty()).then(|| {
+                        Box::new(BooleanQuery::new(
+                            parsed
+                                .synonym_phrases
+                                .iter()
+                                .map(|(phrase, _)| {
+                                    (
+                                        Occur::Should,
+                                        parsed.any_field(phrase, &article_phrase_fields),
+                                    )
+                                })
+                                .collect(),
+                        )) as Box<dyn Query>
+                    });
+                let extra = match synonyms {
+                    None => rank::Extra::Nothing,
+                    // Counting visits every term match: the synonyms' other matches are known.
+                    Some(synonyms) if wanted == Wanted::Total => rank::Extra::Matches(synonyms),
+                    Some(synonyms) => {
+                        let synonyms = filtered(
+                            synonyms,
+                            &filters,
+                            exclusions.iter().map(|q| q.box_clone()).collect(),
+                        );
+                        let pool = self.rerank_pool.max(article_limit * 3);
+                        rank::Extra::Found(
+                            searcher
+                                .search(&synonyms, &TopDocs::with_limit(pool).order_by_score())?
+                                .into_iter()
+                                .map(|(_, addr)| addr)
+                                .collect(),
+                        )
+                    }
                 };
                 let rank::TwoPhase { top, matched } = rank::two_phase_top(
                     searcher,
@@ -601,31 +609,9 @@ impl SearchEngine {
                     self.rerank_pool.max(article_limit * 3),
                     wanted == Wanted::Total,
                 )?;
-                let total = if wanted != Wanted::Total {
-                    0
-                } else if let (Some(matched), true) = (matched, parsed.synonym_phrases.is_empty()) {
-                    matched
-                } else {
-                    // What matches the query: its terms (a proximity pair's words are terms of
-                    // the query) or its multi-word synonyms; not scored.
-                    let mut any: Vec<(Occur, Box<dyn Query>)> = split
-                        .terms
-                        .iter()
-                        .map(|(term, _)| (Occur::Should, term_query(term.clone())))
-                        .collect();
-                    for (phrase, _) in &parsed.synonym_phrases {
-                        any.push((
-                            Occur::Should,
-                            parsed.any_field(phrase, &article_phrase_fields),
-                        ));
-                    }
-                    let any = filtered(
-                        Box::new(BooleanQuery::new(any)),
-                        &filters,
-                        exclusions.iter().map(|q| q.box_clone()).collect(),
-                    );
-                    searcher.search(&any, &Count)?
-                };
+                // Counting visits every match: a proximity pair's words are terms of the query,
+                // and the multi-word synonyms' own matches are added (`Extra::Matches`).
+                let total = matched.unwrap_or(0);
                 (top, total)
             }
             None => {

@@ -174,6 +174,8 @@ pub struct KindStatistics<'a> {
     /// Document frequencies already looked up (a query asks for a term in several clauses and
     /// passes: its term clause, its proximity pairs, the best sections).
     doc_freqs: std::cell::RefCell<HashMap<Term, u64>>,
+    /// Token counts already summed, per field.
+    num_tokens: std::cell::RefCell<HashMap<Field, u64>>,
 }
 
 impl<'a> KindStatistics<'a> {
@@ -191,6 +193,7 @@ impl<'a> KindStatistics<'a> {
             articles: count(super::index::KIND_ARTICLE)?.max(1),
             sections: count(super::index::KIND_SECTION)?.max(1),
             doc_freqs: Default::default(),
+            num_tokens: Default::default(),
         })
     }
 
@@ -206,7 +209,12 @@ impl<'a> KindStatistics<'a> {
 
 impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        Ok(self.scale(field, self.searcher.total_num_tokens(field)?))
+        if let Some(&n) = self.num_tokens.borrow().get(&field) {
+            return Ok(n);
+        }
+        let n = self.scale(field, self.searcher.total_num_tokens(field)?);
+        self.num_tokens.borrow_mut().insert(field, n);
+        Ok(n)
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
@@ -418,9 +426,21 @@ impl IdCache {
 pub struct TwoPhase {
     /// (score, address), best first.
     pub top: Vec<(Score, DocAddress)>,
-    /// Documents the term clauses match (filters and exclusions applied), when the first phase
-    /// visited them all.
+    /// Documents the query matches (filters and exclusions applied) when counting was asked:
+    /// those of the term clauses, and those of [`Extra::Matches`].
     pub matched: Option<usize>,
+}
+
+/// Documents matched by clauses without terms of their own (multi-word synonyms), for
+/// [`two_phase_top`].
+pub enum Extra {
+    /// None.
+    Nothing,
+    /// These documents (the best of them by those clauses).
+    Found(Vec<DocAddress>),
+    /// Those this query (unscored, unfiltered) matches; used when every term match is visited,
+    /// else nothing is added.
+    Matches(Box<dyn Query>),
 }
 
 /// A document of a top-k heap: the lowest score first out, and of equal scores the later
@@ -483,7 +503,8 @@ fn bonus_weights(
 /// documents gets its bonuses, checked at that document only. A document outside the pool of
 /// the term scores is only missed if its bonuses lift it above the k best.
 /// `extra` are documents matched by clauses without terms of their own (multi-word synonyms):
-/// they get their full score, term clauses included. `count`: visit every match to count them.
+/// they get their full score, term clauses included. `count`: visit every match to count them
+/// (those of `extra` too when it is [`Extra::Matches`]).
 #[allow(clippy::too_many_arguments)]
 pub fn two_phase_top(
     searcher: &Searcher,
@@ -491,7 +512,7 @@ pub fn two_phase_top(
     split: &SplitQuery,
     filters: &[Box<dyn Query>],
     exclusions: &[Box<dyn Query>],
-    extra: &[DocAddress],
+    extra: &Extra,
     k: usize,
     pool: usize,
     count: bool,
@@ -525,6 +546,13 @@ pub fn two_phase_top(
     // matches visits them all anyway.
     let prune = !count && split.terms.len() <= WAND_MAX_CLAUSES;
     let mut matched = 0usize;
+    let synonyms = match extra {
+        Extra::Matches(query) if !prune => Some(query.weight(unscored)?),
+        _ => None,
+    };
+    // Documents the synonyms alone match: no term clause matches them, so their bonuses are
+    // their whole score.
+    let mut bonus_only: Vec<(Score, DocAddress)> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         let mut admit = Admit {
             reader,
@@ -541,12 +569,37 @@ pub fn two_phase_top(
                 top.threshold
             })?;
         } else {
+            let mut seen = synonyms
+                .as_ref()
+                .map(|_| tantivy::BitSet::with_max_value(reader.max_doc()));
             terms.for_each(reader, &mut |doc, score| {
+                if let Some(seen) = &mut seen {
+                    seen.insert(doc);
+                }
                 if admit.is_trivial() || admit.admits(doc) {
                     matched += 1;
                     top.offer(score, DocAddress::new(ord, doc));
                 }
             })?;
+            if let (Some(weight), Some(seen)) = (&synonyms, &seen) {
+                let mut admit = Admit {
+                    reader,
+                    filters: probes(&filters),
+                    exclusions: probes(&exclusions),
+                    failed: None,
+                };
+                weight.for_each_no_score(reader, &mut |docs| {
+                    for &doc in docs {
+                        if !seen.contains(doc) && admit.admits(doc) {
+                            matched += 1;
+                            bonus_only.push((0.0, DocAddress::new(ord, doc)));
+                        }
+                    }
+                })?;
+                if let Some(err) = admit.failed {
+                    return Err(err);
+                }
+            }
         }
         if let Some(err) = admit.failed {
             return Err(err);
@@ -557,11 +610,15 @@ pub fn two_phase_top(
     // Phase 2: the bonuses of the pool, and the full score of documents found otherwise.
     let bonuses = bonus_weights(split, scoring)?;
     let pooled: HashSet<DocAddress> = found.iter().map(|(_, addr)| *addr).collect();
-    let mut others: Vec<(Score, DocAddress)> = extra
-        .iter()
-        .filter(|addr| !pooled.contains(addr))
-        .map(|addr| (0.0, *addr))
-        .collect();
+    let mut others: Vec<(Score, DocAddress)> = match extra {
+        Extra::Found(docs) if synonyms.is_none() => docs
+            .iter()
+            .filter(|addr| !pooled.contains(addr))
+            .map(|addr| (0.0, *addr))
+            .collect(),
+        _ => Vec::new(),
+    };
+    found.append(&mut bonus_only);
     add_scores(searcher, &bonuses, &mut found)?;
     if !others.is_empty() {
         let mut all = term_weights(&split.terms, scoring)?;
