@@ -1072,6 +1072,41 @@ mod tests {
         assert!(compared > 100, "only {compared} hits compared");
     }
 
+    /// Tantivy's scoring loops (used by the two phases) do not skip deleted documents: a
+    /// replaced article's old version is neither ranked nor counted, on either path.
+    #[test]
+    fn replaced_versions_are_neither_ranked_nor_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let old = Article::new("a.md", "Gateway", "configure the zebra gateway");
+        let other = Article::new("b.md", "Other", "zebra crossing rules");
+        engine.upsert(&[old, other]).unwrap();
+        engine
+            .upsert(&[Article::new("a.md", "Giraffes", "now about giraffes")])
+            .unwrap();
+        let ids = |q: &str| -> Vec<String> {
+            engine
+                .rank_ids(q, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        // Short queries prune (block-max WAND), long ones score every match.
+        let long = "zebra gateway configure rules crossing zebra gateway configure rules crossing";
+        for query in ["zebra gateway", long] {
+            assert_eq!(ids(query), vec!["b.md".to_string()], "{query}");
+            let request = SearchRequest {
+                query: query.into(),
+                limit: 10,
+                ..Default::default()
+            };
+            let found = engine.search(&request).unwrap();
+            assert_eq!(found.total, 1, "{query}");
+            assert_eq!(found.hits.len(), 1, "{query}");
+        }
+    }
+
     /// `rank_ids` (ids from the per-segment id tables) names the articles `search` returns, also
     /// after a commit adds a segment.
     #[test]

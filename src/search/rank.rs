@@ -693,8 +693,9 @@ impl TopPool {
     }
 }
 
-/// Whether documents of a segment, asked in increasing order, match every filter and no
-/// exclusion; the first error is kept (the callbacks of tantivy's loops cannot return one).
+/// Whether documents of a segment, asked in increasing order, are alive (not deleted: tantivy's
+/// scoring loops do not check, its collectors do), match every filter and no exclusion; the
+/// first error is kept (the callbacks of tantivy's loops cannot return one).
 struct Admit<'r, 'w> {
     reader: &'r SegmentReader,
     filters: Vec<Probe<'w>>,
@@ -704,11 +705,19 @@ struct Admit<'r, 'w> {
 
 impl Admit<'_, '_> {
     fn is_trivial(&self) -> bool {
-        self.filters.is_empty() && self.exclusions.is_empty()
+        self.filters.is_empty()
+            && self.exclusions.is_empty()
+            && self.reader.alive_bitset().is_none()
     }
 
     fn admits(&mut self, doc: DocId) -> bool {
         let reader = self.reader;
+        if reader
+            .alive_bitset()
+            .is_some_and(|alive| alive.is_deleted(doc))
+        {
+            return false;
+        }
         let result = (|| -> tantivy::Result<bool> {
             for probe in &mut self.filters {
                 if !probe.matches(reader, doc)? {
