@@ -178,7 +178,10 @@ pub struct SearchEngine {
 }
 
 /// Articles ranked by their term scores alone before their proximity bonuses are added (at least;
-/// three times the page when that is more): see `rank::two_phase_top`.
+/// three times the page when that is more): see `rank::two_phase_top`. On the aliyun-faq dev
+/// queries, against scoring every match with the whole query: MRR@10 of the top 10 equal (zh
+/// 0.4857 vs 0.4854, en 0.4822 vs 0.4823), the same 10 articles for 98% of the queries (89% with
+/// a pool of 50, 75% with 30); `rank_ids` of 101 (a pool of 303) gives the same MRR@10.
 const RERANK_POOL: usize = 100;
 
 /// What [`SearchEngine::rank`] computes besides the ranking.
@@ -535,15 +538,6 @@ impl SearchEngine {
             (f.abody, p.abody),
         ];
         let article_phrase_fields = [(f.atitle, p.atitle), (f.abody, p.abody)];
-        let mut scored = parsed.build(&article_fields, &article_phrase_fields, p);
-        if p.title_bonus > 0.0
-            && let Some(cover) = parsed.coverage(f.atitle, p.title_cover, p.title_bonus)
-        {
-            scored = Box::new(BooleanQuery::new(vec![
-                (Occur::Should, scored),
-                (Occur::Should, cover),
-            ]));
-        }
         let mut candidates = Candidates::new(searcher, f.key);
         // Without section scores nothing is merged, so the page is all that is needed.
         let article_limit = if p.section > 0.0 {
@@ -551,11 +545,6 @@ impl SearchEngine {
         } else {
             needed
         };
-        let article_query = filtered(
-            scored,
-            &filters,
-            exclusions.iter().map(|q| q.box_clone()).collect(),
-        );
         // Two phases (`rank::two_phase_top`) unless the query has clauses only the whole query
         // expresses (quoted phrases, the title coverage bonus) or the reference is asked for.
         let split = (self.two_phase && p.title_bonus <= 0.0)
@@ -616,6 +605,20 @@ impl SearchEngine {
                 (top, total)
             }
             None => {
+                let mut scored = parsed.build(&article_fields, &article_phrase_fields, p);
+                if p.title_bonus > 0.0
+                    && let Some(cover) = parsed.coverage(f.atitle, p.title_cover, p.title_bonus)
+                {
+                    scored = Box::new(BooleanQuery::new(vec![
+                        (Occur::Should, scored),
+                        (Occur::Should, cover),
+                    ]));
+                }
+                let article_query = filtered(
+                    scored,
+                    &filters,
+                    exclusions.iter().map(|q| q.box_clone()).collect(),
+                );
                 let top = TopDocs::with_limit(article_limit).order_by_score();
                 // The query scores every match (its phrase clauses rule out tantivy's block-max
                 // WAND), so counting rides along in the same pass.
