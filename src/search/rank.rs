@@ -173,6 +173,11 @@ pub struct KindStatistics<'a> {
     sections: u64,
     /// Per field, a factor on its average length (see [`KindStatistics::with_length_scales`]).
     length_scales: Vec<(Field, f64)>,
+    /// Document frequencies already looked up (a query asks for a term in several clauses and
+    /// passes: its term clause, its proximity pairs, the best sections).
+    doc_freqs: std::cell::RefCell<HashMap<Term, u64>>,
+    /// Token counts already summed, per field.
+    num_tokens: std::cell::RefCell<HashMap<Field, u64>>,
 }
 
 impl<'a> KindStatistics<'a> {
@@ -190,6 +195,8 @@ impl<'a> KindStatistics<'a> {
             articles: count(super::index::KIND_ARTICLE)?.max(1),
             sections: count(super::index::KIND_SECTION)?.max(1),
             length_scales: Vec::new(),
+            doc_freqs: Default::default(),
+            num_tokens: Default::default(),
         })
     }
 
@@ -218,11 +225,16 @@ impl<'a> KindStatistics<'a> {
 
 impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        if let Some(&n) = self.num_tokens.borrow().get(&field) {
+            return Ok(n);
+        }
         let tokens = self.scale(field, self.searcher.total_num_tokens(field)?);
-        Ok(match self.length_scales.iter().find(|(f, _)| *f == field) {
+        let n = match self.length_scales.iter().find(|(f, _)| *f == field) {
             Some(&(_, factor)) => ((tokens as f64) * factor).round() as u64,
             None => tokens,
-        })
+        };
+        self.num_tokens.borrow_mut().insert(field, n);
+        Ok(n)
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
@@ -230,8 +242,13 @@ impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
     }
 
     fn doc_freq(&self, term: &tantivy::Term) -> tantivy::Result<u64> {
+        if let Some(&df) = self.doc_freqs.borrow().get(term) {
+            return Ok(df);
+        }
         let df = self.searcher.doc_freq(term)?;
-        Ok(self.scale(term.field(), df).min(self.all))
+        let df = self.scale(term.field(), df).min(self.all);
+        self.doc_freqs.borrow_mut().insert(term.clone(), df);
+        Ok(df)
     }
 }
 
@@ -292,7 +309,8 @@ impl<'w> Probe<'w> {
 
 /// For each article key, its best section under `split` (section documents only): the highest
 /// full score, ties in document order; an article none of whose sections match gets its first
-/// section. Reads only the postings of the keys, checking each clause at those documents.
+/// section, and an article of one section that one. Reads only the postings of the keys,
+/// checking each clause at the documents of articles of several sections.
 pub fn best_sections(
     searcher: &Searcher,
     stats: &KindStatistics,
@@ -301,24 +319,15 @@ pub fn best_sections(
     kind_field: Field,
     keys: &[u64],
 ) -> tantivy::Result<HashMap<u64, DocAddress>> {
-    let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
-    let mut clauses: Vec<Box<dyn Weight>> = Vec::new();
-    for (term, boost) in &split.terms {
-        let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-        clauses.push(BoostQuery::new(Box::new(query), *boost).weight(scoring)?);
-    }
-    for bonus in &split.bonuses {
-        clauses.push(BoostQuery::new(bonus.query.box_clone(), bonus.boost).weight(scoring)?);
-    }
     let section_kind = Term::from_field_text(kind_field, super::index::KIND_SECTION);
     let is_section = TermQuery::new(section_kind, IndexRecordOption::Basic)
         .weight(EnableScoring::disabled_from_searcher(searcher))?;
-    // (key → (score, address)), best so far.
-    let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
-    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+    // The section documents of the keys, per segment in document order (probes go forward).
+    let mut by_segment: Vec<Vec<(DocId, u64)>> = Vec::new();
+    let mut sections_of: HashMap<u64, usize> = HashMap::new();
+    for reader in searcher.segment_readers() {
         let index = reader.inverted_index(key_field)?;
         let alive = reader.alive_bitset();
-        // The documents of the keys, in document order (probes go forward only).
         let mut docs: Vec<(DocId, u64)> = Vec::new();
         for &key in keys {
             let term = Term::from_field_u64(key_field, key);
@@ -334,9 +343,34 @@ pub fn best_sections(
         }
         docs.sort_unstable();
         let mut sections = Probe::new(is_section.as_ref());
+        let mut kept = Vec::with_capacity(docs.len());
+        for (doc, key) in docs {
+            if sections.matches(reader, doc)? {
+                *sections_of.entry(key).or_default() += 1;
+                kept.push((doc, key));
+            }
+        }
+        by_segment.push(kept);
+    }
+    // (key → (score, address)), best so far; an article of one section needs no scoring.
+    let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
+    let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
+    let mut clauses: Vec<Box<dyn Weight>> = Vec::new();
+    if sections_of.values().any(|&n| n > 1) {
+        clauses = term_weights(&split.terms, scoring)?;
+        clauses.extend(bonus_weights(split, scoring)?);
+    }
+    for (ord, (reader, docs)) in searcher
+        .segment_readers()
+        .iter()
+        .zip(by_segment)
+        .enumerate()
+    {
         let mut probes = probes(&clauses);
         for (doc, key) in docs {
-            if !sections.matches(reader, doc)? {
+            let addr = DocAddress::new(ord as u32, doc);
+            if sections_of[&key] == 1 {
+                best.insert(key, (None, addr));
                 continue;
             }
             let mut score: Option<Score> = None;
@@ -345,7 +379,6 @@ pub fn best_sections(
                     *score.get_or_insert(0.0) += s;
                 }
             }
-            let addr = DocAddress::new(ord as u32, doc);
             let entry = best.entry(key).or_insert((score, addr));
             // Documents arrive in address order: only a strictly better score replaces.
             let better = match (score, entry.0) {
@@ -406,5 +439,321 @@ impl IdCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<Vec<String>>>> {
         self.by_segment.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What [`two_phase_top`] found.
+pub struct TwoPhase {
+    /// (score, address), best first.
+    pub top: Vec<(Score, DocAddress)>,
+    /// Documents the query matches (filters and exclusions applied) when counting was asked:
+    /// those of the term clauses, and those of [`Extra::Matches`].
+    pub matched: Option<usize>,
+}
+
+/// Documents matched by clauses without terms of their own (multi-word synonyms), for
+/// [`two_phase_top`].
+pub enum Extra {
+    /// None.
+    Nothing,
+    /// These documents (the best of them by those clauses).
+    Found(Vec<DocAddress>),
+    /// Those this query (unscored, unfiltered) matches; used when every term match is visited,
+    /// else nothing is added.
+    Matches(Box<dyn Query>),
+}
+
+/// A document of a top-k heap: the lowest score first out, and of equal scores the later
+/// document (results keep ties in document order).
+#[derive(Clone, Copy)]
+struct Ranked(Score, DocAddress);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Ranked) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Ranked) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    /// Greater is better: higher score, then lower address.
+    fn cmp(&self, other: &Ranked) -> std::cmp::Ordering {
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| other.1.cmp(&self.1))
+    }
+}
+
+/// The weights of boosted term clauses, or of boosted bonus clauses.
+fn term_weights(
+    terms: &[(Term, f32)],
+    scoring: EnableScoring,
+) -> tantivy::Result<Vec<Box<dyn Weight>>> {
+    terms
+        .iter()
+        .map(|(term, boost)| {
+            let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+            BoostQuery::new(Box::new(query), *boost).weight(scoring)
+        })
+        .collect()
+}
+
+fn bonus_weights(
+    split: &SplitQuery,
+    scoring: EnableScoring,
+) -> tantivy::Result<Vec<Box<dyn Weight>>> {
+    split
+        .bonuses
+        .iter()
+        .map(|bonus| BoostQuery::new(bonus.query.box_clone(), bonus.boost).weight(scoring))
+        .collect()
+}
+
+/// The top `k` documents of `split`, best first, among those matching every `filters` query and
+/// no `exclusions` query, in two phases: the term clauses alone with tantivy's block-max WAND
+/// (which skips the blocks of postings that cannot reach the k best; the phrase bonuses rule it
+/// out, so scoring them over every match was most of a search), then each of those `pool`
+/// documents gets its bonuses, checked at that document only. A document outside the pool of
+/// the term scores is only missed if its bonuses lift it above the k best.
+/// `extra` are documents matched by clauses without terms of their own (multi-word synonyms):
+/// they get their full score, term clauses included. `count`: visit every match to count them
+/// (those of `extra` too when it is [`Extra::Matches`]).
+#[allow(clippy::too_many_arguments)]
+pub fn two_phase_top(
+    searcher: &Searcher,
+    stats: &KindStatistics,
+    split: &SplitQuery,
+    filters: &[Box<dyn Query>],
+    exclusions: &[Box<dyn Query>],
+    extra: &Extra,
+    k: usize,
+    pool: usize,
+    count: bool,
+) -> tantivy::Result<TwoPhase> {
+    let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
+    let unscored = EnableScoring::disabled_from_searcher(searcher);
+    let terms: Box<dyn Query> = Box::new(tantivy::query::BooleanQuery::new(
+        split
+            .terms
+            .iter()
+            .map(|(term, boost)| {
+                let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+                let query: Box<dyn Query> = Box::new(BoostQuery::new(Box::new(query), *boost));
+                (tantivy::query::Occur::Should, query)
+            })
+            .collect(),
+    ));
+    let terms = terms.weight(scoring)?;
+    let filters: Vec<Box<dyn Weight>> = filters
+        .iter()
+        .map(|q| q.weight(unscored))
+        .collect::<tantivy::Result<_>>()?;
+    let exclusions: Vec<Box<dyn Weight>> = exclusions
+        .iter()
+        .map(|q| q.weight(unscored))
+        .collect::<tantivy::Result<_>>()?;
+    // Phase 1: the pool, by term scores.
+    let mut top = TopPool::new(pool.max(k));
+    // Block-max WAND pays for skipping by keeping its clauses sorted after every document: with
+    // many clauses (a long question) that costs more than scoring every match. Counting the
+    // matches visits them all anyway.
+    let prune = !count && split.terms.len() <= WAND_MAX_CLAUSES;
+    let mut matched = 0usize;
+    let synonyms = match extra {
+        Extra::Matches(query) if !prune => Some(query.weight(unscored)?),
+        _ => None,
+    };
+    // Documents the synonyms alone match: no term clause matches them, so their bonuses are
+    // their whole score.
+    let mut bonus_only: Vec<(Score, DocAddress)> = Vec::new();
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        let mut admit = Admit {
+            reader,
+            filters: probes(&filters),
+            exclusions: probes(&exclusions),
+            failed: None,
+        };
+        let ord = ord as u32;
+        if prune {
+            terms.for_each_pruning(top.threshold, reader, &mut |doc, score| {
+                if admit.admits(doc) {
+                    top.offer(score, DocAddress::new(ord, doc));
+                }
+                top.threshold
+            })?;
+        } else {
+            let mut seen = synonyms
+                .as_ref()
+                .map(|_| tantivy::BitSet::with_max_value(reader.max_doc()));
+            terms.for_each(reader, &mut |doc, score| {
+                if let Some(seen) = &mut seen {
+                    seen.insert(doc);
+                }
+                if admit.is_trivial() || admit.admits(doc) {
+                    matched += 1;
+                    top.offer(score, DocAddress::new(ord, doc));
+                }
+            })?;
+            if let (Some(weight), Some(seen)) = (&synonyms, &seen) {
+                let mut admit = Admit {
+                    reader,
+                    filters: probes(&filters),
+                    exclusions: probes(&exclusions),
+                    failed: None,
+                };
+                weight.for_each_no_score(reader, &mut |docs| {
+                    for &doc in docs {
+                        if !seen.contains(doc) && admit.admits(doc) {
+                            matched += 1;
+                            bonus_only.push((0.0, DocAddress::new(ord, doc)));
+                        }
+                    }
+                })?;
+                if let Some(err) = admit.failed {
+                    return Err(err);
+                }
+            }
+        }
+        if let Some(err) = admit.failed {
+            return Err(err);
+        }
+    }
+    let heap = top.heap;
+    let mut found: Vec<(Score, DocAddress)> = heap.into_iter().map(|r| (r.0.0, r.0.1)).collect();
+    // Phase 2: the bonuses of the pool, and the full score of documents found otherwise.
+    let bonuses = bonus_weights(split, scoring)?;
+    let pooled: HashSet<DocAddress> = found.iter().map(|(_, addr)| *addr).collect();
+    let mut others: Vec<(Score, DocAddress)> = match extra {
+        Extra::Found(docs) if synonyms.is_none() => docs
+            .iter()
+            .filter(|addr| !pooled.contains(addr))
+            .map(|addr| (0.0, *addr))
+            .collect(),
+        _ => Vec::new(),
+    };
+    found.append(&mut bonus_only);
+    add_scores(searcher, &bonuses, &mut found)?;
+    if !others.is_empty() {
+        let mut all = term_weights(&split.terms, scoring)?;
+        all.extend(bonuses);
+        add_scores(searcher, &all, &mut others)?;
+        found.extend(others);
+    }
+    let mut ranked: Vec<Ranked> = found.into_iter().map(|(s, a)| Ranked(s, a)).collect();
+    ranked.sort_unstable_by(|a, b| b.cmp(a));
+    ranked.truncate(k);
+    Ok(TwoPhase {
+        top: ranked.into_iter().map(|r| (r.0, r.1)).collect(),
+        matched: (!prune).then_some(matched),
+    })
+}
+
+/// Adds to each document's score the scores of the `weights` that match it, in their order.
+fn add_scores(
+    searcher: &Searcher,
+    weights: &[Box<dyn Weight>],
+    docs: &mut [(Score, DocAddress)],
+) -> tantivy::Result<()> {
+    docs.sort_unstable_by_key(|(_, addr)| *addr);
+    let mut start = 0;
+    while start < docs.len() {
+        let ord = docs[start].1.segment_ord;
+        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+        let reader = searcher.segment_reader(ord);
+        let mut probes = probes(weights);
+        for (score, addr) in &mut docs[start..end] {
+            for probe in &mut probes {
+                if let Some(s) = probe.score(reader, addr.doc_id)? {
+                    *score += s;
+                }
+            }
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Term clauses up to which the first phase of [`two_phase_top`] skips with block-max WAND.
+const WAND_MAX_CLAUSES: usize = 24;
+
+/// The best `size` documents offered, and the score to beat to enter.
+struct TopPool {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
+    size: usize,
+    threshold: Score,
+}
+
+impl TopPool {
+    fn new(size: usize) -> TopPool {
+        TopPool {
+            heap: std::collections::BinaryHeap::with_capacity(size + 1),
+            size,
+            threshold: Score::MIN,
+        }
+    }
+
+    fn offer(&mut self, score: Score, addr: DocAddress) {
+        if score <= self.threshold {
+            return;
+        }
+        self.heap.push(std::cmp::Reverse(Ranked(score, addr)));
+        if self.heap.len() > self.size {
+            self.heap.pop();
+        }
+        if self.heap.len() == self.size {
+            self.threshold = self.heap.peek().map_or(Score::MIN, |r| r.0.0);
+        }
+    }
+}
+
+/// Whether documents of a segment, asked in increasing order, are alive (not deleted: tantivy's
+/// scoring loops do not check, its collectors do), match every filter and no exclusion; the
+/// first error is kept (the callbacks of tantivy's loops cannot return one).
+struct Admit<'r, 'w> {
+    reader: &'r SegmentReader,
+    filters: Vec<Probe<'w>>,
+    exclusions: Vec<Probe<'w>>,
+    failed: Option<tantivy::TantivyError>,
+}
+
+impl Admit<'_, '_> {
+    fn is_trivial(&self) -> bool {
+        self.filters.is_empty()
+            && self.exclusions.is_empty()
+            && self.reader.alive_bitset().is_none()
+    }
+
+    fn admits(&mut self, doc: DocId) -> bool {
+        let reader = self.reader;
+        if reader
+            .alive_bitset()
+            .is_some_and(|alive| alive.is_deleted(doc))
+        {
+            return false;
+        }
+        let result = (|| -> tantivy::Result<bool> {
+            for probe in &mut self.filters {
+                if !probe.matches(reader, doc)? {
+                    return Ok(false);
+                }
+            }
+            for probe in &mut self.exclusions {
+                if probe.matches(reader, doc)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })();
+        result.unwrap_or_else(|err| {
+            self.failed.get_or_insert(err);
+            false
+        })
     }
 }
