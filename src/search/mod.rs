@@ -979,16 +979,46 @@ fn rfc3339_now() -> String {
 mod tests {
     use super::*;
 
+    /// An engine over the bundled sample KB (kept alive by the returned directory).
+    fn kb_engine() -> (tempfile::TempDir, SearchEngine) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+        let ingested = crate::ingest::read_paths(&[kb]);
+        engine.upsert(&ingested.articles).unwrap();
+        (dir, engine)
+    }
+
+    /// A top-10 request for each query: unfiltered, then for each language.
+    fn requests_in_each_language(queries: &[&str]) -> Vec<SearchRequest> {
+        let mut requests = Vec::new();
+        for query in queries {
+            for lang in [None, Some("zh"), Some("en")] {
+                requests.push(SearchRequest {
+                    query: (*query).into(),
+                    lang: lang.map(Into::into),
+                    limit: 10,
+                    ..Default::default()
+                });
+            }
+        }
+        requests
+    }
+
+    /// What a page shows of its hits: article, section anchor and snippet.
+    fn hit_view(response: &SearchResponse) -> Vec<(String, Option<String>, String)> {
+        response
+            .hits
+            .iter()
+            .map(|h| (h.id.clone(), h.anchor.clone(), h.snippet.clone()))
+            .collect()
+    }
+
     /// A misspelled word that no article holds finds what the word finds (typo tolerance), and
     /// nothing when corrections are off.
     #[test]
     fn misspelled_words_are_corrected() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
-        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
-        engine
-            .upsert(&crate::ingest::read_paths(&[kb]).articles)
-            .unwrap();
+        let (_dir, mut engine) = kb_engine();
         let ids = |ranked: Vec<(String, f32)>| -> Vec<String> {
             ranked.into_iter().map(|(id, _)| id).collect()
         };
@@ -1009,11 +1039,7 @@ mod tests {
     /// tantivy queries over all sections (`build` and `build_split` agree).
     #[test]
     fn probed_best_sections_equal_the_reference() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
-        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
-        let ingested = crate::ingest::read_paths(&[kb]);
-        engine.upsert(&ingested.articles).unwrap();
+        let (_dir, mut engine) = kb_engine();
         let queries = [
             "如何申请退款",
             "ECS实例无法启动",
@@ -1029,28 +1055,15 @@ mod tests {
             "P0 工单 响应时间",
         ];
         let mut compared = 0;
-        for query in queries {
-            for lang in [None, Some("zh"), Some("en")] {
-                let request = SearchRequest {
-                    query: query.into(),
-                    lang: lang.map(Into::into),
-                    limit: 10,
-                    ..Default::default()
-                };
-                engine.set_probe_sections(true);
-                let probed = engine.search(&request).unwrap();
-                engine.set_probe_sections(false);
-                let reference = engine.search(&request).unwrap();
-                assert_eq!(probed.total, reference.total, "{query}");
-                let view = |r: &SearchResponse| {
-                    r.hits
-                        .iter()
-                        .map(|h| (h.id.clone(), h.anchor.clone(), h.snippet.clone()))
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(view(&probed), view(&reference), "{query} {lang:?}");
-                compared += probed.hits.len();
-            }
+        for request in requests_in_each_language(&queries) {
+            let query = &request.query;
+            engine.set_probe_sections(true);
+            let probed = engine.search(&request).unwrap();
+            engine.set_probe_sections(false);
+            let reference = engine.search(&request).unwrap();
+            assert_eq!(probed.total, reference.total, "{query}");
+            assert_eq!(hit_view(&probed), hit_view(&reference), "{request:?}");
+            compared += probed.hits.len();
         }
         assert!(compared > 100, "only {compared} hits compared");
     }
@@ -1061,11 +1074,7 @@ mod tests {
     /// WAND) and long (every match scored) queries.
     #[test]
     fn two_phases_rank_like_the_whole_query() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
-        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
-        let ingested = crate::ingest::read_paths(&[kb]);
-        engine.upsert(&ingested.articles).unwrap();
+        let (_dir, mut engine) = kb_engine();
         let queries = [
             "如何申请退款",
             "ECS实例无法启动",
@@ -1078,35 +1087,22 @@ mod tests {
             "My instance cannot be reached over SSH since yesterday and the security group rules look fine, how do I check the firewall, the network ACL and the route table",
         ];
         let mut compared = 0;
-        for query in queries {
-            for lang in [None, Some("zh"), Some("en")] {
-                let request = SearchRequest {
-                    query: query.into(),
-                    lang: lang.map(Into::into),
-                    limit: 10,
-                    ..Default::default()
-                };
-                engine.set_two_phase(true);
-                let two = engine.search(&request).unwrap();
-                let two_ids = engine.rank_ids(query, 50).unwrap();
-                engine.set_two_phase(false);
-                let one = engine.search(&request).unwrap();
-                let one_ids = engine.rank_ids(query, 50).unwrap();
-                assert_eq!(two.total, one.total, "{query} {lang:?}");
-                let view = |r: &SearchResponse| {
-                    r.hits
-                        .iter()
-                        .map(|h| (h.id.clone(), h.anchor.clone(), h.snippet.clone()))
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(view(&two), view(&one), "{query} {lang:?}");
-                assert_eq!(two_ids.len(), one_ids.len(), "{query}");
-                for ((a, x), (b, y)) in two_ids.iter().zip(&one_ids) {
-                    assert_eq!(a, b, "{query}");
-                    assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "{query}: {x} {y}");
-                }
-                compared += two.hits.len();
+        for request in requests_in_each_language(&queries) {
+            let query = &request.query;
+            engine.set_two_phase(true);
+            let two = engine.search(&request).unwrap();
+            let two_ids = engine.rank_ids(query, 50).unwrap();
+            engine.set_two_phase(false);
+            let one = engine.search(&request).unwrap();
+            let one_ids = engine.rank_ids(query, 50).unwrap();
+            assert_eq!(two.total, one.total, "{request:?}");
+            assert_eq!(hit_view(&two), hit_view(&one), "{request:?}");
+            assert_eq!(two_ids.len(), one_ids.len(), "{query}");
+            for ((a, x), (b, y)) in two_ids.iter().zip(&one_ids) {
+                assert_eq!(a, b, "{query}");
+                assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "{query}: {x} {y}");
             }
+            compared += two.hits.len();
         }
         assert!(compared > 100, "only {compared} hits compared");
     }
@@ -1150,11 +1146,7 @@ mod tests {
     /// after a commit adds a segment.
     #[test]
     fn ranked_ids_match_the_hits() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
-        let kb = Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
-        let ingested = crate::ingest::read_paths(&[kb]);
-        engine.upsert(&ingested.articles).unwrap();
+        let (_dir, engine) = kb_engine();
         let check = |query: &str| {
             let ids: Vec<String> = engine
                 .rank_ids(query, 10)
