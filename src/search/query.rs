@@ -505,8 +505,7 @@ impl ParsedQuery {
     ) -> Box<dyn Query> {
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (term, boost) in self.weighted_terms(fields, params) {
-            let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
-            should.push((Occur::Should, boosted(Box::new(query), boost)));
+            should.push((Occur::Should, boosted_term(term, boost)));
         }
         for bonus in self.bonuses(phrase_fields, params) {
             should.push((Occur::Should, boosted(bonus.query, bonus.boost)));
@@ -764,6 +763,14 @@ fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
     Box::new(BoostQuery::new(query, boost))
 }
 
+/// A term clause (scored with its frequencies) weighing `boost`: the query's unit of BM25.
+pub(super) fn boosted_term(term: Term, boost: f32) -> Box<dyn Query> {
+    boosted(
+        Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
+        boost,
+    )
+}
+
 /// A phrase (a single term query for one term).
 fn phrase_query(field: Field, phrase: &Phrase, slop: u32) -> Box<dyn Query> {
     if let [(_, term)] = phrase.terms.as_slice() {
@@ -813,10 +820,20 @@ mod tests {
 
     #[test]
     fn synonyms_expand() {
-        let q = ParsedQuery::parse("怎么退费");
-        assert!(q.terms.iter().any(|t| t.text == "退款"), "{:?}", q.terms);
-        let q = ParsedQuery::parse("money back");
-        assert!(q.terms.iter().any(|t| t.text == "refund"), "{:?}", q.terms);
+        for (query, term) in [
+            ("怎么退费", "退款"),
+            ("money back", "refund"),
+            // Everyday paraphrases.
+            ("how do I get rid of a card", "delet"),
+            ("为啥还不了钱", "为什么"),
+        ] {
+            let q = ParsedQuery::parse(query);
+            assert!(
+                q.terms.iter().any(|t| t.text == term),
+                "{query}: {:?}",
+                q.terms
+            );
+        }
     }
 
     #[test]
@@ -857,14 +874,6 @@ mod tests {
             },
         );
         assert!(!q.terms.iter().any(|t| t.text == "ssl证书"));
-    }
-
-    #[test]
-    fn everyday_paraphrases_expand() {
-        let q = ParsedQuery::parse("how do I get rid of a card");
-        assert!(q.terms.iter().any(|t| t.text == "delet"), "{:?}", q.terms);
-        let q = ParsedQuery::parse("为啥还不了钱");
-        assert!(q.terms.iter().any(|t| t.text == "为什么"), "{:?}", q.terms);
     }
 
     #[test]

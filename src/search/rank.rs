@@ -18,7 +18,7 @@ use tantivy::{
 };
 
 use super::SearchError;
-use super::query::{RankParams, SplitQuery};
+use super::query::{RankParams, SplitQuery, boosted_term};
 
 /// One article in the running.
 #[derive(Debug, Clone)]
@@ -498,11 +498,16 @@ fn term_weights(
 ) -> tantivy::Result<Vec<Box<dyn Weight>>> {
     terms
         .iter()
-        .map(|(term, boost)| {
-            let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-            BoostQuery::new(Box::new(query), *boost).weight(scoring)
-        })
+        .map(|(term, boost)| boosted_term(term.clone(), *boost).weight(scoring))
         .collect()
+}
+
+/// The weights of `queries`.
+fn weights(
+    queries: &[Box<dyn Query>],
+    scoring: EnableScoring,
+) -> tantivy::Result<Vec<Box<dyn Weight>>> {
+    queries.iter().map(|q| q.weight(scoring)).collect()
 }
 
 fn bonus_weights(
@@ -539,26 +544,21 @@ pub fn two_phase_top(
 ) -> tantivy::Result<TwoPhase> {
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
     let unscored = EnableScoring::disabled_from_searcher(searcher);
-    let terms: Box<dyn Query> = Box::new(tantivy::query::BooleanQuery::new(
+    let terms = tantivy::query::BooleanQuery::new(
         split
             .terms
             .iter()
             .map(|(term, boost)| {
-                let query = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-                let query: Box<dyn Query> = Box::new(BoostQuery::new(Box::new(query), *boost));
-                (tantivy::query::Occur::Should, query)
+                (
+                    tantivy::query::Occur::Should,
+                    boosted_term(term.clone(), *boost),
+                )
             })
             .collect(),
-    ));
-    let terms = terms.weight(scoring)?;
-    let filters: Vec<Box<dyn Weight>> = filters
-        .iter()
-        .map(|q| q.weight(unscored))
-        .collect::<tantivy::Result<_>>()?;
-    let exclusions: Vec<Box<dyn Weight>> = exclusions
-        .iter()
-        .map(|q| q.weight(unscored))
-        .collect::<tantivy::Result<_>>()?;
+    )
+    .weight(scoring)?;
+    let filters = weights(filters, unscored)?;
+    let exclusions = weights(exclusions, unscored)?;
     // Phase 1: the pool, by term scores.
     let mut top = TopPool::new(pool.max(k));
     // Block-max WAND pays for skipping by keeping its clauses sorted after every document: with
@@ -574,12 +574,7 @@ pub fn two_phase_top(
     // their whole score.
     let mut bonus_only: Vec<(Score, DocAddress)> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
-        let mut admit = Admit {
-            reader,
-            filters: probes(&filters),
-            exclusions: probes(&exclusions),
-            failed: None,
-        };
+        let mut admit = Admit::new(reader, &filters, &exclusions);
         let ord = ord as u32;
         if prune {
             terms.for_each_pruning(top.threshold, reader, &mut |doc, score| {
@@ -602,12 +597,7 @@ pub fn two_phase_top(
                 }
             })?;
             if let (Some(weight), Some(seen)) = (&synonyms, &seen) {
-                let mut admit = Admit {
-                    reader,
-                    filters: probes(&filters),
-                    exclusions: probes(&exclusions),
-                    failed: None,
-                };
+                let mut admit = Admit::new(reader, &filters, &exclusions);
                 weight.for_each_no_score(reader, &mut |docs| {
                     for &doc in docs {
                         if !seen.contains(doc) && admit.admits(doc) {
@@ -723,7 +713,20 @@ struct Admit<'r, 'w> {
     failed: Option<tantivy::TantivyError>,
 }
 
-impl Admit<'_, '_> {
+impl<'r, 'w> Admit<'r, 'w> {
+    fn new(
+        reader: &'r SegmentReader,
+        filters: &'w [Box<dyn Weight>],
+        exclusions: &'w [Box<dyn Weight>],
+    ) -> Admit<'r, 'w> {
+        Admit {
+            reader,
+            filters: probes(filters),
+            exclusions: probes(exclusions),
+            failed: None,
+        }
+    }
+
     fn is_trivial(&self) -> bool {
         self.filters.is_empty()
             && self.exclusions.is_empty()
