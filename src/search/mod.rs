@@ -554,6 +554,8 @@ impl SearchEngine {
             .flatten();
         let (article_top, total) = match split {
             Some(split) => {
+                // The articles that get their bonuses: a pool of term scores, at least 3 pages.
+                let pool = self.rerank_pool.max(article_limit * 3);
                 // Documents matched only by a multi-word synonym (no query term of their own).
                 let synonyms: Option<Box<dyn Query>> =
                     (!parsed.synonym_phrases.is_empty()).then(|| {
@@ -580,7 +582,6 @@ impl SearchEngine {
                             &filters,
                             exclusions.iter().map(|q| q.box_clone()).collect(),
                         );
-                        let pool = self.rerank_pool.max(article_limit * 3);
                         rank::Extra::Found(
                             searcher
                                 .search(&synonyms, &TopDocs::with_limit(pool).order_by_score())?
@@ -598,7 +599,7 @@ impl SearchEngine {
                     &exclusions,
                     &extra,
                     article_limit,
-                    self.rerank_pool.max(article_limit * 3),
+                    pool,
                     wanted == Wanted::Total,
                 )?;
                 // Counting visits every match: a proximity pair's words are terms of the query,
