@@ -31,6 +31,10 @@ pub struct Article {
     pub lang: Option<String>,
     #[serde(default)]
     pub product: Option<String>,
+    /// Support category (the routing classifier's labels, e.g. `billing`, `network`), so agents
+    /// can keep to the articles of a ticket's predicted category.
+    #[serde(default)]
+    pub category: Option<String>,
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
@@ -62,6 +66,7 @@ impl Article {
             body: body.into(),
             lang: None,
             product: None,
+            category: None,
             url: None,
             tags: Vec::new(),
             updated_at: None,

@@ -221,6 +221,8 @@ struct JsonArticle {
     #[serde(default)]
     product: Option<String>,
     #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
     url: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
@@ -236,6 +238,7 @@ impl JsonArticle {
             body: self.body,
             lang: self.lang.filter(|l| !l.trim().is_empty()),
             product: self.product.filter(|p| !p.trim().is_empty()),
+            category: self.category.filter(|c| !c.trim().is_empty()),
             url: self.url,
             tags: self.tags,
             updated_at: self.updated_at,
@@ -334,6 +337,7 @@ struct FrontMatter {
     title: Option<String>,
     lang: Option<String>,
     product: Option<String>,
+    category: Option<String>,
     url: Option<String>,
     #[serde(default)]
     tags: Vec<serde_yaml_ng::Value>,
@@ -425,6 +429,7 @@ fn parse_markdown(id: &str, text: &str, file_title: &str) -> Result<Article, Fil
         body,
         lang: Some(lang),
         product: front.product.filter(|p| !p.trim().is_empty()),
+        category: front.category.filter(|c| !c.trim().is_empty()),
         url: front.url.filter(|u| !u.trim().is_empty()),
         tags,
         updated_at,
@@ -578,6 +583,7 @@ fn html_to_article(id: &str, html: &str, file_title: &str) -> Article {
         body,
         lang: Some(lang),
         product: meta("kefu-product"),
+        category: meta("kefu-category"),
         url,
         tags,
         updated_at: None,
@@ -610,6 +616,24 @@ mod tests {
     }
 
     #[test]
+    fn category_comes_from_each_format_and_blank_is_none() {
+        let md = "---\nproduct: billing\ncategory: billing\n---\nbody\n";
+        let a = parse_markdown("a.md", md, "a").unwrap();
+        assert_eq!(a.category.as_deref(), Some("billing"));
+        let b = parse_markdown("b.md", "---\ncategory: \"  \"\n---\nbody\n", "b").unwrap();
+        assert_eq!(b.category, None);
+        let jsonl = r#"{"id":"a","title":"A","body":"x","category":"network"}
+{"id":"b","title":"B","body":"x","category":""}"#;
+        let ingested = parse_articles_json(jsonl, "f.jsonl");
+        let categories: Vec<_> = ingested
+            .articles
+            .iter()
+            .map(|a| a.category.clone())
+            .collect();
+        assert_eq!(categories, vec![Some("network".to_string()), None]);
+    }
+
+    #[test]
     fn numeric_tags_stay_strings() {
         let a = parse_markdown("a.md", "---\ntags: [502, cdn]\n---\nbody\n", "a").unwrap();
         assert_eq!(a.tags, vec!["502".to_string(), "cdn".to_string()]);
@@ -634,11 +658,13 @@ mod tests {
     #[test]
     fn html_headings_become_sections() {
         let html = r#"<html><head><title>T</title><meta name="kefu-lang" content="en">
-            <meta name="kefu-product" content="network"></head><body><h1>T</h1><p>Intro text.</p>
+            <meta name="kefu-product" content="network"><meta name="kefu-category" content="network">
+            </head><body><h1>T</h1><p>Intro text.</p>
             <h2 id="one">First</h2><ul><li><p>Item</p></li></ul></body></html>"#;
         let a = html_to_article("x.html", html, "x");
         assert_eq!(a.title, "T");
         assert_eq!(a.product.as_deref(), Some("network"));
+        assert_eq!(a.category.as_deref(), Some("network"));
         let sections = a.sections();
         assert_eq!(sections[1].anchor.as_deref(), Some("one"));
         assert!(sections[1].text.contains("- Item"), "{:?}", sections[1]);

@@ -10,6 +10,7 @@
  *   data-lang        UI language "zh" | "en" (default: <html lang>, then navigator.language)
  *   data-api         API base URL (default: the origin this script was loaded from)
  *   data-product     restrict search to one product (e.g. "billing")
+ *   data-category    restrict search to one support category (e.g. "network")
  *   data-search-lang restrict search to articles in one language ("zh" | "en")
  *   data-limit       results per page (default 5; "show more" fetches the next page)
  *   data-ticket-url  where the "open a ticket" hint points (default: mailto:support@lanyun.example)
@@ -367,6 +368,7 @@
       this.t = I18N[this.lang];
       this.api = trimSlash(options.api || defaultApiBase());
       this.product = options.product || '';
+      this.category = options.category || '';
       this.searchLang = options.searchLang || '';
       this.limit = Math.max(1, Math.min(50, parseInt(options.limit, 10) || 5));
       this.ticketUrl = options.ticketUrl || 'mailto:support@lanyun.example';
@@ -621,6 +623,7 @@
       const params = new URLSearchParams({ q, limit: String(this.limit), offset: '0' });
       if (this.searchLang) params.set('lang', this.searchLang);
       if (this.product) params.set('product', this.product);
+      if (this.category) params.set('category', this.category);
 
       fetchJSON(`${this.api}/v1/search?${params}`, { signal: sCtl.signal })
         .then((data) => {
@@ -777,6 +780,7 @@
       const params = new URLSearchParams({ q, limit: String(this.limit), offset: String(this.state.hits.length) });
       if (this.searchLang) params.set('lang', this.searchLang);
       if (this.product) params.set('product', this.product);
+      if (this.category) params.set('category', this.category);
       try {
         const data = await fetchJSON(`${this.api}/v1/search?${params}`);
         if (seq !== this.seq || q !== this.state.query) return;
@@ -858,7 +862,7 @@
       return;
     }
     mount(node, {
-      lang: d.lang, api: d.api, product: d.product, searchLang: d.searchLang,
+      lang: d.lang, api: d.api, product: d.product, category: d.category, searchLang: d.searchLang,
       limit: d.limit, ticketUrl: d.ticketUrl, placeholder: d.placeholder,
     });
   }

@@ -40,7 +40,7 @@ fn search_with(query: &str, lang: Option<&str>, product: Option<&str>) -> Search
             lang: lang.map(Into::into),
             product: product.map(Into::into),
             limit: 10,
-            offset: 0,
+            ..Default::default()
         })
         .unwrap()
 }
@@ -142,6 +142,38 @@ fn filters_restrict_results() {
     );
     let account = search_with("password", None, Some("account"));
     assert!(!account.hits.is_empty());
+}
+
+#[test]
+fn category_filter_keeps_to_one_support_category() {
+    let request = |category: Option<&str>| SearchRequest {
+        query: "冒充客服 诈骗 scam".into(),
+        category: category.map(Into::into),
+        limit: 20,
+        ..Default::default()
+    };
+    let all = engine().search(&request(None)).unwrap();
+    let security = engine().search(&request(Some("security"))).unwrap();
+    // The impersonation articles live under support/ but belong to the security category.
+    assert!(ids(&security).contains(&"support/impersonation-scam.zh.md"));
+    assert!(
+        security
+            .hits
+            .iter()
+            .all(|h| h.category.as_deref() == Some("security")),
+        "{:?}",
+        ids(&security)
+    );
+    assert!(
+        security.total < all.total,
+        "{} vs {}",
+        security.total,
+        all.total
+    );
+    let billing = engine().search(&request(Some("billing"))).unwrap();
+    assert!(!ids(&billing).contains(&"support/impersonation-scam.zh.md"));
+    let none = engine().search(&request(Some("no-such-category"))).unwrap();
+    assert_eq!(none.total, 0);
 }
 
 #[test]

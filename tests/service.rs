@@ -32,6 +32,7 @@ fn sample_articles() -> Vec<Article> {
         "退款说明。\n\n## 申请条件 {#conditions}\n\n未使用的包年包月实例可以申请退款。\n\n## 到账时间 {#refund-time}\n\n退款在 3 个工作日内原路退回。\n",
     );
     refund.product = Some("billing".into());
+    refund.category = Some("billing".into());
     refund.lang = Some("zh".into());
     let mut invoice = Article::new(
         "billing/invoice.zh.md",
@@ -269,6 +270,23 @@ async fn search_answers_with_snippets_anchors_and_is_logged() {
     )
     .await;
     assert!(!hit_ids(&r.json()).contains(&"billing/refund.zh.md".to_string()));
+    for (category, found) in [("billing", true), ("network", false)] {
+        let r = get(
+            &s.app,
+            &format!("/v1/search?q={}&category={category}", enc("退款")),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let v = r.json();
+        assert_eq!(
+            hit_ids(&v).contains(&"billing/refund.zh.md".to_string()),
+            found,
+            "{v}"
+        );
+        if found {
+            assert_eq!(v["hits"][0]["category"], "billing", "{v}");
+        }
+    }
 
     // POST with a JSON body answers the same.
     let r = send(

@@ -90,6 +90,9 @@ pub struct SearchArgs {
     pub lang: Option<String>,
     #[arg(long)]
     pub product: Option<String>,
+    /// Only articles of this support category (front matter `category:`).
+    #[arg(long)]
+    pub category: Option<String>,
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
     #[arg(long)]
@@ -113,6 +116,7 @@ impl SearchArgs {
             query: self.query.join(" "),
             lang: self.lang,
             product: self.product,
+            category: self.category,
             limit: self.limit,
             offset: 0,
         };

@@ -27,7 +27,7 @@ use crate::analyzer::{TOKENIZER_NAME, analyzer};
 use crate::article::Article;
 
 /// Bump when the schema or what goes into the fields changes.
-const SCHEMA_VERSION: &str = "kefu-schema-3";
+const SCHEMA_VERSION: &str = "kefu-schema-4";
 /// File in the index directory recording which analyzer and schema built it.
 pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
 
@@ -44,6 +44,7 @@ pub struct Fields {
     pub section: Field,
     pub lang: Field,
     pub product: Field,
+    pub category: Field,
     pub title: Field,
     pub heading: Field,
     pub body: Field,
@@ -83,6 +84,7 @@ pub fn build_schema() -> (Schema, Fields) {
         section: b.add_u64_field("section", STORED),
         lang: b.add_text_field("lang", STRING | STORED),
         product: b.add_text_field("product", STRING | STORED),
+        category: b.add_text_field("category", STRING | STORED),
         title: b.add_text_field("title", analyzed(true)),
         heading: b.add_text_field("heading", analyzed(true)),
         body: b.add_text_field("body", analyzed(false)),
@@ -116,6 +118,7 @@ impl Fields {
             section: get("section")?,
             lang: get("lang")?,
             product: get("product")?,
+            category: get("category")?,
             title: get("title")?,
             heading: get("heading")?,
             body: get("body")?,
@@ -274,6 +277,9 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<IndexDoc> {
         doc.add_text(fields.lang, &lang);
         if let Some(product) = &article.product {
             doc.add_text(fields.product, product);
+        }
+        if let Some(category) = &article.category {
+            doc.add_text(fields.category, category);
         }
         if let Some(url) = &article.url {
             doc.add_text(fields.url, url);

@@ -71,6 +71,9 @@ pub struct SearchRequest {
     pub query: String,
     pub lang: Option<String>,
     pub product: Option<String>,
+    /// Only articles of this support category (see [`Article::category`]).
+    #[serde(default)]
+    pub category: Option<String>,
     pub limit: usize,
     pub offset: usize,
 }
@@ -82,6 +85,7 @@ pub struct SearchHit {
     pub title: String,
     pub lang: String,
     pub product: Option<String>,
+    pub category: Option<String>,
     pub url: Option<String>,
     pub anchor: Option<String>,
     pub section: Option<String>,
@@ -183,6 +187,14 @@ pub struct SearchEngine {
 /// 0.4857 vs 0.4854, en 0.4822 vs 0.4823), the same 10 articles for 98% of the queries (89% with
 /// a pool of 50, 75% with 30); `rank_ids` of 101 (a pool of 303) gives the same MRR@10.
 const RERANK_POOL: usize = 100;
+
+/// The filters of one search: a document must carry every value given.
+#[derive(Debug, Clone, Default)]
+struct Filters {
+    lang: Option<String>,
+    product: Option<String>,
+    category: Option<String>,
+}
 
 /// What [`SearchEngine::rank`] computes besides the ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,11 +467,18 @@ impl SearchEngine {
                 "lang must be zh or en, not {lang:?}"
             )));
         }
-        let product = request
-            .product
-            .as_deref()
-            .map(str::trim)
-            .filter(|p| !p.is_empty());
+        let filter = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let filters = Filters {
+            lang: lang.map(str::to_string),
+            product: filter(&request.product),
+            category: filter(&request.category),
+        };
         let parsed = ParsedQuery::parse_with(query, &self.params);
         let mut response = SearchResponse {
             query: request.query.clone(),
@@ -474,8 +493,7 @@ impl SearchEngine {
                 &searcher,
                 &stats,
                 &parsed,
-                lang,
-                product,
+                &filters,
                 request.offset + limit,
                 Wanted::Total,
             )?;
@@ -504,8 +522,7 @@ impl SearchEngine {
         searcher: &Searcher,
         stats: &rank::KindStatistics,
         parsed: &ParsedQuery,
-        lang: Option<&str>,
-        product: Option<&str>,
+        filter: &Filters,
         needed: usize,
         wanted: Wanted,
     ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>), SearchError> {
@@ -514,11 +531,14 @@ impl SearchEngine {
         let corrected = parsed.with_corrections(searcher, &[f.abody, f.atitle], p.spelling)?;
         let parsed = corrected.as_ref().unwrap_or(parsed);
         let mut filters: Vec<Box<dyn Query>> = Vec::new();
-        if let Some(lang) = lang {
-            filters.push(term_query(Term::from_field_text(f.lang, lang)));
-        }
-        if let Some(product) = product {
-            filters.push(term_query(Term::from_field_text(f.product, product)));
+        for (field, value) in [
+            (f.lang, &filter.lang),
+            (f.product, &filter.product),
+            (f.category, &filter.category),
+        ] {
+            if let Some(value) = value {
+                filters.push(term_query(Term::from_field_text(field, value)));
+            }
         }
         let exclusions: Vec<Box<dyn Query>> = parsed
             .exclusions
@@ -686,8 +706,14 @@ impl SearchEngine {
         }
         let searcher = self.reader.searcher();
         let stats = self.statistics(&searcher)?;
-        let (ranked, _, ids) =
-            self.rank(&searcher, &stats, &parsed, None, None, limit, Wanted::Ids)?;
+        let (ranked, _, ids) = self.rank(
+            &searcher,
+            &stats,
+            &parsed,
+            &Filters::default(),
+            limit,
+            Wanted::Ids,
+        )?;
         Ok(ids
             .into_iter()
             .zip(ranked.iter().map(|c| c.score))
@@ -814,6 +840,7 @@ impl SearchEngine {
             title: text(f.title).unwrap_or_default(),
             lang: text(f.lang).unwrap_or_default(),
             product: text(f.product),
+            category: text(f.category),
             url: text(f.url),
             anchor: text(f.anchor),
             section: text(f.heading),

@@ -148,6 +148,7 @@ pub async fn assist(
                 query,
                 lang: None,
                 product: None,
+                category: None,
                 limit,
                 offset: 0,
             });

@@ -36,6 +36,8 @@ pub struct SearchParams {
     pub lang: Option<String>,
     /// Only articles of this product.
     pub product: Option<String>,
+    /// Only articles of this support category (`billing`, `network`... the router's labels).
+    pub category: Option<String>,
     /// Results per page, 1–100 (default 10).
     pub limit: Option<i64>,
     /// Results to skip, 0–1000 (default 0).
@@ -49,6 +51,7 @@ pub struct SearchBody {
     pub q: Option<String>,
     pub lang: Option<String>,
     pub product: Option<String>,
+    pub category: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }
@@ -59,6 +62,7 @@ impl From<SearchBody> for SearchParams {
             q: b.q,
             lang: b.lang,
             product: b.product,
+            category: b.category,
             limit: b.limit,
             offset: b.offset,
         }
@@ -219,6 +223,7 @@ async fn run_search(
         query: checked_query(params.q, limits.max_query_chars)?,
         lang: optional_filter("lang", params.lang)?,
         product: optional_filter("product", params.product)?,
+        category: optional_filter("category", params.category)?,
         limit: bounded("limit", params.limit, 10, 1, limits.max_limit as i64)?,
         offset: bounded("offset", params.offset, 0, 0, limits.max_offset as i64)?,
     };
