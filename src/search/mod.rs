@@ -489,10 +489,13 @@ impl SearchEngine {
         if !parsed.is_empty() {
             let searcher = self.reader.searcher();
             let stats = self.statistics(&searcher)?;
+            // A corrected typo ranks, picks the best section and is highlighted like the rest.
+            let corrected = self.corrected(&searcher, &parsed)?;
+            let parsed = corrected.as_ref().unwrap_or(&parsed);
             let (ranked, total, _) = self.rank(
                 &searcher,
                 &stats,
-                &parsed,
+                parsed,
                 &filters,
                 request.offset + limit,
                 Wanted::Total,
@@ -504,15 +507,26 @@ impl SearchEngine {
                 .skip(request.offset)
                 .take(limit)
                 .collect();
-            self.find_best_sections(&searcher, &stats, &parsed, &mut page)?;
+            self.find_best_sections(&searcher, &stats, parsed, &mut page)?;
             for candidate in page {
                 response
                     .hits
-                    .push(self.hit(&searcher, &parsed, candidate, &highlight, snippets)?);
+                    .push(self.hit(&searcher, parsed, candidate, &highlight, snippets)?);
             }
         }
         response.took_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(response)
+    }
+
+    /// `parsed` with each Latin word that no article holds joined by its most frequent neighbour
+    /// one edit away (typo tolerance), or `None` when nothing needed correcting.
+    fn corrected(
+        &self,
+        searcher: &Searcher,
+        parsed: &ParsedQuery,
+    ) -> Result<Option<ParsedQuery>, SearchError> {
+        let f = &self.fields;
+        Ok(parsed.with_corrections(searcher, &[f.abody, f.atitle], self.params.spelling)?)
     }
 
     /// Scores articles: best section + article-level score, exclusions applied.
@@ -528,8 +542,6 @@ impl SearchEngine {
     ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>), SearchError> {
         let f = &self.fields;
         let p = &self.params;
-        let corrected = parsed.with_corrections(searcher, &[f.abody, f.atitle], p.spelling)?;
-        let parsed = corrected.as_ref().unwrap_or(parsed);
         let mut filters: Vec<Box<dyn Query>> = Vec::new();
         for (field, value) in [
             (f.lang, &filter.lang),
@@ -706,10 +718,12 @@ impl SearchEngine {
         }
         let searcher = self.reader.searcher();
         let stats = self.statistics(&searcher)?;
+        let corrected = self.corrected(&searcher, &parsed)?;
+        let parsed = corrected.as_ref().unwrap_or(&parsed);
         let (ranked, _, ids) = self.rank(
             &searcher,
             &stats,
-            &parsed,
+            parsed,
             &Filters::default(),
             limit,
             Wanted::Ids,
@@ -1055,6 +1069,23 @@ mod tests {
         assert!(
             !typo.is_empty() && right.contains(&typo[0]),
             "{right:?} {typo:?}"
+        );
+        // The page of hits highlights the word the typo stood for.
+        let page = engine
+            .search(&SearchRequest {
+                query: "resett pasword".into(),
+                limit: 3,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.hits[0].id, typo[0]);
+        assert!(
+            page.hits[0]
+                .snippet
+                .to_lowercase()
+                .contains("<em>password</em>"),
+            "{:?}",
+            page.hits[0].snippet
         );
         engine.set_rank_params(RankParams {
             spelling: 0.0,
