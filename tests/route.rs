@@ -149,8 +149,67 @@ fn tiny_options(seed: u64) -> TrainOptions {
             }
             .linear_member(),
         ],
+        candidates: Vec::new(),
         ..TrainOptions::default()
     }
+}
+
+/// The default candidate member (`TrainOptions::fasttext_member`) on small tables.
+fn tiny_candidate() -> TrainOptions {
+    let f = TrainOptions::fasttext_member();
+    TrainOptions {
+        epochs: 8,
+        dim: 16,
+        lr: 0.05,
+        batch_size: 4,
+        features: FeatureConfig {
+            buckets: 2048,
+            ..f.features.clone()
+        },
+        ..f
+    }
+}
+
+#[test]
+fn candidate_member_is_tried_on_dev_and_the_model_matches_the_choice() {
+    let data = tiny_data();
+    let mut opts = tiny_options(3);
+    opts.epochs = 8;
+    opts.candidates = vec![tiny_candidate()];
+    let dir = tempfile::tempdir().unwrap();
+    let report = train::train(&data, Some(&data), &opts, dir.path()).unwrap();
+    assert_eq!(report.member_trials.len(), 1);
+    let (what, trial) = &report.member_trials[0];
+    assert!(what.contains("in-word character n-grams"), "{what}");
+    assert_eq!(trial.member, 2);
+    assert_eq!(trial.kept, trial.nll_with < trial.nll_without, "{trial:?}");
+    let md = report.markdown();
+    assert!(md.contains("candidate member 2"), "{md}");
+    // The saved ensemble holds exactly the chosen members, each with its temperature.
+    let c = Classifier::load(dir.path()).unwrap();
+    let members = 2 + trial.kept as usize;
+    assert_eq!(c.config().extra.len(), members - 1);
+    assert_eq!(c.config().member_temperatures.len(), members);
+    assert_eq!(c.member_logits("发票抬头怎么修改").len(), members);
+    assert_eq!(
+        c.labels()[c.predict("请问发票什么时候寄出").best],
+        "billing"
+    );
+    // Without dev labels the model knows, nothing is tried: the candidate stays out.
+    let dev: Vec<Example> = data
+        .iter()
+        .map(|e| Example {
+            text: e.text.clone(),
+            label: "unknown".into(),
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let report = train::train(&data, Some(&dev), &opts, dir.path()).unwrap();
+    assert!(report.member_trials.is_empty());
+    assert_eq!(
+        Classifier::load(dir.path()).unwrap().config().extra.len(),
+        1
+    );
 }
 
 #[test]

@@ -80,6 +80,10 @@ pub struct TrainArgs {
     /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
     #[arg(long)]
     pub single: bool,
+    /// Do not try the candidate member (`TrainOptions::fasttext_member`, kept by default only
+    /// when it lowers the ensemble's dev NLL).
+    #[arg(long)]
+    pub no_candidates: bool,
     /// Grouped feature layout: word bigrams in this many buckets of their own, words and
     /// character n-grams (scikit-learn `char_wb` style) pooled as two groups (0: mixed layout).
     #[arg(long)]
@@ -161,7 +165,13 @@ impl TrainArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let mut opts = self.options();
         opts.extra.clear();
-        let first = opts.clone();
+        if self.single || self.no_candidates {
+            opts.candidates.clear();
+        }
+        let first = TrainOptions {
+            candidates: Vec::new(),
+            ..opts.clone()
+        };
         if !self.single {
             for m in self.members.as_deref().unwrap_or(&["linear".to_string()]) {
                 opts.extra.push(match m.as_str() {

@@ -68,6 +68,71 @@ pub fn combine_members(member_logits: &[Vec<f32>], temperatures: &[f32]) -> Vec<
     out
 }
 
+/// Dev NLL of the ensemble of `members` (indices into each row of `member_logits`, at their
+/// own `temperatures`), after the ensemble's own temperature is fitted as well.
+pub fn ensemble_nll(
+    member_logits: &[Vec<Vec<f32>>],
+    gold: &[usize],
+    temperatures: &[f32],
+    members: &[usize],
+) -> f64 {
+    let temps: Vec<f32> = members.iter().map(|&k| temperatures[k]).collect();
+    let combined: Vec<Vec<f32>> = member_logits
+        .iter()
+        .map(|m| {
+            let sub: Vec<Vec<f32>> = members.iter().map(|&k| m[k].clone()).collect();
+            combine_members(&sub, &temps)
+        })
+        .collect();
+    let t = fit_temperature(&combined, gold);
+    nll(&combined, gold, t)
+}
+
+/// One candidate member's trial (see [`select_members`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberTrial {
+    pub member: usize,
+    pub nll_without: f64,
+    pub nll_with: f64,
+    pub kept: bool,
+}
+
+/// Greedy member selection on dev: members `0..base` are always in; each further member (in
+/// order) joins when it lowers the calibrated ensemble's dev NLL ([`ensemble_nll`]). Returns the
+/// chosen member indices (ascending) and each candidate's trial. `member_logits[i][k]`:
+/// example `i`, member `k`; `temperatures[k]`: member `k`'s own temperature.
+pub fn select_members(
+    member_logits: &[Vec<Vec<f32>>],
+    gold: &[usize],
+    temperatures: &[f32],
+    base: usize,
+) -> (Vec<usize>, Vec<MemberTrial>) {
+    let all = temperatures.len();
+    let mut chosen: Vec<usize> = (0..base.min(all)).collect();
+    if gold.is_empty() {
+        return (chosen, Vec::new());
+    }
+    let mut current = ensemble_nll(member_logits, gold, temperatures, &chosen);
+    let mut trials = Vec::new();
+    for k in base..all {
+        let mut with = chosen.clone();
+        with.push(k);
+        let n = ensemble_nll(member_logits, gold, temperatures, &with);
+        let kept = n < current;
+        trials.push(MemberTrial {
+            member: k,
+            nll_without: current,
+            nll_with: n,
+            kept,
+        });
+        if kept {
+            chosen = with;
+            current = n;
+        }
+    }
+    (chosen, trials)
+}
+
 /// Golden-section search of the minimum of `f` over `[a, b]`.
 fn golden_min(f: impl Fn(f64) -> f64, mut a: f64, mut b: f64, iterations: usize) -> f64 {
     let phi = (5f64.sqrt() - 1.0) / 2.0;
@@ -328,6 +393,47 @@ mod tests {
         let fitted = fit_member_temperatures(&logits, &gold, &start);
         assert!(fitted[1] > 2.0 * fitted[0], "{fitted:?}");
         assert!(loss(&fitted) < loss(&start));
+    }
+
+    #[test]
+    fn member_selection_keeps_what_helps_and_drops_noise() {
+        // Members 0 and 1 are right 70% of the time on different rows; member 2 knows the
+        // rows where both are wrong; member 3 is confidently random.
+        let mut rng = 99u64;
+        let mut next = || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) as usize
+        };
+        let gold: Vec<usize> = (0..300).map(|i| i % 3).collect();
+        let onehot = |k: usize, m: f32| {
+            let mut v = vec![0.0; 3];
+            v[k] = m;
+            v
+        };
+        let logits: Vec<Vec<Vec<f32>>> = gold
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| {
+                let a = if i % 10 < 7 { g } else { (g + 1) % 3 };
+                let b = if (i + 5) % 10 < 7 { g } else { (g + 2) % 3 };
+                vec![
+                    onehot(a, 2.0),
+                    onehot(b, 2.0),
+                    onehot(g, 1.0),
+                    onehot(next() % 3, 3.0),
+                ]
+            })
+            .collect();
+        let temps = [1.0, 1.0, 1.0, 1.0];
+        let (chosen, trials) = select_members(&logits, &gold, &temps, 2);
+        assert_eq!(chosen, vec![0, 1, 2], "{trials:?}");
+        assert_eq!(trials.len(), 2);
+        assert!(trials[0].kept && trials[0].nll_with < trials[0].nll_without);
+        assert!(!trials[1].kept);
+        // Without dev labels nothing beyond the base joins.
+        assert_eq!(select_members(&logits, &[], &temps, 2).0, vec![0, 1]);
     }
 
     #[test]
