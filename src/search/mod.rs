@@ -23,6 +23,7 @@ pub mod index;
 pub mod query;
 pub mod rank;
 pub mod snippet;
+mod taat;
 pub mod text;
 
 use std::collections::{HashMap, HashSet};
@@ -167,6 +168,8 @@ pub struct SearchEngine {
     params: RankParams,
     /// Article ids by segment, for `rank_ids`.
     ids: rank::IdCache,
+    /// Term dictionary lookups by segment, across queries.
+    terms: taat::TermInfoCache,
     /// Best sections found by scoring only the page's sections (`rank::best_sections`); off,
     /// by tantivy queries over all sections (the reference, for tests).
     probe_sections: bool,
@@ -221,6 +224,7 @@ impl SearchEngine {
             writer: Mutex::new(None),
             params: RankParams::default(),
             ids: rank::IdCache::default(),
+            terms: taat::TermInfoCache::default(),
             probe_sections: true,
             two_phase: true,
             rerank_pool: RERANK_POOL,
@@ -752,7 +756,10 @@ impl SearchEngine {
     }
 
     /// BM25 statistics per kind of document (articles and sections each as their own corpus).
-    fn statistics<'s>(&self, searcher: &'s Searcher) -> tantivy::Result<rank::KindStatistics<'s>> {
+    fn statistics<'s>(
+        &'s self,
+        searcher: &'s Searcher,
+    ) -> tantivy::Result<rank::KindStatistics<'s>> {
         let f = &self.fields;
         let p = &self.params;
         Ok(
@@ -761,7 +768,8 @@ impl SearchEngine {
                     (f.atitle, p.atitle_length),
                     (f.stitle, p.stitle_length),
                     (f.abody, p.abody_length),
-                ]),
+                ])
+                .with_term_cache(&self.terms),
         )
     }
 
