@@ -1116,6 +1116,114 @@ mod tests {
         assert!(compared > 100, "only {compared} hits compared");
     }
 
+    /// Term-at-a-time scores (`taat`) are those of tantivy's queries of the same clauses, bit
+    /// for bit: the union of the boosted term clauses for every document it matches, and each
+    /// proximity or synonym bonus (a boosted phrase or term query) alone.
+    #[test]
+    fn term_at_a_time_scores_are_tantivys() {
+        let (_dir, engine) = kb_engine();
+        let (f, p) = (&engine.fields, &engine.params);
+        let searcher = engine.reader.searcher();
+        let stats = engine.statistics(&searcher).unwrap();
+        let article_fields = [
+            (f.atitle, p.atitle),
+            (f.stitle, p.stitle),
+            (f.abody, p.abody),
+        ];
+        let section_fields = [(f.title, p.title), (f.heading, p.heading), (f.body, p.body)];
+        let everything = TopDocs::with_limit(1_000_000).order_by_score();
+        let (mut terms_compared, mut phrases_compared) = (0, 0);
+        for query in [
+            "如何申请退款",
+            "ECS实例无法启动 安全组",
+            "how to reset the instance password",
+            "money back refund",
+            "My instance cannot be reached over SSH since yesterday and the security group rules look fine",
+        ] {
+            let parsed = ParsedQuery::parse_with(query, p);
+            for (fields, phrase_fields) in [
+                (
+                    &article_fields[..],
+                    [(f.atitle, p.atitle), (f.abody, p.abody)],
+                ),
+                (&section_fields[..], [(f.body, p.body), (f.title, p.title)]),
+            ] {
+                let split = parsed.build_split(fields, &phrase_fields, p).unwrap();
+                let union = BooleanQuery::new(
+                    split
+                        .terms
+                        .iter()
+                        .map(|(t, b)| (Occur::Should, query::boosted_term(t.clone(), *b)))
+                        .collect(),
+                );
+                // Every match scored by the union (a top-k collector would prune with block-max
+                // WAND, which sums in another order).
+                let weight = union
+                    .weight(
+                        tantivy::query::EnableScoring::enabled_from_statistics_provider(
+                            &stats, &searcher,
+                        ),
+                    )
+                    .unwrap();
+                let mut expected: Vec<(f32, DocAddress)> = Vec::new();
+                for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                    weight
+                        .for_each(reader, &mut |doc, score| {
+                            expected.push((score, DocAddress::new(ord as u32, doc)));
+                        })
+                        .unwrap();
+                }
+                let clauses = taat::TermClauses::new(&searcher, &stats, &split.terms).unwrap();
+                let mut found: HashMap<DocAddress, f32> = HashMap::new();
+                for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                    clauses
+                        .for_each(ord, reader, &mut |doc, score| {
+                            found.insert(DocAddress::new(ord as u32, doc), score);
+                        })
+                        .unwrap();
+                }
+                assert_eq!(found.len(), expected.len(), "{query}");
+                for (score, addr) in &expected {
+                    assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                }
+                terms_compared += expected.len();
+                for bonus in &split.bonuses {
+                    let boosted =
+                        tantivy::query::BoostQuery::new(bonus.query.box_clone(), bonus.boost);
+                    let expected = searcher
+                        .search_with_statistics_provider(&boosted, &everything, &stats)
+                        .unwrap();
+                    let phrases =
+                        taat::PhraseClauses::new(&searcher, &stats, std::slice::from_ref(bonus))
+                            .unwrap()
+                            .expect("no slop");
+                    let mut found: HashMap<DocAddress, f32> = HashMap::new();
+                    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                        let docs: Vec<u32> = (0..reader.max_doc()).collect();
+                        phrases
+                            .scores_at(ord, reader, &docs, &mut |i, score| {
+                                found.insert(DocAddress::new(ord as u32, docs[i]), score);
+                            })
+                            .unwrap();
+                    }
+                    assert_eq!(found.len(), expected.len(), "{query}");
+                    for (score, addr) in &expected {
+                        assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                    }
+                    phrases_compared += expected.len();
+                }
+            }
+        }
+        assert!(
+            terms_compared > 200,
+            "only {terms_compared} term scores compared"
+        );
+        assert!(
+            phrases_compared > 10,
+            "only {phrases_compared} phrase scores compared"
+        );
+    }
+
     /// Tantivy's scoring loops (used by the two phases) do not skip deleted documents: a
     /// replaced article's old version is neither ranked nor counted, on either path.
     #[test]

@@ -21,7 +21,7 @@ use tantivy::{
 
 use super::SearchError;
 use super::query::{RankParams, SplitQuery, boosted_term};
-use super::taat::{TermClauses, TermInfoCache};
+use super::taat::{PhraseClauses, TermClauses, TermInfoCache};
 
 /// One article in the running.
 #[derive(Debug, Clone)]
@@ -407,13 +407,19 @@ pub fn best_sections(
     let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
     // The term clauses, then the bonuses, as the whole query sums them.
-    let (terms, bonuses) = if sections_of.values().any(|&n| n > 1) {
+    let (terms, phrases, bonuses) = if sections_of.values().any(|&n| n > 1) {
+        let phrases = PhraseClauses::new(searcher, stats, &split.bonuses)?;
+        let bonuses = match phrases {
+            Some(_) => Vec::new(),
+            None => bonus_weights(split, scoring)?,
+        };
         (
             Some(TermClauses::new(searcher, stats, &split.terms)?),
-            bonus_weights(split, scoring)?,
+            phrases,
+            bonuses,
         )
     } else {
-        (None, Vec::new())
+        (None, None, Vec::new())
     };
     for (ord, (reader, docs)) in searcher
         .segment_readers()
@@ -429,6 +435,11 @@ pub fn best_sections(
         let mut scores: Vec<Option<Score>> = vec![None; scored.len()];
         if let Some(terms) = &terms {
             terms.add_scores_at(ord, reader, &scored, &mut scores)?;
+        }
+        if let Some(phrases) = &phrases {
+            phrases.scores_at(ord, reader, &scored, &mut |i, s| {
+                *scores[i].get_or_insert(0.0) += s;
+            })?;
         }
         let mut scores = scores.into_iter();
         let mut probes = probes(&bonuses);
@@ -687,7 +698,11 @@ pub fn two_phase_top(
     let heap = top.heap;
     let mut found: Vec<(Score, DocAddress)> = heap.into_iter().map(|r| (r.0.0, r.0.1)).collect();
     // Phase 2: the bonuses of the pool, and the full score of documents found otherwise.
-    let bonuses = bonus_weights(split, scoring)?;
+    let phrases = PhraseClauses::new(searcher, stats, &split.bonuses)?;
+    let bonuses = match phrases {
+        Some(_) => Vec::new(),
+        None => bonus_weights(split, scoring)?,
+    };
     let pooled: HashSet<DocAddress> = found.iter().map(|(_, addr)| *addr).collect();
     let mut others: Vec<(Score, DocAddress)> = match extra {
         Extra::Found(docs) if synonyms.is_none() => docs
@@ -698,10 +713,13 @@ pub fn two_phase_top(
         _ => Vec::new(),
     };
     found.append(&mut bonus_only);
-    add_scores(searcher, &bonuses, &mut found)?;
+    match &phrases {
+        Some(phrases) => add_phrase_scores(searcher, phrases, &mut found)?,
+        None => add_scores(searcher, &bonuses, &mut found)?,
+    }
     if !others.is_empty() {
         let mut all = term_weights(&split.terms, scoring)?;
-        all.extend(bonuses);
+        all.extend(bonus_weights(split, scoring)?);
         add_scores(searcher, &all, &mut others)?;
         found.extend(others);
     }
@@ -734,6 +752,31 @@ fn add_scores(
                 }
             }
         }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Adds to each document's score the scores of the `phrases` that match it, in their order
+/// ([`add_scores`] of their queries, without the queries).
+fn add_phrase_scores(
+    searcher: &Searcher,
+    phrases: &PhraseClauses,
+    docs: &mut [(Score, DocAddress)],
+) -> tantivy::Result<()> {
+    docs.sort_unstable_by_key(|(_, addr)| *addr);
+    let mut start = 0;
+    while start < docs.len() {
+        let ord = docs[start].1.segment_ord;
+        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+        let segment = &mut docs[start..end];
+        let ids: Vec<DocId> = segment.iter().map(|(_, addr)| addr.doc_id).collect();
+        phrases.scores_at(
+            ord as usize,
+            searcher.segment_reader(ord),
+            &ids,
+            &mut |i, s| segment[i].0 += s,
+        )?;
         start = end;
     }
     Ok(())

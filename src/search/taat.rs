@@ -11,9 +11,9 @@
 //! check (the callers' job, as with tantivy's scoring loops).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::FxHashMap;
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::index::SegmentId;
 use tantivy::postings::{Postings, TermInfo};
@@ -52,11 +52,42 @@ struct Clause {
     infos: Vec<Option<TermInfo>>,
 }
 
+/// The index of `field` in `fields`, added if missing.
+fn field_index(
+    fields: &mut Vec<FieldInfo>,
+    field: Field,
+    readers: &[SegmentReader],
+    stats: &KindStatistics,
+) -> tantivy::Result<usize> {
+    if let Some(at) = fields.iter().position(|f| f.field == field) {
+        return Ok(at);
+    }
+    let average = stats.total_num_tokens(field)? as Score / stats.total_num_docs()? as Score;
+    let inverted = readers
+        .iter()
+        .map(|r| r.inverted_index(field))
+        .collect::<tantivy::Result<_>>()?;
+    fields.push(FieldInfo {
+        field,
+        norms: norms(average),
+        inverted,
+    });
+    Ok(fields.len() - 1)
+}
+
 /// The idf part of a clause's BM25, times its boost, as `Bm25Weight::for_one_term(..).boost_by(..)`.
 fn clause_weight(doc_freq: u64, doc_count: u64, boost: Score) -> Score {
+    boosted(idf(doc_freq, doc_count) * (1.0 + K1), boost)
+}
+
+/// tantivy's `bm25::idf`.
+fn idf(doc_freq: u64, doc_count: u64) -> Score {
     let x = ((doc_count - doc_freq) as Score + 0.5) / (doc_freq as Score + 0.5);
-    let idf = (1.0 + x).ln();
-    let weight = idf * (1.0 + K1);
+    (1.0 + x).ln()
+}
+
+/// `Bm25Weight::boost_by`.
+fn boosted(weight: Score, boost: Score) -> Score {
     if boost == 1.0 { weight } else { weight * boost }
 }
 
@@ -81,15 +112,20 @@ fn score(weight: Score, norm: Score, term_freq: u32) -> Score {
 /// query are looked up in several passes (document frequencies, the term clauses, the best
 /// sections) and queries share most of their words, while a lookup walks the dictionary's FST
 /// and decodes a block of term infos (a tenth of a search's time). Segments never change, so an
-/// entry stays right as long as its segment is searched; those no longer searched are dropped.
+/// entry stays right as long as its segments are searched; a term met again after the segments
+/// changed is looked up again.
 #[derive(Default)]
 pub struct TermInfoCache {
-    by_segment: Mutex<HashMap<SegmentId, HashMap<Term, Option<TermInfo>>>>,
+    /// Per term, its info in each segment it was looked up in (those searched then).
+    by_term: Mutex<FxHashMap<Term, SegmentTermInfos>>,
 }
 
-/// Entries kept per segment (about 120 bytes each); past it, further terms are looked up each
-/// time (the words met first, the common ones, stay: dropping the map at once would stall the
-/// query that does it by a millisecond or more).
+/// A term's info in each of the segments it was looked up in.
+type SegmentTermInfos = Box<[(SegmentId, Option<TermInfo>)]>;
+
+/// Terms kept (about 150 bytes each with two segments); past it, further terms are looked up
+/// each time (the words met first, the common ones, stay: dropping the map at once would
+/// stall the query that does it by a millisecond or more).
 const MAX_CACHED_TERMS: usize = 50_000;
 
 impl TermInfoCache {
@@ -100,44 +136,37 @@ impl TermInfoCache {
         inverted: &[Arc<InvertedIndexReader>],
         term: &Term,
     ) -> std::io::Result<Vec<Option<TermInfo>>> {
-        let mut infos: Vec<Option<Option<TermInfo>>> = {
-            let cache = self.lock();
+        let cached: Option<Vec<Option<TermInfo>>> = self.lock().get(term).and_then(|entry| {
             readers
                 .iter()
                 .map(|r| {
-                    cache
-                        .get(&r.segment_id())
-                        .and_then(|m| m.get(term))
-                        .cloned()
+                    let id = r.segment_id();
+                    entry.iter().find(|(s, _)| *s == id).map(|(_, i)| i.clone())
                 })
                 .collect()
-        };
-        if infos.iter().all(Option::is_some) {
-            return Ok(infos.into_iter().flatten().collect());
+        });
+        if let Some(infos) = cached {
+            return Ok(infos);
         }
-        for (info, inverted) in infos.iter_mut().zip(inverted) {
-            if info.is_none() {
-                *info = Some(inverted.get_term_info(term)?);
-            }
-        }
-        let infos: Vec<Option<TermInfo>> = infos.into_iter().flatten().collect();
+        let infos = inverted
+            .iter()
+            .map(|i| i.get_term_info(term))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let entry = readers
+            .iter()
+            .map(|r| r.segment_id())
+            .zip(infos.iter().cloned())
+            .collect();
         let mut cache = self.lock();
-        if readers.iter().any(|r| !cache.contains_key(&r.segment_id())) {
-            cache.retain(|id, _| readers.iter().any(|r| r.segment_id() == *id));
-        }
-        for (reader, info) in readers.iter().zip(&infos) {
-            let terms = cache.entry(reader.segment_id()).or_default();
-            if terms.len() < MAX_CACHED_TERMS {
-                terms.insert(term.clone(), info.clone());
-            }
+        if cache.len() < MAX_CACHED_TERMS || cache.contains_key(term) {
+            // Segments no longer searched leave with the entry they were in.
+            cache.insert(term.clone(), entry);
         }
         Ok(infos)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<SegmentId, HashMap<Term, Option<TermInfo>>>> {
-        self.by_segment.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<Term, SegmentTermInfos>> {
+        self.by_term.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -165,23 +194,7 @@ impl TermClauses {
         let mut fields: Vec<FieldInfo> = Vec::new();
         let mut clauses = Vec::with_capacity(terms.len());
         for (term, boost) in terms {
-            let field = term.field();
-            let at = match fields.iter().position(|f| f.field == field) {
-                Some(at) => at,
-                None => {
-                    let average = stats.total_num_tokens(field)? as Score / doc_count as Score;
-                    let inverted = readers
-                        .iter()
-                        .map(|r| r.inverted_index(field))
-                        .collect::<tantivy::Result<_>>()?;
-                    fields.push(FieldInfo {
-                        field,
-                        norms: norms(average),
-                        inverted,
-                    });
-                    fields.len() - 1
-                }
-            };
+            let at = field_index(&mut fields, term.field(), readers, stats)?;
             let infos = stats.term_infos(readers, &fields[at].inverted, term)?;
             let raw: u64 = infos.iter().flatten().map(|i| u64::from(i.doc_freq)).sum();
             let doc_freq = stats.doc_freq_counted(term, raw);
@@ -314,6 +327,190 @@ impl TermClauses {
         }
         Ok(())
     }
+}
+
+/// Optional phrase clauses (proximity pairs, multi-word synonyms: `query::Bonus`), scored at
+/// given documents as tantivy's `PhraseQuery` (or `TermQuery`, for one term) under a
+/// `BoostQuery` scores them: BM25 of the number of times the phrase occurs, with the sum of its
+/// terms' idf. Exact phrases only (slop 0).
+pub struct PhraseClauses {
+    phrases: Vec<PhraseClause>,
+    fields: Vec<FieldInfo>,
+}
+
+struct PhraseClause {
+    field: usize,
+    /// idf (summed over the terms) × (1 + K1) × boost.
+    weight: Score,
+    /// Each term's shift (the last offset minus its own) and its info in each segment, in
+    /// offset order.
+    terms: Vec<(u32, Vec<Option<TermInfo>>)>,
+}
+
+impl PhraseClauses {
+    /// The clauses `(terms at offsets, boost)`; `None` if one has a slop (left to tantivy).
+    pub fn new(
+        searcher: &Searcher,
+        stats: &KindStatistics,
+        bonuses: &[super::query::Bonus],
+    ) -> tantivy::Result<Option<PhraseClauses>> {
+        if bonuses.iter().any(|b| b.slop != 0 || b.terms.is_empty()) {
+            return Ok(None);
+        }
+        let readers = searcher.segment_readers();
+        let doc_count = stats.total_num_docs()?;
+        let mut fields: Vec<FieldInfo> = Vec::new();
+        let mut phrases = Vec::with_capacity(bonuses.len());
+        for bonus in bonuses {
+            let mut terms = bonus.terms.clone();
+            // As `PhraseQuery` orders them (a stable sort).
+            terms.sort_by_key(|&(offset, _)| offset);
+            let field = terms[0].1.field();
+            if terms.iter().any(|(_, t)| t.field() != field) {
+                return Ok(None);
+            }
+            let at = field_index(&mut fields, field, readers, stats)?;
+            let last = terms.last().map_or(0, |&(offset, _)| offset);
+            let mut idf_sum: Score = 0.0;
+            let mut clause_terms = Vec::with_capacity(terms.len());
+            let mut doc_freq = 0;
+            for (offset, term) in &terms {
+                let infos = stats.term_infos(readers, &fields[at].inverted, term)?;
+                let raw: u64 = infos.iter().flatten().map(|i| u64::from(i.doc_freq)).sum();
+                doc_freq = stats.doc_freq_counted(term, raw);
+                idf_sum += idf(doc_freq, doc_count);
+                clause_terms.push(((last - offset) as u32, infos));
+            }
+            let weight = if terms.len() == 1 {
+                clause_weight(doc_freq, doc_count, bonus.boost)
+            } else {
+                boosted(idf_sum * (1.0 + K1), bonus.boost)
+            };
+            phrases.push(PhraseClause {
+                field: at,
+                weight,
+                terms: clause_terms,
+            });
+        }
+        Ok(Some(PhraseClauses { phrases, fields }))
+    }
+
+    /// Calls `add(i, score)` for each clause, in clause order, that matches `docs[i]` (segment
+    /// `ord`, documents in increasing order).
+    pub fn scores_at(
+        &self,
+        ord: usize,
+        reader: &SegmentReader,
+        docs: &[DocId],
+        add: &mut dyn FnMut(usize, Score),
+    ) -> tantivy::Result<()> {
+        if docs.is_empty() || self.phrases.is_empty() {
+            return Ok(());
+        }
+        let fieldnorms: Vec<FieldNormReader> = self
+            .fields
+            .iter()
+            .map(|f| reader.get_fieldnorms_reader(f.field))
+            .collect::<tantivy::Result<_>>()?;
+        let mut left: Vec<u32> = Vec::new();
+        let mut right: Vec<u32> = Vec::new();
+        for phrase in &self.phrases {
+            let field = &self.fields[phrase.field];
+            let fieldnorms = &fieldnorms[phrase.field];
+            let Some(infos) = phrase
+                .terms
+                .iter()
+                .map(|(shift, infos)| infos[ord].as_ref().map(|i| (*shift, i)))
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            if let [(_, info)] = infos.as_slice() {
+                let mut postings = field.inverted[ord]
+                    .read_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
+                for (i, &doc) in docs.iter().enumerate() {
+                    if !seek(&mut postings, doc) {
+                        continue;
+                    }
+                    let norm = field.norms[fieldnorms.fieldnorm_id(doc) as usize];
+                    add(i, score(phrase.weight, norm, postings.term_freq()));
+                }
+                continue;
+            }
+            let mut postings = infos
+                .iter()
+                .map(|(shift, info)| {
+                    field.inverted[ord]
+                        .read_postings_from_terminfo(info, IndexRecordOption::WithFreqsAndPositions)
+                        .map(|p| (*shift, p))
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
+            'docs: for (i, &doc) in docs.iter().enumerate() {
+                for (_, p) in postings.iter_mut() {
+                    if !seek(p, doc) {
+                        continue 'docs;
+                    }
+                }
+                // Positions aligned on the phrase's last term: the phrase occurs where all meet.
+                let (last, others) = postings.split_last_mut().expect("two terms or more");
+                let ((first_shift, first), middle) =
+                    others.split_first_mut().expect("two terms or more");
+                first.positions_with_offset(*first_shift, &mut left);
+                for (shift, p) in middle {
+                    p.positions_with_offset(*shift, &mut right);
+                    let mut kept = 0;
+                    let mut j = 0;
+                    for k in 0..left.len() {
+                        while j < right.len() && right[j] < left[k] {
+                            j += 1;
+                        }
+                        if j < right.len() && right[j] == left[k] {
+                            left[kept] = left[k];
+                            kept += 1;
+                            j += 1;
+                        }
+                    }
+                    left.truncate(kept);
+                    if left.is_empty() {
+                        continue 'docs;
+                    }
+                }
+                last.1.positions_with_offset(last.0, &mut right);
+                let count = intersection_count(&left, &right);
+                if count > 0 {
+                    let norm = field.norms[fieldnorms.fieldnorm_id(doc) as usize];
+                    add(i, score(phrase.weight, norm, count));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `postings` holds `doc`, moving on to it (documents asked in increasing order).
+fn seek(postings: &mut tantivy::postings::SegmentPostings, doc: DocId) -> bool {
+    let at = postings.doc();
+    if at == doc {
+        return true;
+    }
+    at != TERMINATED && at < doc && postings.seek(doc) == doc
+}
+
+/// How many values two sorted lists share (tantivy's `intersection_count`).
+fn intersection_count(left: &[u32], right: &[u32]) -> u32 {
+    let (mut i, mut j, mut count) = (0, 0, 0);
+    while i < left.len() && j < right.len() {
+        match left[i].cmp(&right[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                count += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    count
 }
 
 #[cfg(test)]
