@@ -552,10 +552,44 @@ impl SearchEngine {
             needed
         };
         // Two phases (`rank::two_phase_top`) unless the query has clauses only the whole query
-        // expresses (quoted phrases, the title coverage bonus) or the reference is asked for.
-        let split = (self.two_phase && p.title_bonus <= 0.0)
-            .then(|| parsed.build_split(&article_fields, &article_phrase_fields, p))
-            .flatten();
+        // expresses (the title coverage bonus) or the reference is asked for. Quoted phrases
+        // are required clauses, scored in the second phase: every document matching them is
+        // matched by the term clauses when each phrase word is a term clause in every field
+        // (else the whole query ranks).
+        let (split, required) = if self.two_phase && p.title_bonus <= 0.0 {
+            let unquoted;
+            let scored = if parsed.phrases.is_empty() {
+                parsed
+            } else {
+                unquoted = ParsedQuery {
+                    phrases: Vec::new(),
+                    ..parsed.clone()
+                };
+                &unquoted
+            };
+            match scored.build_split(&article_fields, &article_phrase_fields, p) {
+                Some(split)
+                    if parsed.phrases.iter().all(|phrase| {
+                        phrase.terms.iter().all(|(_, text)| {
+                            article_fields.iter().all(|&(field, _)| {
+                                let term = Term::from_field_text(field, text);
+                                split.terms.iter().any(|(t, _)| *t == term)
+                            })
+                        })
+                    }) =>
+                {
+                    let required: Vec<Box<dyn Query>> = parsed
+                        .phrases
+                        .iter()
+                        .map(|phrase| parsed.any_field(phrase, &article_fields))
+                        .collect();
+                    (Some(split), required)
+                }
+                _ => (None, Vec::new()),
+            }
+        } else {
+            (None, Vec::new())
+        };
         let (article_top, total) = match split {
             Some(split) => {
                 // The articles that get their bonuses: a pool of term scores, at least 3 pages.
@@ -581,9 +615,14 @@ impl SearchEngine {
                     // Counting visits every term match: the synonyms' other matches are known.
                     Some(synonyms) if wanted == Wanted::Total => rank::Extra::Matches(synonyms),
                     Some(synonyms) => {
+                        let required_too: Vec<Box<dyn Query>> = filters
+                            .iter()
+                            .chain(&required)
+                            .map(|q| q.box_clone())
+                            .collect();
                         let synonyms = filtered(
                             synonyms,
-                            &filters,
+                            &required_too,
                             exclusions.iter().map(|q| q.box_clone()).collect(),
                         );
                         rank::Extra::Found(
@@ -600,6 +639,7 @@ impl SearchEngine {
                     stats,
                     &split,
                     &filters,
+                    &required,
                     &exclusions,
                     &extra,
                     article_limit,
@@ -1091,6 +1131,8 @@ mod tests {
             "帳單查詢",
             "DDoS blackhole -退款",
             "money back",
+            "\"安全组\" 规则 配置",
+            "\"reset\" the \"instance password\" now",
             "how to reset the instance password",
             "我的云服务器实例昨天晚上突然无法通过SSH远程连接了，提示连接超时，安全组规则也检查过了，请问应该如何排查网络和防火墙的问题",
             "My instance cannot be reached over SSH since yesterday and the security group rules look fine, how do I check the firewall, the network ACL and the route table",

@@ -597,14 +597,16 @@ fn bonus_weights(
         .collect()
 }
 
-/// The top `k` documents of `split`, best first, among those matching every `filters` query and
-/// no `exclusions` query, in two phases: the term clauses alone with tantivy's block-max WAND
+/// The top `k` documents of `split`, best first, among those matching every `filters` and
+/// `required` query and no `exclusions` query, in two phases: the term clauses alone with tantivy's block-max WAND
 /// (which skips the blocks of postings that cannot reach the k best; the phrase bonuses rule it
 /// out, so scoring them over every match was most of a search), then each of those `pool`
 /// documents gets its bonuses, checked at that document only. A document outside the pool of
 /// the term scores is only missed if its bonuses lift it above the k best.
 /// `extra` are documents matched by clauses without terms of their own (multi-word synonyms):
-/// they get their full score, term clauses included. `count`: visit every match to count them
+/// they get their full score, term clauses included. `required` (quoted phrases) are scored in
+/// the second phase like the bonuses; the term clauses must match every document they match.
+/// `count`: visit every match to count them
 /// (those of `extra` too when it is [`Extra::Matches`]).
 #[allow(clippy::too_many_arguments)]
 pub fn two_phase_top(
@@ -612,6 +614,7 @@ pub fn two_phase_top(
     stats: &KindStatistics,
     split: &SplitQuery,
     filters: &[Box<dyn Query>],
+    required: &[Box<dyn Query>],
     exclusions: &[Box<dyn Query>],
     extra: &Extra,
     k: usize,
@@ -620,7 +623,8 @@ pub fn two_phase_top(
 ) -> tantivy::Result<TwoPhase> {
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
     let unscored = EnableScoring::disabled_from_searcher(searcher);
-    let filters = weights(filters, unscored)?;
+    let mut filters = weights(filters, unscored)?;
+    filters.extend(weights(required, unscored)?);
     let exclusions = weights(exclusions, unscored)?;
     // Phase 1: the pool, by term scores.
     let mut top = TopPool::new(pool.max(k));
@@ -717,9 +721,13 @@ pub fn two_phase_top(
         Some(phrases) => add_phrase_scores(searcher, phrases, &mut found)?,
         None => add_scores(searcher, &bonuses, &mut found)?,
     }
+    if !required.is_empty() {
+        add_scores(searcher, &weights(required, scoring)?, &mut found)?;
+    }
     if !others.is_empty() {
         let mut all = term_weights(&split.terms, scoring)?;
         all.extend(bonus_weights(split, scoring)?);
+        all.extend(weights(required, scoring)?);
         add_scores(searcher, &all, &mut others)?;
         found.extend(others);
     }
