@@ -16,8 +16,9 @@
 //! ```
 //!
 //! Map: `index.rs` (schema, fingerprint, documents), `text.rs` (Markdown → indexed text),
-//! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article),
-//! `snippet.rs` (highlighting).
+//! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article, the two
+//! ranking phases), `taat.rs` (term and phrase clauses scored without tantivy's scorers, same
+//! scores; cached term lookups), `snippet.rs` (highlighting).
 
 pub mod index;
 pub mod query;
