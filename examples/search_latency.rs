@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release --example search_latency -- \
 //!     ../shared/data/search/aliyun-faq/docs ../shared/data/search/aliyun-faq/queries.dev.jsonl \
-//!     [--index DIR] [--rounds N] [--dump FILE] [--reference] [--one-phase] [--pool N]
+//!     [--index DIR] [--rounds N] [--dump FILE] [--reference] [--one-phase] [--pool N] [--slowest N]
 //! ```
 //!
 //! `--index DIR` keeps the index between runs (built there when absent); `--dump FILE` writes
@@ -12,7 +12,7 @@
 //! left the results as they were; `--reference` finds best
 //! sections by plain tantivy queries (what the default must agree with); `--one-phase` scores every
 //! match with the whole query instead of ranking in two phases; `--pool N` sets how many articles the
-//! first phase keeps.
+//! first phase keeps; `--slowest N` lists the N queries of the most CPU time on each path.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ fn thread_cpu_ms() -> Option<f64> {
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut positional, mut index, mut rounds, mut dump) = (Vec::new(), None, 3usize, None);
-    let (mut probe, mut two_phase, mut pool) = (true, true, None);
+    let (mut probe, mut two_phase, mut pool, mut slowest) = (true, true, None, 0usize);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--index" => index = args.next().map(PathBuf::from),
@@ -58,6 +58,7 @@ fn main() -> Result<()> {
             "--reference" => probe = false,
             "--one-phase" => two_phase = false,
             "--pool" => pool = Some(args.next().context("--pool N")?.parse()?),
+            "--slowest" => slowest = args.next().context("--slowest N")?.parse()?,
             _ => positional.push(arg),
         }
     }
@@ -107,8 +108,10 @@ fn main() -> Result<()> {
     }
     let (mut product, mut ranking) = (Vec::new(), Vec::new());
     let (mut product_cpu, mut ranking_cpu) = (Vec::new(), Vec::new());
+    // (CPU ms, query index) of every run, per path.
+    let (mut product_by_query, mut ranking_by_query) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        for q in &queries {
+        for (qi, q) in queries.iter().enumerate() {
             let request = SearchRequest {
                 query: q.clone(),
                 limit: 10,
@@ -120,6 +123,7 @@ fn main() -> Result<()> {
             product.push(t.elapsed().as_secs_f64() * 1000.0);
             if let (Some(before), Some(after)) = (cpu, thread_cpu_ms()) {
                 product_cpu.push(after - before);
+                product_by_query.push((after - before, qi));
             }
             let cpu = thread_cpu_ms();
             let t = Instant::now();
@@ -127,6 +131,7 @@ fn main() -> Result<()> {
             ranking.push(t.elapsed().as_secs_f64() * 1000.0);
             if let (Some(before), Some(after)) = (cpu, thread_cpu_ms()) {
                 ranking_cpu.push(after - before);
+                ranking_by_query.push((after - before, qi));
             }
             if round == 0
                 && let Some(out) = out.as_mut()
@@ -157,6 +162,19 @@ fn main() -> Result<()> {
             percentiles(ranking_cpu.clone()),
             mean(&ranking_cpu)
         );
+    }
+    for (name, mut runs) in [
+        ("search top 10", product_by_query),
+        ("rank_ids 101", ranking_by_query),
+    ] {
+        runs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (ms, qi) in runs.into_iter().take(slowest) {
+            let q = &queries[qi];
+            println!(
+                "slowest {name}: {ms:.3} ms, {} chars: {q}",
+                q.chars().count()
+            );
+        }
     }
     Ok(())
 }

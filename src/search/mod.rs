@@ -16,13 +16,15 @@
 //! ```
 //!
 //! Map: `index.rs` (schema, fingerprint, documents), `text.rs` (Markdown → indexed text),
-//! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article),
-//! `snippet.rs` (highlighting).
+//! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article, the two
+//! ranking phases), `taat.rs` (term and phrase clauses scored without tantivy's scorers, same
+//! scores; cached term lookups), `snippet.rs` (highlighting).
 
 pub mod index;
 pub mod query;
 pub mod rank;
 pub mod snippet;
+mod taat;
 pub mod text;
 
 use std::collections::{HashMap, HashSet};
@@ -171,6 +173,8 @@ pub struct SearchEngine {
     params: RankParams,
     /// Article ids by segment, for `rank_ids`.
     ids: rank::IdCache,
+    /// Term dictionary lookups by segment, across queries.
+    terms: taat::TermInfoCache,
     /// Best sections found by scoring only the page's sections (`rank::best_sections`); off,
     /// by tantivy queries over all sections (the reference, for tests).
     probe_sections: bool,
@@ -233,6 +237,7 @@ impl SearchEngine {
             writer: Mutex::new(None),
             params: RankParams::default(),
             ids: rank::IdCache::default(),
+            terms: taat::TermInfoCache::default(),
             probe_sections: true,
             two_phase: true,
             rerank_pool: RERANK_POOL,
@@ -580,10 +585,44 @@ impl SearchEngine {
             needed
         };
         // Two phases (`rank::two_phase_top`) unless the query has clauses only the whole query
-        // expresses (quoted phrases, the title coverage bonus) or the reference is asked for.
-        let split = (self.two_phase && p.title_bonus <= 0.0)
-            .then(|| parsed.build_split(&article_fields, &article_phrase_fields, p))
-            .flatten();
+        // expresses (the title coverage bonus) or the reference is asked for. Quoted phrases
+        // are required clauses, scored in the second phase: every document matching them is
+        // matched by the term clauses when each phrase word is a term clause in every field
+        // (else the whole query ranks).
+        let (split, required) = if self.two_phase && p.title_bonus <= 0.0 {
+            let unquoted;
+            let scored = if parsed.phrases.is_empty() {
+                parsed
+            } else {
+                unquoted = ParsedQuery {
+                    phrases: Vec::new(),
+                    ..parsed.clone()
+                };
+                &unquoted
+            };
+            match scored.build_split(&article_fields, &article_phrase_fields, p) {
+                Some(split)
+                    if parsed.phrases.iter().all(|phrase| {
+                        phrase.terms.iter().all(|(_, text)| {
+                            article_fields.iter().all(|&(field, _)| {
+                                let term = Term::from_field_text(field, text);
+                                split.terms.iter().any(|(t, _)| *t == term)
+                            })
+                        })
+                    }) =>
+                {
+                    let required: Vec<Box<dyn Query>> = parsed
+                        .phrases
+                        .iter()
+                        .map(|phrase| parsed.any_field(phrase, &article_fields))
+                        .collect();
+                    (Some(split), required)
+                }
+                _ => (None, Vec::new()),
+            }
+        } else {
+            (None, Vec::new())
+        };
         let (article_top, total) = match split {
             Some(split) => {
                 // The articles that get their bonuses: a pool of term scores, at least 3 pages.
@@ -609,9 +648,14 @@ impl SearchEngine {
                     // Counting visits every term match: the synonyms' other matches are known.
                     Some(synonyms) if wanted == Wanted::Total => rank::Extra::Matches(synonyms),
                     Some(synonyms) => {
+                        let required_too: Vec<Box<dyn Query>> = filters
+                            .iter()
+                            .chain(&required)
+                            .map(|q| q.box_clone())
+                            .collect();
                         let synonyms = filtered(
                             synonyms,
-                            &filters,
+                            &required_too,
                             exclusions.iter().map(|q| q.box_clone()).collect(),
                         );
                         rank::Extra::Found(
@@ -628,6 +672,7 @@ impl SearchEngine {
                     stats,
                     &split,
                     &filters,
+                    &required,
                     &exclusions,
                     &extra,
                     article_limit,
@@ -792,7 +837,10 @@ impl SearchEngine {
     }
 
     /// BM25 statistics per kind of document (articles and sections each as their own corpus).
-    fn statistics<'s>(&self, searcher: &'s Searcher) -> tantivy::Result<rank::KindStatistics<'s>> {
+    fn statistics<'s>(
+        &'s self,
+        searcher: &'s Searcher,
+    ) -> tantivy::Result<rank::KindStatistics<'s>> {
         let f = &self.fields;
         let p = &self.params;
         Ok(
@@ -801,7 +849,8 @@ impl SearchEngine {
                     (f.atitle, p.atitle_length),
                     (f.stitle, p.stitle_length),
                     (f.abody, p.abody_length),
-                ]),
+                ])
+                .with_term_cache(&self.terms),
         )
     }
 
@@ -1141,6 +1190,8 @@ mod tests {
             "帳單查詢",
             "DDoS blackhole -退款",
             "money back",
+            "\"安全组\" 规则 配置",
+            "\"reset\" the \"instance password\" now",
             "how to reset the instance password",
             "我的云服务器实例昨天晚上突然无法通过SSH远程连接了，提示连接超时，安全组规则也检查过了，请问应该如何排查网络和防火墙的问题",
             "My instance cannot be reached over SSH since yesterday and the security group rules look fine, how do I check the firewall, the network ACL and the route table",
@@ -1164,6 +1215,114 @@ mod tests {
             compared += two.hits.len();
         }
         assert!(compared > 100, "only {compared} hits compared");
+    }
+
+    /// Term-at-a-time scores (`taat`) are those of tantivy's queries of the same clauses, bit
+    /// for bit: the union of the boosted term clauses for every document it matches, and each
+    /// proximity or synonym bonus (a boosted phrase or term query) alone.
+    #[test]
+    fn term_at_a_time_scores_are_tantivys() {
+        let (_dir, engine) = kb_engine();
+        let (f, p) = (&engine.fields, &engine.params);
+        let searcher = engine.reader.searcher();
+        let stats = engine.statistics(&searcher).unwrap();
+        let article_fields = [
+            (f.atitle, p.atitle),
+            (f.stitle, p.stitle),
+            (f.abody, p.abody),
+        ];
+        let section_fields = [(f.title, p.title), (f.heading, p.heading), (f.body, p.body)];
+        let everything = TopDocs::with_limit(1_000_000).order_by_score();
+        let (mut terms_compared, mut phrases_compared) = (0, 0);
+        for query in [
+            "如何申请退款",
+            "ECS实例无法启动 安全组",
+            "how to reset the instance password",
+            "money back refund",
+            "My instance cannot be reached over SSH since yesterday and the security group rules look fine",
+        ] {
+            let parsed = ParsedQuery::parse_with(query, p);
+            for (fields, phrase_fields) in [
+                (
+                    &article_fields[..],
+                    [(f.atitle, p.atitle), (f.abody, p.abody)],
+                ),
+                (&section_fields[..], [(f.body, p.body), (f.title, p.title)]),
+            ] {
+                let split = parsed.build_split(fields, &phrase_fields, p).unwrap();
+                let union = BooleanQuery::new(
+                    split
+                        .terms
+                        .iter()
+                        .map(|(t, b)| (Occur::Should, query::boosted_term(t.clone(), *b)))
+                        .collect(),
+                );
+                // Every match scored by the union (a top-k collector would prune with block-max
+                // WAND, which sums in another order).
+                let weight = union
+                    .weight(
+                        tantivy::query::EnableScoring::enabled_from_statistics_provider(
+                            &stats, &searcher,
+                        ),
+                    )
+                    .unwrap();
+                let mut expected: Vec<(f32, DocAddress)> = Vec::new();
+                for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                    weight
+                        .for_each(reader, &mut |doc, score| {
+                            expected.push((score, DocAddress::new(ord as u32, doc)));
+                        })
+                        .unwrap();
+                }
+                let clauses = taat::TermClauses::new(&searcher, &stats, &split.terms).unwrap();
+                let mut found: HashMap<DocAddress, f32> = HashMap::new();
+                for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                    clauses
+                        .for_each(ord, reader, &mut |doc, score| {
+                            found.insert(DocAddress::new(ord as u32, doc), score);
+                        })
+                        .unwrap();
+                }
+                assert_eq!(found.len(), expected.len(), "{query}");
+                for (score, addr) in &expected {
+                    assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                }
+                terms_compared += expected.len();
+                for bonus in &split.bonuses {
+                    let boosted =
+                        tantivy::query::BoostQuery::new(bonus.query.box_clone(), bonus.boost);
+                    let expected = searcher
+                        .search_with_statistics_provider(&boosted, &everything, &stats)
+                        .unwrap();
+                    let phrases =
+                        taat::PhraseClauses::new(&searcher, &stats, std::slice::from_ref(bonus))
+                            .unwrap()
+                            .expect("no slop");
+                    let mut found: HashMap<DocAddress, f32> = HashMap::new();
+                    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                        let docs: Vec<u32> = (0..reader.max_doc()).collect();
+                        phrases
+                            .scores_at(ord, reader, &docs, &mut |i, score| {
+                                found.insert(DocAddress::new(ord as u32, docs[i]), score);
+                            })
+                            .unwrap();
+                    }
+                    assert_eq!(found.len(), expected.len(), "{query}");
+                    for (score, addr) in &expected {
+                        assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                    }
+                    phrases_compared += expected.len();
+                }
+            }
+        }
+        assert!(
+            terms_compared > 200,
+            "only {terms_compared} term scores compared"
+        );
+        assert!(
+            phrases_compared > 10,
+            "only {phrases_compared} phrase scores compared"
+        );
     }
 
     /// Tantivy's scoring loops (used by the two phases) do not skip deleted documents: a

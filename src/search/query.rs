@@ -609,19 +609,18 @@ impl ParsedQuery {
         if params.proximity > 0.0 {
             for pair in &self.pairs {
                 for &(field, boost) in phrase_fields {
-                    bonuses.push(Bonus {
-                        query: phrase_query(field, pair, params.slop),
-                        boost: boost * params.proximity,
-                    });
+                    bonuses.push(Bonus::new(
+                        field,
+                        pair,
+                        params.slop,
+                        boost * params.proximity,
+                    ));
                 }
             }
         }
         for (phrase, weight) in &self.synonym_phrases {
             for &(field, boost) in phrase_fields {
-                bonuses.push(Bonus {
-                    query: phrase_query(field, phrase, 0),
-                    boost: boost * weight,
-                });
+                bonuses.push(Bonus::new(field, phrase, 0, boost * weight));
             }
         }
         bonuses
@@ -757,6 +756,25 @@ pub struct Bonus {
     /// The unboosted query.
     pub query: Box<dyn Query>,
     pub boost: f32,
+    /// What the query matches: its terms at their offsets (one term: a term query), within
+    /// `slop` (`search::taat` scores them without the query).
+    pub terms: Vec<(usize, Term)>,
+    pub slop: u32,
+}
+
+impl Bonus {
+    fn new(field: Field, phrase: &Phrase, slop: u32, boost: f32) -> Bonus {
+        Bonus {
+            query: phrase_query(field, phrase, slop),
+            boost,
+            terms: phrase
+                .terms
+                .iter()
+                .map(|(offset, text)| (*offset, Term::from_field_text(field, text)))
+                .collect(),
+            slop,
+        }
+    }
 }
 
 fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {

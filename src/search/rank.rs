@@ -11,14 +11,17 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 
 use tantivy::columnar::{Column, StrColumn};
+use tantivy::postings::TermInfo;
 use tantivy::query::{BoostQuery, EnableScoring, Query, Scorer, TermQuery, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{
-    DocAddress, DocId, DocSet, Score, Searcher, SeekDangerResult, SegmentReader, TERMINATED, Term,
+    DocAddress, DocId, DocSet, InvertedIndexReader, Score, Searcher, SeekDangerResult,
+    SegmentReader, TERMINATED, Term,
 };
 
 use super::SearchError;
 use super::query::{RankParams, SplitQuery, boosted_term};
+use super::taat::{PhraseClauses, TermClauses, TermInfoCache};
 
 /// One article in the running.
 #[derive(Debug, Clone)]
@@ -178,6 +181,8 @@ pub struct KindStatistics<'a> {
     doc_freqs: std::cell::RefCell<HashMap<Term, u64>>,
     /// Token counts already summed, per field.
     num_tokens: std::cell::RefCell<HashMap<Field, u64>>,
+    /// Term lookups kept across queries, if any.
+    term_cache: Option<&'a TermInfoCache>,
 }
 
 impl<'a> KindStatistics<'a> {
@@ -197,7 +202,28 @@ impl<'a> KindStatistics<'a> {
             length_scales: Vec::new(),
             doc_freqs: Default::default(),
             num_tokens: Default::default(),
+            term_cache: None,
         })
+    }
+
+    /// Looks terms up through `cache` (kept across queries).
+    pub fn with_term_cache(mut self, cache: &'a TermInfoCache) -> KindStatistics<'a> {
+        self.term_cache = Some(cache);
+        self
+    }
+
+    /// `term` in each segment of `readers` (`inverted`: the term's field there), through the
+    /// term cache if there is one.
+    pub fn term_infos(
+        &self,
+        readers: &[SegmentReader],
+        inverted: &[Arc<InvertedIndexReader>],
+        term: &Term,
+    ) -> std::io::Result<Vec<Option<TermInfo>>> {
+        match self.term_cache {
+            Some(cache) => cache.lookup(readers, inverted, term),
+            None => inverted.iter().map(|i| i.get_term_info(term)).collect(),
+        }
     }
 
     /// Scales the average length BM25 sees for each field by its factor (1 = as indexed). Above 1,
@@ -211,6 +237,20 @@ impl<'a> KindStatistics<'a> {
             .map(|&(f, s)| (f, f64::from(s)))
             .collect();
         self
+    }
+
+    /// [`Bm25StatisticsProvider::doc_freq`] of `term` from its document count over all
+    /// segments, `raw` (what that method looks up), for a caller that looked the term up
+    /// already; remembered like a looked-up one.
+    ///
+    /// [`Bm25StatisticsProvider::doc_freq`]: tantivy::query::Bm25StatisticsProvider::doc_freq
+    pub fn doc_freq_counted(&self, term: &Term, raw: u64) -> u64 {
+        if let Some(&df) = self.doc_freqs.borrow().get(term) {
+            return df;
+        }
+        let df = self.scale(term.field(), raw).min(self.all);
+        self.doc_freqs.borrow_mut().insert(term.clone(), df);
+        df
     }
 
     fn scale(&self, field: Field, value: u64) -> u64 {
@@ -245,7 +285,18 @@ impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
         if let Some(&df) = self.doc_freqs.borrow().get(term) {
             return Ok(df);
         }
-        let df = self.searcher.doc_freq(term)?;
+        let df = match self.term_cache {
+            Some(cache) => {
+                let readers = self.searcher.segment_readers();
+                let inverted = readers
+                    .iter()
+                    .map(|r| r.inverted_index(term.field()))
+                    .collect::<tantivy::Result<Vec<_>>>()?;
+                let infos = cache.lookup(readers, &inverted, term)?;
+                infos.iter().flatten().map(|i| u64::from(i.doc_freq)).sum()
+            }
+            None => self.searcher.doc_freq(term)?,
+        };
         let df = self.scale(term.field(), df).min(self.all);
         self.doc_freqs.borrow_mut().insert(term.clone(), df);
         Ok(df)
@@ -355,25 +406,50 @@ pub fn best_sections(
     // (key → (score, address)), best so far; an article of one section needs no scoring.
     let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
-    let mut clauses: Vec<Box<dyn Weight>> = Vec::new();
-    if sections_of.values().any(|&n| n > 1) {
-        clauses = term_weights(&split.terms, scoring)?;
-        clauses.extend(bonus_weights(split, scoring)?);
-    }
+    // The term clauses, then the bonuses, as the whole query sums them.
+    let (terms, phrases, bonuses) = if sections_of.values().any(|&n| n > 1) {
+        let phrases = PhraseClauses::new(searcher, stats, &split.bonuses)?;
+        let bonuses = match phrases {
+            Some(_) => Vec::new(),
+            None => bonus_weights(split, scoring)?,
+        };
+        (
+            Some(TermClauses::new(searcher, stats, &split.terms)?),
+            phrases,
+            bonuses,
+        )
+    } else {
+        (None, None, Vec::new())
+    };
     for (ord, (reader, docs)) in searcher
         .segment_readers()
         .iter()
         .zip(by_segment)
         .enumerate()
     {
-        let mut probes = probes(&clauses);
+        let scored: Vec<DocId> = docs
+            .iter()
+            .filter(|(_, key)| sections_of[key] > 1)
+            .map(|&(doc, _)| doc)
+            .collect();
+        let mut scores: Vec<Option<Score>> = vec![None; scored.len()];
+        if let Some(terms) = &terms {
+            terms.add_scores_at(ord, reader, &scored, &mut scores)?;
+        }
+        if let Some(phrases) = &phrases {
+            phrases.scores_at(ord, reader, &scored, &mut |i, s| {
+                *scores[i].get_or_insert(0.0) += s;
+            })?;
+        }
+        let mut scores = scores.into_iter();
+        let mut probes = probes(&bonuses);
         for (doc, key) in docs {
             let addr = DocAddress::new(ord as u32, doc);
             if sections_of[&key] == 1 {
                 best.insert(key, (None, addr));
                 continue;
             }
-            let mut score: Option<Score> = None;
+            let mut score: Option<Score> = scores.next().flatten();
             for probe in &mut probes {
                 if let Some(s) = probe.score(reader, doc)? {
                     *score.get_or_insert(0.0) += s;
@@ -521,14 +597,16 @@ fn bonus_weights(
         .collect()
 }
 
-/// The top `k` documents of `split`, best first, among those matching every `filters` query and
-/// no `exclusions` query, in two phases: the term clauses alone with tantivy's block-max WAND
+/// The top `k` documents of `split`, best first, among those matching every `filters` and
+/// `required` query and no `exclusions` query, in two phases: the term clauses alone with tantivy's block-max WAND
 /// (which skips the blocks of postings that cannot reach the k best; the phrase bonuses rule it
 /// out, so scoring them over every match was most of a search), then each of those `pool`
 /// documents gets its bonuses, checked at that document only. A document outside the pool of
 /// the term scores is only missed if its bonuses lift it above the k best.
 /// `extra` are documents matched by clauses without terms of their own (multi-word synonyms):
-/// they get their full score, term clauses included. `count`: visit every match to count them
+/// they get their full score, term clauses included. `required` (quoted phrases) are scored in
+/// the second phase like the bonuses; the term clauses must match every document they match.
+/// `count`: visit every match to count them
 /// (those of `extra` too when it is [`Extra::Matches`]).
 #[allow(clippy::too_many_arguments)]
 pub fn two_phase_top(
@@ -536,6 +614,7 @@ pub fn two_phase_top(
     stats: &KindStatistics,
     split: &SplitQuery,
     filters: &[Box<dyn Query>],
+    required: &[Box<dyn Query>],
     exclusions: &[Box<dyn Query>],
     extra: &Extra,
     k: usize,
@@ -544,27 +623,32 @@ pub fn two_phase_top(
 ) -> tantivy::Result<TwoPhase> {
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
     let unscored = EnableScoring::disabled_from_searcher(searcher);
-    let terms = tantivy::query::BooleanQuery::new(
-        split
-            .terms
-            .iter()
-            .map(|(term, boost)| {
-                (
-                    tantivy::query::Occur::Should,
-                    boosted_term(term.clone(), *boost),
-                )
-            })
-            .collect(),
-    )
-    .weight(scoring)?;
-    let filters = weights(filters, unscored)?;
+    let mut filters = weights(filters, unscored)?;
+    filters.extend(weights(required, unscored)?);
     let exclusions = weights(exclusions, unscored)?;
     // Phase 1: the pool, by term scores.
     let mut top = TopPool::new(pool.max(k));
     // Block-max WAND pays for skipping by keeping its clauses sorted after every document: with
     // many clauses (a long question) that costs more than scoring every match. Counting the
-    // matches visits them all anyway.
+    // matches visits them all anyway, term at a time (`taat`: the same scores).
     let prune = !count && split.terms.len() <= WAND_MAX_CLAUSES;
+    let (terms, clauses) = if prune {
+        let query = tantivy::query::BooleanQuery::new(
+            split
+                .terms
+                .iter()
+                .map(|(term, boost)| {
+                    (
+                        tantivy::query::Occur::Should,
+                        boosted_term(term.clone(), *boost),
+                    )
+                })
+                .collect(),
+        );
+        (Some(query.weight(scoring)?), None)
+    } else {
+        (None, Some(TermClauses::new(searcher, stats, &split.terms)?))
+    };
     let mut matched = 0usize;
     let synonyms = match extra {
         Extra::Matches(query) if !prune => Some(query.weight(unscored)?),
@@ -576,18 +660,18 @@ pub fn two_phase_top(
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         let mut admit = Admit::new(reader, &filters, &exclusions);
         let ord = ord as u32;
-        if prune {
+        if let Some(terms) = &terms {
             terms.for_each_pruning(top.threshold, reader, &mut |doc, score| {
                 if admit.admits(doc) {
                     top.offer(score, DocAddress::new(ord, doc));
                 }
                 top.threshold
             })?;
-        } else {
+        } else if let Some(clauses) = &clauses {
             let mut seen = synonyms
                 .as_ref()
                 .map(|_| tantivy::BitSet::with_max_value(reader.max_doc()));
-            terms.for_each(reader, &mut |doc, score| {
+            clauses.for_each(ord as usize, reader, &mut |doc, score| {
                 if let Some(seen) = &mut seen {
                     seen.insert(doc);
                 }
@@ -618,7 +702,11 @@ pub fn two_phase_top(
     let heap = top.heap;
     let mut found: Vec<(Score, DocAddress)> = heap.into_iter().map(|r| (r.0.0, r.0.1)).collect();
     // Phase 2: the bonuses of the pool, and the full score of documents found otherwise.
-    let bonuses = bonus_weights(split, scoring)?;
+    let phrases = PhraseClauses::new(searcher, stats, &split.bonuses)?;
+    let bonuses = match phrases {
+        Some(_) => Vec::new(),
+        None => bonus_weights(split, scoring)?,
+    };
     let pooled: HashSet<DocAddress> = found.iter().map(|(_, addr)| *addr).collect();
     let mut others: Vec<(Score, DocAddress)> = match extra {
         Extra::Found(docs) if synonyms.is_none() => docs
@@ -629,10 +717,17 @@ pub fn two_phase_top(
         _ => Vec::new(),
     };
     found.append(&mut bonus_only);
-    add_scores(searcher, &bonuses, &mut found)?;
+    match &phrases {
+        Some(phrases) => add_phrase_scores(searcher, phrases, &mut found)?,
+        None => add_scores(searcher, &bonuses, &mut found)?,
+    }
+    if !required.is_empty() {
+        add_scores(searcher, &weights(required, scoring)?, &mut found)?;
+    }
     if !others.is_empty() {
         let mut all = term_weights(&split.terms, scoring)?;
-        all.extend(bonuses);
+        all.extend(bonus_weights(split, scoring)?);
+        all.extend(weights(required, scoring)?);
         add_scores(searcher, &all, &mut others)?;
         found.extend(others);
     }
@@ -665,6 +760,31 @@ fn add_scores(
                 }
             }
         }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Adds to each document's score the scores of the `phrases` that match it, in their order
+/// ([`add_scores`] of their queries, without the queries).
+fn add_phrase_scores(
+    searcher: &Searcher,
+    phrases: &PhraseClauses,
+    docs: &mut [(Score, DocAddress)],
+) -> tantivy::Result<()> {
+    docs.sort_unstable_by_key(|(_, addr)| *addr);
+    let mut start = 0;
+    while start < docs.len() {
+        let ord = docs[start].1.segment_ord;
+        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+        let segment = &mut docs[start..end];
+        let ids: Vec<DocId> = segment.iter().map(|(_, addr)| addr.doc_id).collect();
+        phrases.scores_at(
+            ord as usize,
+            searcher.segment_reader(ord),
+            &ids,
+            &mut |i, s| segment[i].0 += s,
+        )?;
         start = end;
     }
     Ok(())
