@@ -46,12 +46,11 @@ const EN_STOP_WORDS: &[&str] = &[
     "these", "they", "this", "to", "was", "we", "were", "will", "with", "would", "you", "your",
 ];
 
-/// Chinese particles and pronouns that jieba emits as words of their own. Not 还: besides "still"
-/// it is the verb "repay" (提前还一笔, 还不了), the topic of many support questions.
+/// Chinese particles and pronouns that jieba emits as words of their own.
 const ZH_STOP_WORDS: &[&str] = &[
     "的", "了", "吗", "呢", "吧", "啊", "呀", "是", "在", "和", "与", "及", "或", "我", "你", "您",
     "他", "她", "它", "我们", "你们", "这", "那", "个", "也", "就", "都", "而", "着", "之", "把",
-    "被", "让", "给", "对", "从", "到", "请", "又", "很", "么", "哪", "该",
+    "被", "让", "给", "对", "从", "到", "请", "还", "又", "很", "么", "哪", "该",
 ];
 
 /// One token: the normalized, stemmed `text`, its byte span in the ORIGINAL text and its ordinal

@@ -90,7 +90,7 @@ impl Default for RankParams {
     /// | session 2 defaults | 0.486 | 0.482 | 0.874 | 0.062 |
     /// | + everyday synonyms (`models/synonyms.txt`), `abody_length` 1.25 | 0.502 | 0.502 | 0.874 | 0.064 |
     /// | + typo tolerance (`spelling` 1; 0.5: stackfaq 0.877, 0.7: 0.878) | 0.502 | 0.502 | 0.879 | 0.064 |
-    /// | + 15 everyday English and 4 colloquial Chinese synonym groups, `还` no stop word (session 4) | 0.503 | 0.502 | 0.895 | 0.064 |
+    /// | + 15 everyday English and 4 colloquial Chinese synonym groups (session 4) | 0.503 | 0.502 | 0.895 | 0.064 |
     ///
     /// `abody_length` (session 3): articles' bodies scored as if 1.25× longer on average, so a
     /// long page that answers many questions is penalized less for its length (aliyun-faq
