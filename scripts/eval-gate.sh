@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Search quality gate: runs `kefu eval search --json` on the dev sets and fails when MRR@10 drops
 # below its floor (a regression guard: aliyun-faq at 0.47, under the 0.50 it reaches, stackfaq
-# at the issue's CI floor). Skipped when the data sets
+# at 0.88, under the 0.895 it reaches; the issue's CI floors are 0.38/0.37 and 0.86). Skipped when the data sets
 # (../shared/data) are absent. Usage: scripts/eval-gate.sh [path/to/kefu] (default target/release/kefu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ check aliyun-faq "$aliyun" "by_lang.zh.mrr@10" 0.47
 check aliyun-faq "$aliyun" "by_lang.en.mrr@10" 0.47
 stack=$("$KEFU" eval search --docs "$DATA/stackfaq/docs.jsonl" --queries "$DATA/stackfaq/queries.dev.jsonl" --json)
 echo "stackfaq: $stack"
-check stackfaq "$stack" "mrr@10" 0.86
+check stackfaq "$stack" "mrr@10" 0.88
 if [ "${KEFU_EVAL_ATEC:-0}" = 1 ]; then
   atec=$("$KEFU" eval search --docs "$DATA/atec-faq/docs.jsonl" --queries "$DATA/atec-faq/queries.dev.jsonl" --exclude-query-id --json)
   echo "atec-faq: $atec"
