@@ -27,7 +27,7 @@ use crate::analyzer::{TOKENIZER_NAME, analyzer};
 use crate::article::Article;
 
 /// Bump when the schema or what goes into the fields changes.
-const SCHEMA_VERSION: &str = "kefu-schema-4";
+const SCHEMA_VERSION: &str = "kefu-schema-5";
 /// File in the index directory recording which analyzer and schema built it.
 pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
 
@@ -50,6 +50,8 @@ pub struct Fields {
     pub body: Field,
     /// Stored plain text of the section (snippets).
     pub text: Field,
+    /// Stored analyzed tokens of `text` (`snippet::encode_marks`): snippets without analysis.
+    pub marks: Field,
     pub anchor: Field,
     pub url: Field,
     pub atitle: Field,
@@ -97,6 +99,7 @@ pub fn build_schema() -> (Schema, Fields) {
         suggest_full: b.add_text_field("suggest_full", STRING),
         suggest_any: b.add_text_field("suggest_any", STRING),
         stitle: b.add_text_field("stitle", analyzed(false)),
+        marks: b.add_bytes_field("marks", STORED),
     };
     (b.build(), fields)
 }
@@ -123,6 +126,7 @@ impl Fields {
             heading: get("heading")?,
             body: get("body")?,
             text: get("text")?,
+            marks: get("marks")?,
             anchor: get("anchor")?,
             url: get("url")?,
             atitle: get("atitle")?,
@@ -321,8 +325,14 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<IndexDoc> {
             ..t.clone()
         }));
         position += body.last().map_or(0, |t| t.position + 1) + SECTION_POSITION_GAP;
+        let marks = super::snippet::encode_marks(
+            &text,
+            body.iter()
+                .map(|t| (t.offset_from, t.offset_to, t.text.as_str())),
+        );
         doc.add(fields.body, pre_tokenized(body));
         doc.add(fields.text, OwnedValue::Str(text));
+        doc.add(fields.marks, OwnedValue::Bytes(marks));
         docs.push(doc);
     }
     let mut doc = IndexDoc::default();

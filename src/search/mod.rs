@@ -895,7 +895,12 @@ impl SearchEngine {
                 .map(str::to_string)
         };
         let snippet = match (snippets, text(f.text)) {
-            (true, Some(body)) => snippet::snippet(&body, highlight, snippet::SNIPPET_CHARS),
+            (true, Some(body)) => match doc.get_first(f.marks).and_then(|v| v.as_bytes()) {
+                Some(marks) => {
+                    snippet::snippet_marked(&body, marks, highlight, snippet::SNIPPET_CHARS)
+                }
+                None => snippet::snippet(&body, highlight, snippet::SNIPPET_CHARS),
+            },
             _ => String::new(),
         };
         Ok(SearchHit {

@@ -40,6 +40,174 @@ const LEAD_CHARS: usize = 20;
 
 /// A snippet of `text` of at most `max_chars` characters around the matches of `terms`.
 pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String {
+    snippet_with(text, &Matcher::Analyze(terms), max_chars)
+}
+
+/// [`snippet`] from the tokens `marks` recorded of `text` at index time ([`encode_marks`]), so
+/// nothing is analyzed at query time where they reach; the same snippet as [`snippet`] but for
+/// the rare chunk that analysis alone splits differently. Marks that cannot be read (not made
+/// for this text) fall back to analysis.
+pub fn snippet_marked(
+    text: &str,
+    marks: &[u8],
+    terms: &HashSet<String>,
+    max_chars: usize,
+) -> String {
+    match Marks::decode(marks, terms, text) {
+        Some(marks) => snippet_with(text, &Matcher::Marked(&marks, terms), max_chars),
+        None => snippet(text, terms, max_chars),
+    }
+}
+
+/// Text past this (bytes, then to a word break) has no marks: snippets come from the start of
+/// a section (analysis stops at MAX_ANALYZED_BYTES, the window runs on a few hundred bytes).
+const MARKED_BYTES: usize = MAX_ANALYZED_BYTES + 4 * 1024;
+
+/// The analyzed tokens of `text` (not stop words; `(offset_from, offset_to, term)` in analyzer
+/// order) as compact bytes for [`snippet_marked`]: the end of the marked text, the distinct
+/// terms, then each token's offset (zigzag delta from the previous one), length and term
+/// number, all as LEB128 varints.
+pub fn encode_marks<'t>(
+    text: &str,
+    tokens: impl Iterator<Item = (usize, usize, &'t str)>,
+) -> Vec<u8> {
+    let covered = if text.len() <= MARKED_BYTES {
+        text.len()
+    } else {
+        word_break_after(text, MARKED_BYTES)
+    };
+    let mut terms: Vec<&str> = Vec::new();
+    let mut number: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut spans = Vec::new();
+    let mut last_from = 0i64;
+    for (from, to, term) in tokens {
+        if from >= covered {
+            continue;
+        }
+        let n = *number.entry(term).or_insert_with(|| {
+            terms.push(term);
+            terms.len() - 1
+        });
+        let delta = from as i64 - last_from;
+        last_from = from as i64;
+        put_varint(&mut spans, ((delta << 1) ^ (delta >> 63)) as u64);
+        put_varint(&mut spans, to.saturating_sub(from) as u64);
+        put_varint(&mut spans, n as u64);
+    }
+    let mut out = Vec::with_capacity(spans.len() + 16 * terms.len() + 8);
+    put_varint(&mut out, covered as u64);
+    put_varint(&mut out, terms.len() as u64);
+    for term in &terms {
+        put_varint(&mut out, term.len() as u64);
+        out.extend_from_slice(term.as_bytes());
+    }
+    out.extend_from_slice(&spans);
+    out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Decoded marks: only the tokens of query terms are kept.
+struct Marks {
+    /// Text marked, bytes from the start.
+    covered: usize,
+    /// `(offset_from, offset_to, term)` of the tokens of query terms, in analyzer order.
+    tokens: Vec<(usize, usize, String)>,
+}
+
+impl Marks {
+    fn decode(bytes: &[u8], terms: &HashSet<String>, text: &str) -> Option<Marks> {
+        let mut at = 0;
+        let covered = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+        let n_terms = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+        if covered > text.len() || n_terms > bytes.len() {
+            return None;
+        }
+        // The query's terms among the section's, by term number.
+        let mut wanted: Vec<Option<&str>> = Vec::with_capacity(n_terms);
+        for _ in 0..n_terms {
+            let len = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+            let term = std::str::from_utf8(bytes.get(at..at.checked_add(len)?)?).ok()?;
+            at += len;
+            wanted.push(terms.get(term).map(String::as_str));
+        }
+        let mut tokens = Vec::new();
+        let mut from = 0i64;
+        while at < bytes.len() {
+            let zigzag = get_varint(bytes, &mut at)?;
+            from += ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+            let len = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+            let n = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+            if let Some(term) = *wanted.get(n)? {
+                let start = usize::try_from(from).ok()?;
+                let end = start.checked_add(len)?;
+                if end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end)
+                {
+                    return None;
+                }
+                tokens.push((start, end, term.to_string()));
+            }
+        }
+        Some(Marks { covered, tokens })
+    }
+}
+
+/// Where matches come from: analysis of the text, or its marks (analysis past them).
+enum Matcher<'a> {
+    Analyze(&'a HashSet<String>),
+    Marked(&'a Marks, &'a HashSet<String>),
+}
+
+impl Matcher<'_> {
+    /// Appends the matches in `text[start..end]`, as [`find_matches`].
+    fn find(&self, text: &str, start: usize, end: usize, out: &mut Vec<(usize, usize, String)>) {
+        match self {
+            Matcher::Marked(marks, _) if end <= marks.covered => {
+                for (from, to, term) in &marks.tokens {
+                    if *from < start || *from >= end {
+                        continue;
+                    }
+                    push_match(out, *from, *to, term);
+                }
+            }
+            Matcher::Marked(_, terms) | Matcher::Analyze(terms) => {
+                find_matches(text, start, end, terms, out)
+            }
+        }
+    }
+}
+
+/// Adds a match; a word and its sub-words overlap: the outer span is kept.
+fn push_match(matches: &mut Vec<(usize, usize, String)>, from: usize, to: usize, term: &str) {
+    if let Some(last) = matches.last_mut()
+        && from < last.1
+    {
+        last.1 = last.1.max(to);
+        return;
+    }
+    matches.push((from, to, term.to_string()));
+}
+
+fn snippet_with(text: &str, matcher: &Matcher<'_>, max_chars: usize) -> String {
     // Analysis is the cost of a snippet: analyze chunk by chunk and stop at the first chunk with
     // a match (matches are usually early), never past MAX_ANALYZED_BYTES.
     let mut matches: Vec<(usize, usize, String)> = Vec::new();
@@ -48,7 +216,7 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
     let chunk = (max_chars * CHUNK_BYTES_PER_CHAR).max(MIN_CHUNK_BYTES);
     while start < limit && matches.is_empty() {
         let end = word_break_after(text, start + chunk);
-        find_matches(text, start, end, terms, &mut matches);
+        matcher.find(text, start, end, &mut matches);
         start = end;
     }
     // Char index of every byte offset we need: the window ends at most `max_chars` characters
@@ -78,7 +246,7 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
     // The window may run past the analyzed text: its matches are highlighted too.
     if to > start {
         let end = word_break_after(text, to);
-        find_matches(text, start, end, terms, &mut matches);
+        matcher.find(text, start, end, &mut matches);
     }
     // Never start inside a match (half a word highlighted); the budget still holds.
     if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < from && from < m.1) {
@@ -142,14 +310,12 @@ fn find_matches(
         if token.stop || !terms.contains(&token.text) {
             continue;
         }
-        let (from, to) = (start + token.offset_from, start + token.offset_to);
-        if let Some(last) = matches.last_mut()
-            && from < last.1
-        {
-            last.1 = last.1.max(to);
-            continue;
-        }
-        matches.push((from, to, token.text));
+        push_match(
+            matches,
+            start + token.offset_from,
+            start + token.offset_to,
+            &token.text,
+        );
     }
 }
 
@@ -265,6 +431,84 @@ mod tests {
         let text = format!("{}refund {}refund end", "a ".repeat(250), "c ".repeat(15));
         let s = snippet(&text, &terms(&["refund"]), 60);
         assert_eq!(s.matches("<em>refund</em>").count(), 2, "{s}");
+    }
+
+    /// Marks as the index records them: the analyzer's tokens of the whole text, not stop words.
+    fn marks_of(text: &str) -> Vec<u8> {
+        let tokens: Vec<_> = analyzer()
+            .analyze(text)
+            .into_iter()
+            .filter(|t| !t.stop)
+            .collect();
+        encode_marks(
+            text,
+            tokens
+                .iter()
+                .map(|t| (t.offset_from, t.offset_to, t.text.as_str())),
+        )
+    }
+
+    #[test]
+    fn marked_snippets_equal_analyzed_ones() {
+        let long = format!(
+            "{} ssh port 22 refused here. {} 查看帳單 <明細> {}",
+            "filler words, ".repeat(900),
+            "tail ".repeat(40),
+            "退款规则说明。".repeat(300)
+        );
+        let cases: Vec<(String, Vec<&str>, usize)> = vec![
+            ("查看帳單 <明細>".into(), vec!["账单"], 40),
+            (
+                "Blocked: <script>alert(1)</script> by the WAF".into(),
+                vec!["waf", "script"],
+                100,
+            ),
+            (
+                format!("{}refund {}refund end", "a ".repeat(250), "c ".repeat(15)),
+                vec!["refund"],
+                60,
+            ),
+            (long.clone(), vec!["ssh", "port", "refus"], 40),
+            (long.clone(), vec!["账单", "明细"], 30),
+            (long, vec!["退款", "规则"], 160),
+            ("短文本".into(), vec!["x"], 10),
+            (String::new(), vec!["x"], 10),
+        ];
+        for (text, words, max_chars) in cases {
+            let marks = marks_of(&text);
+            let expected = snippet(&text, &terms(&words), max_chars);
+            let marked = snippet_marked(&text, &marks, &terms(&words), max_chars);
+            assert_eq!(marked, expected, "{words:?}");
+        }
+    }
+
+    #[test]
+    fn marks_cover_only_the_start_of_a_long_text() {
+        let text = "退款规则说明。".repeat(2000);
+        let marks = marks_of(&text);
+        // The tail past MARKED_BYTES is not marked: the marks stay well under the text's size.
+        assert!(marks.len() < MARKED_BYTES, "{}", marks.len());
+        let decoded = Marks::decode(&marks, &terms(&["退款"]), &text).expect("valid marks");
+        assert!(decoded.covered >= MARKED_BYTES && decoded.covered < text.len());
+        assert!(decoded.tokens.iter().all(|t| t.0 < decoded.covered));
+        assert!(!decoded.tokens.is_empty());
+    }
+
+    #[test]
+    fn unreadable_marks_fall_back_to_analysis() {
+        let text = "查看帳單 <明細>";
+        let expected = snippet(text, &terms(&["账单"]), 40);
+        let mut truncated = marks_of(text);
+        truncated.pop();
+        // Marks of another text: offsets past its end or inside a character.
+        let foreign = marks_of("a much longer text about 账单 and more 账单");
+        for marks in [&[][..], &[0xff][..], &truncated[..], &foreign[..]] {
+            assert_eq!(
+                snippet_marked(text, marks, &terms(&["账单"]), 40),
+                expected,
+                "{marks:?}"
+            );
+        }
     }
 
     #[test]
