@@ -64,9 +64,10 @@ pub fn snippet_marked(
 const MARKED_BYTES: usize = MAX_ANALYZED_BYTES + 4 * 1024;
 
 /// The analyzed tokens of `text` (not stop words; `(offset_from, offset_to, term)` in analyzer
-/// order) as compact bytes for [`snippet_marked`]: the end of the marked text, the distinct
-/// terms, then each token's offset (zigzag delta from the previous one), length and term
-/// number, all as LEB128 varints.
+/// order) as compact bytes for [`snippet_marked`]: the end of the marked text, the terms that
+/// differ from the text they were analyzed from (normalized, stemmed: the rest are their own
+/// text, as most Chinese words are), then each token's offset (zigzag delta from the previous
+/// one), its length times two, plus one when the number of its term follows; all LEB128 varints.
 pub fn encode_marks<'t>(
     text: &str,
     tokens: impl Iterator<Item = (usize, usize, &'t str)>,
@@ -81,18 +82,23 @@ pub fn encode_marks<'t>(
     let mut spans = Vec::new();
     let mut last_from = 0i64;
     for (from, to, term) in tokens {
-        if from >= covered {
+        if from >= covered || to < from || to > text.len() {
             continue;
         }
-        let n = *number.entry(term).or_insert_with(|| {
-            terms.push(term);
-            terms.len() - 1
-        });
         let delta = from as i64 - last_from;
         last_from = from as i64;
         put_varint(&mut spans, ((delta << 1) ^ (delta >> 63)) as u64);
-        put_varint(&mut spans, to.saturating_sub(from) as u64);
-        put_varint(&mut spans, n as u64);
+        let len = (to - from) as u64;
+        if text.get(from..to) == Some(term) {
+            put_varint(&mut spans, len << 1);
+        } else {
+            put_varint(&mut spans, (len << 1) | 1);
+            let n = *number.entry(term).or_insert_with(|| {
+                terms.push(term);
+                terms.len() - 1
+            });
+            put_varint(&mut spans, n as u64);
+        }
     }
     let mut out = Vec::with_capacity(spans.len() + 16 * terms.len() + 8);
     put_varint(&mut out, covered as u64);
@@ -155,15 +161,17 @@ impl Marks {
         while at < bytes.len() {
             let zigzag = get_varint(bytes, &mut at)?;
             from += ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-            let len = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
-            let n = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
-            if let Some(term) = *wanted.get(n)? {
-                let start = usize::try_from(from).ok()?;
-                let end = start.checked_add(len)?;
-                if end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end)
-                {
-                    return None;
-                }
+            let len_other = get_varint(bytes, &mut at)?;
+            let start = usize::try_from(from).ok()?;
+            let end = start.checked_add(usize::try_from(len_other >> 1).ok()?)?;
+            let term = if len_other & 1 == 1 {
+                let n = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
+                *wanted.get(n)?
+            } else {
+                terms.get(text.get(start..end)?).map(String::as_str)
+            };
+            if let Some(term) = term {
+                text.get(start..end)?;
                 tokens.push((start, end, term.to_string()));
             }
         }
