@@ -18,7 +18,8 @@
 //! Map: `index.rs` (schema, fingerprint, documents), `text.rs` (Markdown → indexed text),
 //! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article, the two
 //! ranking phases), `taat.rs` (term and phrase clauses scored without tantivy's scorers, same
-//! scores; cached term lookups), `snippet.rs` (highlighting).
+//! scores; cached term lookups), `snippet.rs` (highlighting, from the analyzed tokens each
+//! section stores: no analysis at query time).
 
 pub mod index;
 pub mod query;

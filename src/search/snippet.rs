@@ -216,8 +216,9 @@ fn push_match(matches: &mut Vec<(usize, usize, String)>, from: usize, to: usize,
 }
 
 fn snippet_with(text: &str, matcher: &Matcher<'_>, max_chars: usize) -> String {
-    // Analysis is the cost of a snippet: analyze chunk by chunk and stop at the first chunk with
-    // a match (matches are usually early), never past MAX_ANALYZED_BYTES.
+    // Analysis is the cost of a snippet without marks: analyze chunk by chunk and stop at the
+    // first chunk with a match (matches are usually early), never past MAX_ANALYZED_BYTES. Marks
+    // are read by the same chunks, so that both choose the same window.
     let mut matches: Vec<(usize, usize, String)> = Vec::new();
     let mut start = 0;
     let limit = text.len().min(MAX_ANALYZED_BYTES);
