@@ -746,20 +746,31 @@ fn add_scores(
     weights: &[Box<dyn Weight>],
     docs: &mut [(Score, DocAddress)],
 ) -> tantivy::Result<()> {
-    docs.sort_unstable_by_key(|(_, addr)| *addr);
-    let mut start = 0;
-    while start < docs.len() {
-        let ord = docs[start].1.segment_ord;
-        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+    by_segment(docs, |ord, segment| {
         let reader = searcher.segment_reader(ord);
         let mut probes = probes(weights);
-        for (score, addr) in &mut docs[start..end] {
+        for (score, addr) in segment {
             for probe in &mut probes {
                 if let Some(s) = probe.score(reader, addr.doc_id)? {
                     *score += s;
                 }
             }
         }
+        Ok(())
+    })
+}
+
+/// Sorts `docs` by address and calls `each` with each segment's run of them.
+fn by_segment(
+    docs: &mut [(Score, DocAddress)],
+    mut each: impl FnMut(u32, &mut [(Score, DocAddress)]) -> tantivy::Result<()>,
+) -> tantivy::Result<()> {
+    docs.sort_unstable_by_key(|(_, addr)| *addr);
+    let mut start = 0;
+    while start < docs.len() {
+        let ord = docs[start].1.segment_ord;
+        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+        each(ord, &mut docs[start..end])?;
         start = end;
     }
     Ok(())
@@ -772,22 +783,15 @@ fn add_phrase_scores(
     phrases: &PhraseClauses,
     docs: &mut [(Score, DocAddress)],
 ) -> tantivy::Result<()> {
-    docs.sort_unstable_by_key(|(_, addr)| *addr);
-    let mut start = 0;
-    while start < docs.len() {
-        let ord = docs[start].1.segment_ord;
-        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
-        let segment = &mut docs[start..end];
+    by_segment(docs, |ord, segment| {
         let ids: Vec<DocId> = segment.iter().map(|(_, addr)| addr.doc_id).collect();
         phrases.scores_at(
             ord as usize,
             searcher.segment_reader(ord),
             &ids,
             &mut |i, s| segment[i].0 += s,
-        )?;
-        start = end;
-    }
-    Ok(())
+        )
+    })
 }
 
 /// Term clauses up to which the first phase of [`two_phase_top`] skips with block-max WAND.
