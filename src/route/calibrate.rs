@@ -349,6 +349,7 @@ pub fn choose_threshold(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::train::SplitMix;
 
     #[test]
     fn temperature_softens_overconfident_logits() {
@@ -364,13 +365,7 @@ mod tests {
     #[test]
     fn joint_member_temperatures_weigh_down_a_useless_member() {
         // Member 0 knows the label, member 1 is confidently random.
-        let mut rng = 12345u64;
-        let mut next = || {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (rng >> 33) as usize
-        };
+        let mut rng = SplitMix::new(12345);
         let gold: Vec<usize> = (0..200).map(|i| i % 3).collect();
         let logits: Vec<Vec<Vec<f32>>> = gold
             .iter()
@@ -378,7 +373,7 @@ mod tests {
                 let mut good = vec![0.0; 3];
                 good[g] = 2.0;
                 let mut noise = vec![0.0; 3];
-                noise[next() % 3] = 2.0;
+                noise[rng.below(3)] = 2.0;
                 vec![good, noise]
             })
             .collect();
@@ -399,13 +394,7 @@ mod tests {
     fn member_selection_keeps_what_helps_and_drops_noise() {
         // Members 0 and 1 are right 70% of the time on different rows; member 2 knows the
         // rows where both are wrong; member 3 is confidently random.
-        let mut rng = 99u64;
-        let mut next = || {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (rng >> 33) as usize
-        };
+        let mut rng = SplitMix::new(99);
         let gold: Vec<usize> = (0..300).map(|i| i % 3).collect();
         let onehot = |k: usize, m: f32| {
             let mut v = vec![0.0; 3];
@@ -422,7 +411,7 @@ mod tests {
                     onehot(a, 2.0),
                     onehot(b, 2.0),
                     onehot(g, 1.0),
-                    onehot(next() % 3, 3.0),
+                    onehot(rng.below(3), 3.0),
                 ]
             })
             .collect();
