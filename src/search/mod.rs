@@ -461,18 +461,7 @@ impl SearchEngine {
                 "offset must be at most {MAX_OFFSET}"
             )));
         }
-        let lang = request
-            .lang
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
-        if let Some(lang) = lang
-            && !matches!(lang, "zh" | "en")
-        {
-            return Err(SearchError::InvalidRequest(format!(
-                "lang must be zh or en, not {lang:?}"
-            )));
-        }
+        // A blank filter is no filter.
         let filter = |value: &Option<String>| {
             value
                 .as_deref()
@@ -481,10 +470,17 @@ impl SearchEngine {
                 .map(str::to_string)
         };
         let filters = Filters {
-            lang: lang.map(str::to_string),
+            lang: filter(&request.lang),
             product: filter(&request.product),
             category: filter(&request.category),
         };
+        if let Some(lang) = &filters.lang
+            && !matches!(lang.as_str(), "zh" | "en")
+        {
+            return Err(SearchError::InvalidRequest(format!(
+                "lang must be zh or en, not {lang:?}"
+            )));
+        }
         let parsed = ParsedQuery::parse_with(query, &self.params);
         let mut response = SearchResponse {
             query: request.query.clone(),
