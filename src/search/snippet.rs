@@ -24,14 +24,6 @@ pub const SNIPPET_CHARS: usize = 160;
 /// long section, and analysis time stays bounded.
 const MAX_ANALYZED_BYTES: usize = 8 * 1024;
 
-/// Bytes analyzed at a time while looking for the first match, per character of the budget
-/// (about four windows of English, one and a third of Chinese: the best window is chosen among
-/// the matches of the first chunk that has any), and at least. Analysis is most of a snippet's
-/// cost, and most of a search's: against 6 (two windows of Chinese), 4 took 8% less CPU time
-/// per aliyun-faq search (top 10 with snippets), a quarter of the snippets starting elsewhere.
-const CHUNK_BYTES_PER_CHAR: usize = 4;
-const MIN_CHUNK_BYTES: usize = 512;
-
 /// How far (characters) a chunk may run on to end at a word break rather than inside a word.
 const MAX_RUN_ON_CHARS: usize = 32;
 
@@ -44,9 +36,9 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
 }
 
 /// [`snippet`] from the tokens `marks` recorded of `text` at index time ([`encode_marks`]), so
-/// nothing is analyzed at query time where they reach; the same snippet as [`snippet`] but for
-/// the rare chunk that analysis alone splits differently. Marks that cannot be read (not made
-/// for this text) fall back to analysis.
+/// nothing is analyzed at query time where they reach; the same snippet as [`snippet`] but where
+/// analysis of a long section's first MAX_ANALYZED_BYTES alone splits its last words differently.
+/// Marks that cannot be read (not made for this text) fall back to analysis.
 pub fn snippet_marked(
     text: &str,
     marks: &[u8],
@@ -133,15 +125,15 @@ fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// Decoded marks: only the tokens of query terms are kept.
-struct Marks {
+struct Marks<'t> {
     /// Text marked, bytes from the start.
     covered: usize,
     /// `(offset_from, offset_to, term)` of the tokens of query terms, in analyzer order.
-    tokens: Vec<(usize, usize, String)>,
+    tokens: Vec<(usize, usize, &'t str)>,
 }
 
-impl Marks {
-    fn decode(bytes: &[u8], terms: &HashSet<String>, text: &str) -> Option<Marks> {
+impl<'t> Marks<'t> {
+    fn decode(bytes: &[u8], terms: &'t HashSet<String>, text: &str) -> Option<Marks<'t>> {
         let mut at = 0;
         let covered = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
         let n_terms = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
@@ -149,7 +141,7 @@ impl Marks {
             return None;
         }
         // The query's terms among the section's, by term number.
-        let mut wanted: Vec<Option<&str>> = Vec::with_capacity(n_terms);
+        let mut wanted: Vec<Option<&'t str>> = Vec::with_capacity(n_terms);
         for _ in 0..n_terms {
             let len = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
             let term = std::str::from_utf8(bytes.get(at..at.checked_add(len)?)?).ok()?;
@@ -172,7 +164,7 @@ impl Marks {
             };
             if let Some(term) = term {
                 text.get(start..end)?;
-                tokens.push((start, end, term.to_string()));
+                tokens.push((start, end, term));
             }
         }
         Some(Marks { covered, tokens })
@@ -180,14 +172,17 @@ impl Marks {
 }
 
 /// Where matches come from: analysis of the text, or its marks (analysis past them).
-enum Matcher<'a> {
-    Analyze(&'a HashSet<String>),
-    Marked(&'a Marks, &'a HashSet<String>),
+enum Matcher<'a, 't> {
+    Analyze(&'t HashSet<String>),
+    Marked(&'a Marks<'t>, &'t HashSet<String>),
 }
 
-impl Matcher<'_> {
+/// A match: `(offset_from, offset_to, term)`, byte offsets into the text.
+type Match<'t> = (usize, usize, &'t str);
+
+impl<'t> Matcher<'_, 't> {
     /// Appends the matches in `text[start..end]`, as [`find_matches`].
-    fn find(&self, text: &str, start: usize, end: usize, out: &mut Vec<(usize, usize, String)>) {
+    fn find(&self, text: &str, start: usize, end: usize, out: &mut Vec<Match<'t>>) {
         match self {
             Matcher::Marked(marks, _) if end <= marks.covered => {
                 for (from, to, term) in &marks.tokens {
@@ -205,62 +200,35 @@ impl Matcher<'_> {
 }
 
 /// Adds a match; a word and its sub-words overlap: the outer span is kept.
-fn push_match(matches: &mut Vec<(usize, usize, String)>, from: usize, to: usize, term: &str) {
+fn push_match<'t>(matches: &mut Vec<Match<'t>>, from: usize, to: usize, term: &'t str) {
     if let Some(last) = matches.last_mut()
         && from < last.1
     {
         last.1 = last.1.max(to);
         return;
     }
-    matches.push((from, to, term.to_string()));
+    matches.push((from, to, term));
 }
 
-fn snippet_with(text: &str, matcher: &Matcher<'_>, max_chars: usize) -> String {
-    // Analysis is the cost of a snippet without marks: analyze chunk by chunk and stop at the
-    // first chunk with a match (matches are usually early), never past MAX_ANALYZED_BYTES. Marks
-    // are read by the same chunks, so that both choose the same window.
-    let mut matches: Vec<(usize, usize, String)> = Vec::new();
-    let mut start = 0;
-    let limit = text.len().min(MAX_ANALYZED_BYTES);
-    let chunk = (max_chars * CHUNK_BYTES_PER_CHAR).max(MIN_CHUNK_BYTES);
-    while start < limit && matches.is_empty() {
-        let end = word_break_after(text, start + chunk);
-        matcher.find(text, start, end, &mut matches);
-        start = end;
-    }
-    // Char index of every byte offset we need: the window ends at most `max_chars` characters
-    // past the analyzed text, so the rest of a long section is only counted.
-    let mut char_starts: Vec<usize> = Vec::with_capacity(start.min(text.len()) + max_chars + 2);
-    let mut beyond = 0;
-    let mut tail_chars = 0;
-    for (i, _) in text.char_indices() {
-        if i >= start {
-            beyond += 1;
-            if beyond > max_chars + 1 {
-                tail_chars = text[i..].chars().count();
-                break;
-            }
-        }
-        char_starts.push(i);
-    }
-    let char_of = |byte: usize| char_starts.partition_point(|&b| b < byte);
-    let total_chars = char_starts.len() + tail_chars;
-    let (from_char, to_char) = if matches.is_empty() {
-        (0, total_chars.min(max_chars))
-    } else {
-        best_window(&matches, &char_of, total_chars, max_chars)
+fn snippet_with(text: &str, matcher: &Matcher<'_, '_>, max_chars: usize) -> String {
+    // The window is chosen among all the matches of the section's first MAX_ANALYZED_BYTES: the
+    // marks hold them (analysis of that much text is only the fallback for a section without).
+    let mut matches = Vec::new();
+    let analyzed = word_break_after(text, MAX_ANALYZED_BYTES);
+    matcher.find(text, 0, analyzed, &mut matches);
+    let (mut from, mut to) = match best_window(text, &matches, max_chars) {
+        Some(window) => window,
+        None => (0, bytes_after(text, 0, max_chars)),
     };
-    let byte_at = |c: usize| char_starts.get(c).copied().unwrap_or(text.len());
-    let (mut from, mut to) = (byte_at(from_char), byte_at(to_char));
     // The window may run past the analyzed text: its matches are highlighted too.
-    if to > start {
+    if to > analyzed {
         let end = word_break_after(text, to);
-        matcher.find(text, start, end, &mut matches);
+        matcher.find(text, analyzed, end, &mut matches);
     }
     // Never start inside a match (half a word highlighted); the budget still holds.
     if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < from && from < m.1) {
         from = m_from;
-        to = byte_at(to_char.min(char_of(from) + max_chars));
+        to = to.min(bytes_after(text, from, max_chars));
     }
     // Nor end inside one.
     if let Some(&(m_from, _, _)) = matches.iter().find(|m| m.0 < to && to < m.1 && m.0 > from) {
@@ -308,23 +276,25 @@ fn word_break_after(text: &str, at: usize) -> usize {
 
 /// Appends the matches of `terms` in `text[start..end]` (byte offsets into `text`); a word and
 /// its sub-words overlap: the outer span is kept.
-fn find_matches(
+fn find_matches<'t>(
     text: &str,
     start: usize,
     end: usize,
-    terms: &HashSet<String>,
-    matches: &mut Vec<(usize, usize, String)>,
+    terms: &'t HashSet<String>,
+    matches: &mut Vec<Match<'t>>,
 ) {
     for token in analyzer().analyze(&text[start..end]) {
-        if token.stop || !terms.contains(&token.text) {
+        if token.stop {
             continue;
         }
-        push_match(
-            matches,
-            start + token.offset_from,
-            start + token.offset_to,
-            &token.text,
-        );
+        if let Some(term) = terms.get(&token.text) {
+            push_match(
+                matches,
+                start + token.offset_from,
+                start + token.offset_to,
+                term,
+            );
+        }
     }
 }
 
@@ -338,27 +308,33 @@ fn is_break(c: char) -> bool {
         )
 }
 
-/// The window (in chars) of at most `max_chars` with the most distinct matched terms, starting a
-/// little before its first match.
-fn best_window(
-    matches: &[(usize, usize, String)],
-    char_of: &dyn Fn(usize) -> usize,
-    total_chars: usize,
-    max_chars: usize,
-) -> (usize, usize) {
-    let spans: Vec<(usize, usize, &str)> = matches
-        .iter()
-        .map(|(f, t, term)| (char_of(*f), char_of(*t), term.as_str()))
-        .collect();
+/// The window (byte range) of at most `max_chars` characters with the most distinct matched
+/// terms (then the most matches; the first wins), starting a little before its first match;
+/// `None` without matches. Characters are counted between matches, never indexed for the whole
+/// text: a section's matches may lie anywhere in its first MAX_ANALYZED_BYTES.
+fn best_window(text: &str, matches: &[Match<'_>], max_chars: usize) -> Option<(usize, usize)> {
+    // Matches in characters (sorted and disjoint: `push_match` merges overlaps).
+    let mut spans: Vec<(usize, usize, &str)> = Vec::with_capacity(matches.len());
+    let (mut byte, mut chars) = (0, 0);
+    for &(from, to, term) in matches {
+        chars += text.get(byte..from).map_or(0, |t| t.chars().count());
+        let start = chars;
+        chars += text
+            .get(from.max(byte)..to)
+            .map_or(0, |t| t.chars().count());
+        byte = to.max(byte);
+        spans.push((start, chars, term));
+    }
+    let lead = LEAD_CHARS.min(max_chars / 4);
     let mut best = (0usize, 0usize); // (distinct terms, matches), first wins
-    let mut best_start = spans[0].0;
+    let mut best_match = None;
     // A window holds a handful of terms: a reused list beats a set per window.
     let mut distinct: Vec<&str> = Vec::new();
     for (i, &(start, _, _)) in spans.iter().enumerate() {
         distinct.clear();
         let mut count = 0;
         for &(s, e, term) in &spans[i..] {
-            if e > start + max_chars.saturating_sub(LEAD_CHARS.min(max_chars / 4)) || s < start {
+            if e > start + max_chars.saturating_sub(lead) || s < start {
                 break;
             }
             if !distinct.contains(&term) {
@@ -369,16 +345,36 @@ fn best_window(
         let score = (distinct.len(), count);
         if score > best {
             best = score;
-            best_start = start;
+            best_match = Some(i);
         }
     }
-    let lead = LEAD_CHARS.min(max_chars / 4);
-    let mut from = best_start.saturating_sub(lead);
-    let to = (from + max_chars).min(total_chars);
-    if to - from < max_chars {
-        from = to.saturating_sub(max_chars);
+    let first = matches[best_match?].0;
+    let from = bytes_before(text, first, lead);
+    let to = bytes_after(text, from, max_chars);
+    // Near the end of the text the window starts earlier, to show `max_chars` all the same.
+    Some((bytes_before(text, to, max_chars).min(from), to))
+}
+
+/// The byte offset `n` characters after byte `at` of `text` (a character boundary), its end at
+/// most.
+fn bytes_after(text: &str, at: usize, n: usize) -> usize {
+    text[at..]
+        .char_indices()
+        .nth(n)
+        .map_or(text.len(), |(i, _)| at + i)
+}
+
+/// The byte offset `n` characters before byte `at` of `text` (a character boundary), its start
+/// at most.
+fn bytes_before(text: &str, at: usize, n: usize) -> usize {
+    if n == 0 {
+        return at;
     }
-    (from, to)
+    text[..at]
+        .char_indices()
+        .rev()
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i)
 }
 
 /// HTML-escapes `text` into `out` (`& < > " '`).
@@ -432,6 +428,23 @@ mod tests {
         );
         let s = snippet(&text, &terms(&["ssh", "port", "refus"]), 40);
         assert!(s.contains("<em>port</em>"), "{s}");
+    }
+
+    #[test]
+    fn window_is_chosen_over_the_whole_section() {
+        // The first match is alone; both terms meet far into the section.
+        let text = format!(
+            "A refund is rare. {}The refund policy is here.",
+            "Unrelated filler words. ".repeat(60)
+        );
+        let want = terms(&["refund", "polici"]);
+        for s in [
+            snippet(&text, &want, 80),
+            snippet_marked(&text, &marks_of(&text), &want, 80),
+        ] {
+            assert!(s.contains("<em>refund</em> <em>policy</em>"), "{s}");
+            assert!(s.starts_with('…'), "{s}");
+        }
     }
 
     #[test]
@@ -497,7 +510,8 @@ mod tests {
         let marks = marks_of(&text);
         // The tail past MARKED_BYTES is not marked: the marks stay well under the text's size.
         assert!(marks.len() < MARKED_BYTES, "{}", marks.len());
-        let decoded = Marks::decode(&marks, &terms(&["退款"]), &text).expect("valid marks");
+        let wanted = terms(&["退款"]);
+        let decoded = Marks::decode(&marks, &wanted, &text).expect("valid marks");
         assert!(decoded.covered >= MARKED_BYTES && decoded.covered < text.len());
         assert!(decoded.tokens.iter().all(|t| t.0 < decoded.covered));
         assert!(!decoded.tokens.is_empty());
