@@ -360,6 +360,9 @@ pub struct TrainReport {
     pub dev_ece: f64,
     pub temperature: f32,
     pub threshold: f32,
+    /// The `oos` margin abstention ([`RouterConfig::oos_margin`]), when chosen.
+    #[serde(default)]
+    pub oos_margin: Option<f32>,
     pub threshold_rule: String,
     pub dev_coverage: f64,
     pub dev_answered_accuracy: f64,
@@ -903,12 +906,14 @@ pub fn train(
     let mut conf = Vec::new();
     let mut correct = Vec::new();
     let mut in_scope = Vec::new();
+    let mut top_is_oos = Vec::new();
     for (i, logits) in dev_logits.iter().enumerate() {
         let (best, p_raw) = calibrate::argmax(&calibrate::softmax(logits, 1.0));
         let (_, p) = calibrate::argmax(&calibrate::softmax(logits, temperature));
         conf_raw.push(p_raw);
         // Predicting `oos` is abstaining already.
         conf.push(if Some(best) == oos { 0.0 } else { p });
+        top_is_oos.push(Some(best) == oos);
         correct.push(gold[i] == Some(best));
         in_scope.push(gold[i].is_some() && gold[i] != oos);
     }
@@ -926,9 +931,54 @@ pub fn train(
     );
     config.temperature = temperature;
     config.threshold = choice.threshold;
-    let answered: Vec<usize> = (0..dev.len())
-        .filter(|&i| conf[i] >= choice.threshold)
+    let mut abstain: Vec<bool> = (0..dev.len())
+        .map(|i| conf[i] < choice.threshold || top_is_oos[i])
         .collect();
+    let mut threshold_rule = choice.rule;
+    // With out-of-scope dev rows and an `oos` class: abstaining when `oos` comes close to the top
+    // label may separate them better than the top probability; the dev decides.
+    if let Some(oos) = oos.filter(|&o| gold.contains(&Some(o))) {
+        let margin: Vec<f32> = dev_logits
+            .iter()
+            .map(|l| {
+                let (best, _) = calibrate::argmax(l);
+                calibrate::oos_margin(l, temperature, best, oos)
+            })
+            .collect();
+        let by_margin = calibrate::choose_threshold(
+            &margin,
+            &correct,
+            &in_scope,
+            opts.answered_accuracy_target,
+            opts.min_coverage,
+            opts.oos_recall_target,
+        );
+        let margin_abstain: Vec<bool> = (0..dev.len())
+            .map(|i| margin[i] < by_margin.threshold || top_is_oos[i])
+            .collect();
+        let (a0, r0) = calibrate::scope_scores(&abstain, &correct, &in_scope);
+        let (a1, r1) = calibrate::scope_scores(&margin_abstain, &correct, &in_scope);
+        let target = opts.oos_recall_target;
+        let better = if r1 >= target {
+            r0 < target || a1 > a0
+        } else {
+            r0 < target && a1 + r1 > a0 + r0
+        };
+        if better {
+            config.threshold = 0.0;
+            config.oos_margin = Some(by_margin.threshold);
+            abstain = margin_abstain;
+            threshold_rule = format!(
+                "abstain when the top label leads `oos` by less than {:.4} in calibrated log-probability: {} (the confidence threshold {:.4} gave in-scope accuracy {a0:.3} at out-of-scope recall {r0:.3})",
+                by_margin.threshold, by_margin.rule, choice.threshold
+            );
+        } else {
+            threshold_rule += &format!(
+                " (an `oos` margin gave in-scope accuracy {a1:.3} at out-of-scope recall {r1:.3})"
+            );
+        }
+    }
+    let answered: Vec<usize> = (0..dev.len()).filter(|&i| !abstain[i]).collect();
     let n_dev = dev.len().max(1) as f64;
     let report = TrainReport {
         train_examples: train.len(),
@@ -943,8 +993,9 @@ pub fn train(
         dev_ece_raw: calibrate::ece(&conf_raw, &correct, 15),
         dev_ece: calibrate::ece(&calibrated, &correct, 15),
         temperature,
-        threshold: choice.threshold,
-        threshold_rule: choice.rule,
+        threshold: config.threshold,
+        oos_margin: config.oos_margin,
+        threshold_rule,
         dev_coverage: answered.len() as f64 / n_dev,
         dev_answered_accuracy: answered.iter().filter(|&&i| correct[i]).count() as f64
             / answered.len().max(1) as f64,
