@@ -90,7 +90,8 @@ pub struct Prediction {
     pub best: usize,
     /// Its calibrated probability.
     pub confidence: f32,
-    /// Below the threshold, or the out-of-scope label: a human should look.
+    /// Below the threshold, the out-of-scope label, or too close to it ([`RouterConfig::oos_margin`]):
+    /// a human should look.
     pub abstain: bool,
     /// Calibrated probabilities of all labels.
     pub probs: Vec<f32>,
