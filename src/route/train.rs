@@ -408,12 +408,15 @@ impl TrainReport {
                 .join(" ")
         );
         s += &format!(
-            "- dev accuracy: {:.4}\n- temperature: {:.3} (dev ECE {:.4} → {:.4}, 15 bins)\n- abstain below {:.4}: {}\n- dev coverage {:.4}, answered accuracy {:.4}\n",
+            "- dev accuracy: {:.4}\n- temperature: {:.3} (dev ECE {:.4} → {:.4}, 15 bins)\n- {}: {}\n- dev coverage {:.4}, answered accuracy {:.4}\n",
             self.dev_accuracy,
             self.temperature,
             self.dev_ece_raw,
             self.dev_ece,
-            self.threshold,
+            match self.oos_margin {
+                Some(_) => "abstain".to_string(),
+                None => format!("abstain below {:.4}", self.threshold),
+            },
             self.threshold_rule,
             self.dev_coverage,
             self.dev_answered_accuracy
@@ -438,7 +441,7 @@ impl TrainReport {
                     .join(", ")
             );
         }
-        s += "\n## Coverage vs answered accuracy (dev)\n\n| threshold | coverage | answered accuracy |\n|---|---|---|\n";
+        s += "\n## Coverage vs answered accuracy (dev, confidence thresholds)\n\n| threshold | coverage | answered accuracy |\n|---|---|---|\n";
         for p in &self.curve {
             s += &format!(
                 "| {:.4} | {:.3} | {:.4} |\n",
