@@ -313,6 +313,78 @@ fn dev_labels_unknown_to_training_are_reported_not_fatal() {
 }
 
 #[test]
+fn oos_class_abstention_on_dev_is_what_the_classifier_does() {
+    // Tiny data with an `oos` class; dev holds unseen out-of-scope questions as well.
+    let mut data = tiny_data();
+    let oos = [
+        "what is the weather tomorrow",
+        "tell me a joke",
+        "今天吃什么",
+        "who won the football game",
+        "明天会下雨吗",
+        "play some music",
+    ];
+    data.extend(oos.iter().map(|t| Example {
+        text: t.to_string(),
+        label: "oos".into(),
+    }));
+    let mut dev = data.clone();
+    dev.extend(
+        [
+            "what time is it in paris",
+            "给我讲个笑话",
+            "book a table for two",
+        ]
+        .iter()
+        .map(|t| Example {
+            text: t.to_string(),
+            label: "oos".into(),
+        }),
+    );
+    let mut opts = tiny_options(5);
+    opts.epochs = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let report = train::train(&data, Some(&dev), &opts, dir.path()).unwrap();
+    let c = Classifier::load(dir.path()).unwrap();
+    // Either rule: the margin over `oos` replaces the confidence threshold.
+    match c.config().oos_margin {
+        Some(m) => {
+            assert_eq!(c.config().threshold, 0.0);
+            assert_eq!(report.oos_margin, Some(m));
+            assert!(
+                report.threshold_rule.contains("leads `oos`"),
+                "{}",
+                report.threshold_rule
+            );
+        }
+        None => assert!(
+            report.threshold_rule.contains("`oos` margin gave"),
+            "{}",
+            report.threshold_rule
+        ),
+    }
+    // The saved model abstains on dev exactly as training measured.
+    let r = kefu::route::eval::evaluate(&c, &dev);
+    assert!(
+        (r.coverage - report.dev_coverage).abs() < 1e-9,
+        "{} vs {}",
+        r.coverage,
+        report.dev_coverage
+    );
+    assert!(r.oos_recall.is_some() && r.in_scope_accuracy.is_some());
+    // A margin no label can reach sends every ticket to a human.
+    let mut config = c.config().clone();
+    config.oos_margin = Some(1e6);
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    let strict = Classifier::load(dir.path()).unwrap();
+    assert!(dev.iter().all(|e| strict.predict(&e.text).abstain));
+}
+
+#[test]
 fn training_data_errors_name_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.jsonl");

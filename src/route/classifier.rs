@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::calibrate::{argmax, combine_members, softmax};
+use super::calibrate::{self, argmax, combine_members, softmax};
 use super::features::{
     FeatureConfig, Features, Featurizer, MAX_ANALYZED_BYTES, analyzed_tokens, prefix,
 };
@@ -50,6 +50,11 @@ pub struct RouterConfig {
     /// log-probabilities so that a sharper member does not outvote the others (empty: 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub member_temperatures: Vec<f32>,
+    /// With an `oos` label: also abstain when the top label's calibrated log-probability exceeds
+    /// that of `oos` by less than this ([`calibrate::oos_margin`]; set by training when, on dev,
+    /// it beats the confidence threshold alone at the required out-of-scope recall).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oos_margin: Option<f32>,
 }
 
 /// Features and shape of one further ensemble member.
@@ -73,6 +78,7 @@ impl RouterConfig {
             train_examples: 0,
             extra: Vec::new(),
             member_temperatures: Vec::new(),
+            oos_margin: None,
         }
     }
 }
@@ -84,7 +90,8 @@ pub struct Prediction {
     pub best: usize,
     /// Its calibrated probability.
     pub confidence: f32,
-    /// Below the threshold, or the out-of-scope label: a human should look.
+    /// Below the threshold, the out-of-scope label, or too close to it ([`RouterConfig::oos_margin`]):
+    /// a human should look.
     pub abstain: bool,
     /// Calibrated probabilities of all labels.
     pub probs: Vec<f32>,
@@ -275,10 +282,16 @@ impl Classifier {
     fn decide(&self, logits: &[f32]) -> Prediction {
         let probs = softmax(logits, self.config.temperature);
         let (best, confidence) = argmax(&probs);
+        let near_oos = match (self.oos, self.config.oos_margin) {
+            (Some(oos), Some(m)) => {
+                calibrate::oos_margin(logits, self.config.temperature, best, oos) < m
+            }
+            _ => false,
+        };
         Prediction {
             best,
             confidence,
-            abstain: confidence < self.config.threshold || Some(best) == self.oos,
+            abstain: confidence < self.config.threshold || Some(best) == self.oos || near_oos,
             probs,
         }
     }
