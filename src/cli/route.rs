@@ -116,6 +116,9 @@ pub struct TrainArgs {
     /// Answered accuracy the abstain threshold aims for on dev (data without `oos`).
     #[arg(long)]
     pub target_accuracy: Option<f64>,
+    /// Loss weight of the training examples labelled `oos` (data with that class only).
+    #[arg(long)]
+    pub oos_weight: Option<f64>,
 }
 
 impl TrainArgs {
@@ -149,6 +152,7 @@ impl TrainArgs {
             },
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             answered_accuracy_target: self.target_accuracy.unwrap_or(d.answered_accuracy_target),
+            oos_weight: self.oos_weight.unwrap_or(d.oos_weight),
             joint_temperatures: self.joint_temperatures || d.joint_temperatures,
             features: FeatureConfig {
                 buckets: self.buckets.unwrap_or(d.features.buckets).max(1),
@@ -163,6 +167,11 @@ impl TrainArgs {
     }
 
     pub fn run(self) -> anyhow::Result<()> {
+        if let Some(w) = self.oos_weight
+            && !(w.is_finite() && w > 0.0)
+        {
+            anyhow::bail!("--oos-weight must be a positive number, not {w}");
+        }
         let mut opts = self.options();
         opts.extra.clear();
         if self.single || self.no_candidates {
