@@ -451,9 +451,13 @@ impl PhraseClauses {
 
     /// [`PhraseClauses::scores_at`], except for the documents `docs[i]` for which
     /// `skip(i, bound)` is true, where `bound` is at least the sum of the scores the clauses
-    /// would add to it (each clause's BM25 at the smallest frequency of its terms, which the
-    /// phrase cannot occur more often than), known before any position is read. `skip` is
-    /// asked only about documents some clause may match.
+    /// would add to it (up to float rounding): first each clause's BM25 at the smallest
+    /// frequency of its terms (which the phrase cannot occur more often than), known before any
+    /// position is read; then, as the clauses of the largest such bounds are counted (in that
+    /// order, without adding anything yet), their exact scores in place of their bounds, asked
+    /// again each time the bound shrinks. The scores of a document not skipped are added in
+    /// clause order once all are counted. `skip` is asked only about documents some clause may
+    /// match.
     pub fn scores_at_bounded(
         &self,
         ord: usize,
@@ -510,6 +514,9 @@ impl PhraseClauses {
             .collect::<tantivy::Result<_>>()?;
         let mut norms: Vec<Score> = vec![0.0; self.fields.len()];
         let mut left: Vec<u32> = Vec::new();
+        let mut counts: Vec<u32> = vec![0; live.len()];
+        let mut matching: Vec<(Score, usize)> = Vec::with_capacity(live.len());
+        let mut rest: Vec<Score> = Vec::with_capacity(live.len());
         for (i, &doc) in docs.iter().enumerate() {
             let mut any = false;
             for cursor in cursors.iter_mut().flatten() {
@@ -537,30 +544,57 @@ impl PhraseClauses {
                     .min()
                     .unwrap_or(0)
             };
+            // The clauses that may match, with the most each can add, largest first.
+            matching.clear();
             let mut bound: Score = 0.0;
-            let mut matches = false;
-            for phrase in &live {
+            for (c, phrase) in live.iter().enumerate() {
+                counts[c] = 0;
                 let tf = least(phrase, &cursors);
                 if tf > 0 {
-                    matches = true;
-                    bound += score(phrase.weight.max(0.0), norms[phrase.field], tf);
+                    let most = score(phrase.weight.max(0.0), norms[phrase.field], tf);
+                    bound += most;
+                    matching.push((most, c));
                 }
             }
-            if !matches || skip(i, bound) {
+            if matching.is_empty() || skip(i, bound) {
                 continue;
             }
-            for phrase in &live {
-                let tf = least(phrase, &cursors);
-                if tf == 0 {
-                    continue;
-                }
+            matching.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            // What the clauses not counted yet can add, after each.
+            rest.clear();
+            rest.resize(matching.len(), 0.0);
+            for j in (0..matching.len().saturating_sub(1)).rev() {
+                rest[j] = rest[j + 1] + matching[j + 1].0;
+            }
+            let mut counted: Score = 0.0;
+            let mut skipped = false;
+            for (j, &(most, c)) in matching.iter().enumerate() {
+                let phrase = live[c];
                 let count = if let [(_, s)] = phrase.terms.as_slice() {
                     cursors[*s].as_ref().map_or(0, |c| c.tf)
                 } else {
                     phrase_count(phrase, &mut cursors, &mut left)
                 };
-                if count > 0 {
-                    add(i, score(phrase.weight, norms[phrase.field], count));
+                counts[c] = count;
+                let exact = if count > 0 {
+                    score(phrase.weight.max(0.0), norms[phrase.field], count)
+                } else {
+                    0.0
+                };
+                counted += exact;
+                // Less than its most: the bound shrinks, the document may be skipped now.
+                if exact < most && j + 1 < matching.len() && skip(i, counted + rest[j]) {
+                    skipped = true;
+                    break;
+                }
+            }
+            if skipped {
+                continue;
+            }
+            // Added in clause order, as the whole query sums them.
+            for (c, phrase) in live.iter().enumerate() {
+                if counts[c] > 0 {
+                    add(i, score(phrase.weight, norms[phrase.field], counts[c]));
                 }
             }
         }
@@ -598,7 +632,10 @@ fn phrase_count(
             while j < positions.len() && positions[j] + shift < at {
                 j += 1;
             }
-            if j < positions.len() && positions[j] + shift == at {
+            if j == positions.len() {
+                break;
+            }
+            if positions[j] + shift == at {
                 left[kept] = at;
                 kept += 1;
                 j += 1;
