@@ -649,12 +649,12 @@ pub fn two_phase_top(
     let mut filters = weights(filters, unscored)?;
     filters.extend(weights(required, unscored)?);
     let exclusions = weights(exclusions, unscored)?;
-    // Phase 1: the pool, by term scores.
-    let mut top = TopPool::new(pool.max(k));
     // Block-max WAND pays for skipping by keeping its clauses sorted after every document: with
     // many clauses (a long question) that costs more than scoring every match. Counting the
     // matches visits them all anyway, term at a time (`taat`: the same scores).
     let prune = !count && split.terms.len() <= WAND_MAX_CLAUSES;
+    // Phase 1: the pool, by term scores (WAND skips by the score to beat: kept up to date).
+    let mut top = TopPool::new(pool.max(k), !prune);
     let (terms, clauses) = if prune {
         let query = tantivy::query::BooleanQuery::new(
             split
@@ -722,14 +722,7 @@ pub fn two_phase_top(
             return Err(err);
         }
     }
-    // Any document left out of a full pool scores at most its last entry on the term clauses.
-    let left_out_most = if top.heap.len() >= top.size {
-        top.threshold
-    } else {
-        0.0
-    };
-    let heap = top.heap;
-    let mut found: Vec<(Score, DocAddress)> = heap.into_iter().map(|r| (r.0.0, r.0.1)).collect();
+    let (mut found, left_out_most) = top.finish();
     // Phase 2: the bonuses of the pool, and the full score of documents found otherwise.
     let phrases = PhraseClauses::new(searcher, stats, &split.bonuses)?;
     let bonuses = match phrases {
@@ -982,17 +975,25 @@ fn cannot_reach(score: Score, bound: Score, floor: f64) -> bool {
 /// Term clauses up to which the first phase of [`two_phase_top`] skips with block-max WAND.
 const WAND_MAX_CLAUSES: usize = 24;
 
-/// The best `size` documents offered, and the score to beat to enter.
+/// The best `size` documents offered, and a score to beat to enter (documents offered in
+/// address order: a later one of equal score ranks below).
 struct TopPool {
     heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
+    /// When buffered, documents not yet sorted out (the `size` best are among them).
+    buffer: Vec<Ranked>,
+    buffered: bool,
     size: usize,
     threshold: Score,
 }
 
 impl TopPool {
-    fn new(size: usize) -> TopPool {
+    /// `buffered`: the score to beat is updated once per `size` documents entered (each
+    /// entering document costs a push instead of a heap's push and pop), not after each.
+    fn new(size: usize, buffered: bool) -> TopPool {
         TopPool {
-            heap: std::collections::BinaryHeap::with_capacity(size + 1),
+            heap: std::collections::BinaryHeap::with_capacity(if buffered { 0 } else { size + 1 }),
+            buffer: Vec::with_capacity(if buffered { 2 * size } else { 0 }),
+            buffered,
             size,
             threshold: Score::MIN,
         }
@@ -1002,6 +1003,13 @@ impl TopPool {
         if score <= self.threshold {
             return;
         }
+        if self.buffered {
+            self.buffer.push(Ranked(score, addr));
+            if self.buffer.len() >= 2 * self.size.max(1) {
+                self.sort_out();
+            }
+            return;
+        }
         self.heap.push(std::cmp::Reverse(Ranked(score, addr)));
         if self.heap.len() > self.size {
             self.heap.pop();
@@ -1009,6 +1017,32 @@ impl TopPool {
         if self.heap.len() == self.size {
             self.threshold = self.heap.peek().map_or(Score::MIN, |r| r.0.0);
         }
+    }
+
+    /// Keeps the `size` best of the buffer (when it holds more), their last one's score to beat.
+    fn sort_out(&mut self) {
+        if self.size == 0 {
+            self.buffer.clear();
+        } else if self.buffer.len() >= self.size {
+            let size = self.size;
+            self.buffer
+                .select_nth_unstable_by(size - 1, |a, b| b.cmp(a));
+            self.buffer.truncate(size);
+            self.threshold = self.buffer[size - 1].0;
+        }
+    }
+
+    /// The documents kept (in no order), and the most a document left out scores: the score to
+    /// beat of a full pool, else 0 (every document offered is in).
+    fn finish(mut self) -> (Vec<(Score, DocAddress)>, Score) {
+        let docs: Vec<(Score, DocAddress)> = if self.buffered {
+            self.sort_out();
+            self.buffer.iter().map(|r| (r.0, r.1)).collect()
+        } else {
+            self.heap.iter().map(|r| (r.0.0, r.0.1)).collect()
+        };
+        let full = self.size > 0 && docs.len() >= self.size;
+        (docs, if full { self.threshold } else { 0.0 })
     }
 }
 
@@ -1178,6 +1212,33 @@ mod tests {
                 .unwrap();
         }
         (split, docs)
+    }
+
+    /// A buffered pool keeps the documents a heap keeps, and says the same most for those left
+    /// out, over offers of many ties and sizes.
+    #[test]
+    fn buffered_pool_keeps_what_the_heap_keeps() {
+        let mut rng = SplitMix::new(11);
+        for size in [0, 1, 2, 5, 100] {
+            for offers in [0, 1, 3, 10, 99, 100, 101, 1000] {
+                let (mut heap, mut buffered) =
+                    (TopPool::new(size, false), TopPool::new(size, true));
+                for doc in 0..offers {
+                    // Few distinct scores: many ties, which the address breaks.
+                    let score = rng.below(20) as Score * 0.5;
+                    let addr = DocAddress::new(doc / 400, doc % 400);
+                    heap.offer(score, addr);
+                    buffered.offer(score, addr);
+                }
+                let (mut a, most_a) = heap.finish();
+                let (mut b, most_b) = buffered.finish();
+                a.sort_unstable_by_key(|&(s, addr)| Ranked(s, addr));
+                b.sort_unstable_by_key(|&(s, addr)| Ranked(s, addr));
+                assert_eq!(a.len(), (offers as usize).min(size), "{size} {offers}");
+                assert_eq!(a, b, "{size} {offers}");
+                assert_eq!(most_a.to_bits(), most_b.to_bits(), "{size} {offers}");
+            }
+        }
     }
 
     /// The bonuses of only the documents that can still reach the k best: the same k best,
