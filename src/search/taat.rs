@@ -625,7 +625,48 @@ fn phrase_count(
             left.extend(positions.iter().map(|&p| p + shift));
             continue;
         }
-        let mut kept = 0;
+        let kept = retain_shared(left, positions, shift);
+        left.truncate(kept);
+        if left.is_empty() {
+            return 0;
+        }
+    }
+    left.len() as u32
+}
+
+/// Keeps in `left` (sorted) the values some `position + shift` equals (`positions` sorted);
+/// returns how many. A list much shorter than the other is looked up in it by binary search
+/// instead of a merge.
+fn retain_shared(left: &mut [u32], positions: &[u32], shift: u32) -> usize {
+    let mut kept = 0;
+    if left.len() * 8 < positions.len() {
+        let mut rest = positions;
+        for k in 0..left.len() {
+            let at = left[k];
+            let skip = rest.partition_point(|&p| p + shift < at);
+            rest = &rest[skip..];
+            let Some(&p) = rest.first() else { break };
+            if p + shift == at {
+                left[kept] = at;
+                kept += 1;
+                rest = &rest[1..];
+            }
+        }
+    } else if positions.len() * 8 < left.len() {
+        let mut from = 0;
+        for &p in positions {
+            let at = p + shift;
+            from += left[from..].partition_point(|&l| l < at);
+            if from == left.len() {
+                break;
+            }
+            if left[from] == at {
+                left[kept] = at;
+                kept += 1;
+                from += 1;
+            }
+        }
+    } else {
         let mut j = 0;
         for k in 0..left.len() {
             let at = left[k];
@@ -641,12 +682,8 @@ fn phrase_count(
                 j += 1;
             }
         }
-        left.truncate(kept);
-        if left.is_empty() {
-            return 0;
-        }
     }
-    left.len() as u32
+    kept
 }
 
 /// Whether `postings` holds `doc`, moving on to it (documents asked in increasing order).
@@ -663,6 +700,39 @@ mod tests {
     use tantivy::query::Bm25Weight;
 
     use super::*;
+
+    /// `retain_shared` keeps exactly the shared values, by merge or by binary search.
+    #[test]
+    fn retain_shared_keeps_the_intersection() {
+        let mut rng = crate::route::train::SplitMix::new(3);
+        for _ in 0..2000 {
+            let list = |rng: &mut crate::route::train::SplitMix| {
+                let len = if rng.below(2) == 0 {
+                    rng.below(6)
+                } else {
+                    rng.below(80)
+                };
+                let span = 1 + rng.below(200);
+                let mut v: Vec<u32> = (0..len).map(|_| rng.below(span) as u32).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let (left, positions, shift) = (list(&mut rng), list(&mut rng), rng.below(4) as u32);
+            let expected: Vec<u32> = left
+                .iter()
+                .copied()
+                .filter(|&at| positions.iter().any(|&p| p + shift == at))
+                .collect();
+            let mut got = left.clone();
+            let kept = retain_shared(&mut got, &positions, shift);
+            assert_eq!(
+                &got[..kept],
+                &expected[..],
+                "{left:?} {positions:?} {shift}"
+            );
+        }
+    }
 
     /// The clause BM25 is tantivy's, bit for bit, for any document frequency, boost, length
     /// and term frequency.
