@@ -5,7 +5,10 @@
 //! ([`RankParams`]) and the order of results. Must never: return an article twice, or one whose
 //! id matched an exclusion.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::{Arc, Mutex};
 
 use tantivy::index::SegmentId;
@@ -42,7 +45,7 @@ pub struct Candidates<'a> {
     key_field: Field,
     columns: Vec<Option<Column<u64>>>,
     ids: Vec<Option<StrColumn>>,
-    by_key: HashMap<u64, Candidate>,
+    by_key: FxHashMap<u64, Candidate>,
 }
 
 impl<'a> Candidates<'a> {
@@ -52,7 +55,7 @@ impl<'a> Candidates<'a> {
             key_field,
             columns: vec![None; searcher.segment_readers().len()],
             ids: vec![None; searcher.segment_readers().len()],
-            by_key: HashMap::new(),
+            by_key: FxHashMap::default(),
         }
     }
 
@@ -178,9 +181,9 @@ pub struct KindStatistics<'a> {
     length_scales: Vec<(Field, f64)>,
     /// Document frequencies already looked up (a query asks for a term in several clauses and
     /// passes: its term clause, its proximity pairs, the best sections).
-    doc_freqs: std::cell::RefCell<HashMap<Term, u64>>,
+    doc_freqs: std::cell::RefCell<FxHashMap<Term, u64>>,
     /// Token counts already summed, per field.
-    num_tokens: std::cell::RefCell<HashMap<Field, u64>>,
+    num_tokens: std::cell::RefCell<FxHashMap<Field, u64>>,
     /// Term lookups kept across queries, if any.
     term_cache: Option<&'a TermInfoCache>,
 }
@@ -375,7 +378,7 @@ pub fn best_sections(
         .weight(EnableScoring::disabled_from_searcher(searcher))?;
     // The section documents of the keys, per segment in document order (probes go forward).
     let mut by_segment: Vec<Vec<(DocId, u64)>> = Vec::new();
-    let mut sections_of: HashMap<u64, usize> = HashMap::new();
+    let mut sections_of: FxHashMap<u64, usize> = FxHashMap::default();
     for reader in searcher.segment_readers() {
         let index = reader.inverted_index(key_field)?;
         let alive = reader.alive_bitset();
@@ -404,7 +407,7 @@ pub fn best_sections(
         by_segment.push(kept);
     }
     // (key → (score, address)), best so far; an article of one section needs no scoring.
-    let mut best: HashMap<u64, (Option<Score>, DocAddress)> = HashMap::new();
+    let mut best: FxHashMap<u64, (Option<Score>, DocAddress)> = FxHashMap::default();
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
     // The term clauses, then the bonuses, as the whole query sums them.
     let (terms, phrases, bonuses) = if sections_of.values().any(|&n| n > 1) {
@@ -427,19 +430,39 @@ pub fn best_sections(
         .zip(by_segment)
         .enumerate()
     {
-        let scored: Vec<DocId> = docs
+        let (scored, scored_keys): (Vec<DocId>, Vec<u64>) = docs
             .iter()
             .filter(|(_, key)| sections_of[key] > 1)
-            .map(|&(doc, _)| doc)
-            .collect();
+            .copied()
+            .unzip();
         let mut scores: Vec<Option<Score>> = vec![None; scored.len()];
         if let Some(terms) = &terms {
             terms.add_scores_at(ord, reader, &scored, &mut scores)?;
         }
         if let Some(phrases) = &phrases {
-            phrases.scores_at(ord, reader, &scored, &mut |i, s| {
-                *scores[i].get_or_insert(0.0) += s;
-            })?;
+            // A section whose bonuses cannot lift it to the term score of another section of
+            // its article (which bonuses only raise) cannot be the best: left without them.
+            let mut floors: FxHashMap<u64, Score> = FxHashMap::default();
+            for (score, key) in scores.iter().zip(&scored_keys) {
+                if let Some(score) = score {
+                    let floor = floors.entry(*key).or_insert(*score);
+                    *floor = floor.max(*score);
+                }
+            }
+            let before: Vec<Score> = scores.iter().map(|s| s.unwrap_or(0.0)).collect();
+            phrases.scores_at_bounded(
+                ord,
+                reader,
+                &scored,
+                &mut |i, bound| {
+                    floors
+                        .get(&scored_keys[i])
+                        .is_some_and(|&floor| cannot_reach(before[i], bound, f64::from(floor)))
+                },
+                &mut |i, s| {
+                    *scores[i].get_or_insert(0.0) += s;
+                },
+            )?;
         }
         let mut scores = scores.into_iter();
         let mut probes = probes(&bonuses);
@@ -626,12 +649,12 @@ pub fn two_phase_top(
     let mut filters = weights(filters, unscored)?;
     filters.extend(weights(required, unscored)?);
     let exclusions = weights(exclusions, unscored)?;
-    // Phase 1: the pool, by term scores.
-    let mut top = TopPool::new(pool.max(k));
     // Block-max WAND pays for skipping by keeping its clauses sorted after every document: with
     // many clauses (a long question) that costs more than scoring every match. Counting the
     // matches visits them all anyway, term at a time (`taat`: the same scores).
     let prune = !count && split.terms.len() <= WAND_MAX_CLAUSES;
+    // Phase 1: the pool, by term scores (WAND skips by the score to beat: kept up to date).
+    let mut top = TopPool::new(pool.max(k), !prune);
     let (terms, clauses) = if prune {
         let query = tantivy::query::BooleanQuery::new(
             split
@@ -699,15 +722,14 @@ pub fn two_phase_top(
             return Err(err);
         }
     }
-    let heap = top.heap;
-    let mut found: Vec<(Score, DocAddress)> = heap.into_iter().map(|r| (r.0.0, r.0.1)).collect();
+    let (mut found, left_out_most) = top.finish();
     // Phase 2: the bonuses of the pool, and the full score of documents found otherwise.
     let phrases = PhraseClauses::new(searcher, stats, &split.bonuses)?;
     let bonuses = match phrases {
         Some(_) => Vec::new(),
         None => bonus_weights(split, scoring)?,
     };
-    let pooled: HashSet<DocAddress> = found.iter().map(|(_, addr)| *addr).collect();
+    let pooled: FxHashSet<DocAddress> = found.iter().map(|(_, addr)| *addr).collect();
     let mut others: Vec<(Score, DocAddress)> = match extra {
         Extra::Found(docs) if synonyms.is_none() => docs
             .iter()
@@ -718,17 +740,45 @@ pub fn two_phase_top(
     };
     found.append(&mut bonus_only);
     match &phrases {
-        Some(phrases) => add_phrase_scores(searcher, phrases, &mut found)?,
+        // Quoted phrases add their scores after the bonuses: their most is not known, so every
+        // document of the pool keeps its bonuses.
+        Some(phrases) => {
+            let wanted = if required.is_empty() { k } else { found.len() };
+            add_phrase_scores(searcher, phrases, &mut found, wanted)?
+        }
         None => add_scores(searcher, &bonuses, &mut found)?,
     }
     if !required.is_empty() {
         add_scores(searcher, &weights(required, scoring)?, &mut found)?;
     }
     if !others.is_empty() {
-        let mut all = term_weights(&split.terms, scoring)?;
-        all.extend(bonus_weights(split, scoring)?);
-        all.extend(weights(required, scoring)?);
-        add_scores(searcher, &all, &mut others)?;
+        match &phrases {
+            Some(phrases) if required.is_empty() => {
+                let made;
+                let clauses = match &clauses {
+                    Some(clauses) => clauses,
+                    None => {
+                        made = TermClauses::new(searcher, stats, &split.terms)?;
+                        &made
+                    }
+                };
+                let floor = kth_best(&found, k);
+                add_full_scores(
+                    searcher,
+                    clauses,
+                    phrases,
+                    &mut others,
+                    left_out_most,
+                    floor,
+                )?;
+            }
+            _ => {
+                let mut all = term_weights(&split.terms, scoring)?;
+                all.extend(bonus_weights(split, scoring)?);
+                all.extend(weights(required, scoring)?);
+                add_scores(searcher, &all, &mut others)?;
+            }
+        }
         found.extend(others);
     }
     let mut ranked: Vec<Ranked> = found.into_iter().map(|(s, a)| Ranked(s, a)).collect();
@@ -777,37 +827,173 @@ fn by_segment(
 }
 
 /// Adds to each document's score the scores of the `phrases` that match it, in their order
-/// ([`add_scores`] of their queries, without the queries).
+/// ([`add_scores`] of their queries, without the queries), for the `k` best of `docs` by the
+/// final score: a document whose score plus the most its bonuses can add
+/// ([`PhraseClauses::scores_at_bounded`]) stays below the k-th best of what the documents are
+/// sure to reach (their whole score once scored, else their score before the bonuses, which
+/// bonuses never lower) is dropped from `docs` unscored: k documents reach more, so it cannot
+/// be among the k best. The documents kept are scored exactly as without dropping, so the k
+/// best and their order are the same.
 fn add_phrase_scores(
     searcher: &Searcher,
     phrases: &PhraseClauses,
-    docs: &mut [(Score, DocAddress)],
+    docs: &mut Vec<(Score, DocAddress)>,
+    k: usize,
 ) -> tantivy::Result<()> {
-    by_segment(docs, |ord, segment| {
-        let ids: Vec<DocId> = segment.iter().map(|(_, addr)| addr.doc_id).collect();
-        phrases.scores_at(
+    docs.sort_unstable_by_key(|(_, addr)| *addr);
+    let prune = k > 0 && docs.len() > k;
+    // What each document is sure to reach so far (its score, once scored).
+    let reached: Vec<Cell<Score>> = docs.iter().map(|(s, _)| Cell::new(*s)).collect();
+    let mut dropped = vec![false; docs.len()];
+    let mut floor = if prune { kth_best(docs, k) } else { None };
+    let mut scratch: Vec<Score> = Vec::with_capacity(docs.len());
+    let mut refreshed = 0;
+    let mut ids: Vec<DocId> = Vec::new();
+    let mut start = 0;
+    while start < docs.len() {
+        let ord = docs[start].1.segment_ord;
+        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+        ids.clear();
+        ids.extend(docs[start..end].iter().map(|(_, addr)| addr.doc_id));
+        let segment = &reached[start..end];
+        let mut skip = |i: usize, bound: Score| {
+            let Some(mut at_least) = floor else {
+                return false;
+            };
+            // The documents scored since raise the floor.
+            if start + i >= refreshed + FLOOR_REFRESH {
+                refreshed = start + i;
+                scratch.clear();
+                scratch.extend(reached.iter().map(Cell::get));
+                let (_, kth, _) = scratch.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+                at_least = at_least.max(f64::from(*kth));
+                floor = Some(at_least);
+            }
+            let hopeless = cannot_reach(segment[i].get(), bound, at_least);
+            dropped[start + i] = hopeless;
+            hopeless
+        };
+        phrases.scores_at_bounded(
             ord as usize,
             searcher.segment_reader(ord),
             &ids,
-            &mut |i, s| segment[i].0 += s,
-        )
+            &mut skip,
+            &mut |i, s| segment[i].set(segment[i].get() + s),
+        )?;
+        start = end;
+    }
+    for ((score, _), reached) in docs.iter_mut().zip(&reached) {
+        *score = reached.get();
+    }
+    let mut gone = dropped.iter();
+    docs.retain(|_| !gone.next().copied().unwrap_or(false));
+    Ok(())
+}
+
+/// Documents scored between two updates of the floor of [`add_phrase_scores`].
+const FLOOR_REFRESH: usize = 8;
+
+/// The k-th best score of `docs`, if there are `k` (at least one).
+fn kth_best(docs: &[(Score, DocAddress)], k: usize) -> Option<f64> {
+    if k == 0 || docs.len() < k {
+        return None;
+    }
+    let mut scores: Vec<Score> = docs.iter().map(|(s, _)| *s).collect();
+    let (_, kth, _) = scores.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    Some(f64::from(*kth))
+}
+
+/// Gives `docs` their whole score (the term clauses, then the bonuses, as [`add_scores`] of
+/// their queries sums them), each known to score at most `term_most` on the term clauses;
+/// drops those that cannot reach `floor` (a score k documents have already) with the most their
+/// bonuses can add, before reading a term's postings or a position for them.
+fn add_full_scores(
+    searcher: &Searcher,
+    terms: &TermClauses,
+    phrases: &PhraseClauses,
+    docs: &mut Vec<(Score, DocAddress)>,
+    term_most: Score,
+    floor: Option<f64>,
+) -> tantivy::Result<()> {
+    let mut ids: Vec<DocId> = Vec::new();
+    if let Some(floor) = floor {
+        let mut kept: Vec<DocAddress> = Vec::new();
+        let mut bounds: Vec<Score> = Vec::new();
+        by_segment(docs, |ord, segment| {
+            ids.clear();
+            ids.extend(segment.iter().map(|(_, addr)| addr.doc_id));
+            bounds.clear();
+            bounds.resize(segment.len(), 0.0);
+            // Bounds only: every document is skipped.
+            phrases.scores_at_bounded(
+                ord as usize,
+                searcher.segment_reader(ord),
+                &ids,
+                &mut |i, bound| {
+                    bounds[i] = bound;
+                    true
+                },
+                &mut |_, _| {},
+            )?;
+            for (&(_, addr), &bound) in segment.iter().zip(&bounds) {
+                if !cannot_reach(term_most, bound, floor) {
+                    kept.push(addr);
+                }
+            }
+            Ok(())
+        })?;
+        // Both in address order.
+        let mut next = kept.iter().peekable();
+        docs.retain(|(_, addr)| {
+            let keep = next.peek() == Some(&addr);
+            if keep {
+                next.next();
+            }
+            keep
+        });
+    }
+    by_segment(docs, |ord, segment| {
+        let reader = searcher.segment_reader(ord);
+        ids.clear();
+        ids.extend(segment.iter().map(|(_, addr)| addr.doc_id));
+        let mut scores: Vec<Option<Score>> = vec![None; segment.len()];
+        terms.add_scores_at(ord as usize, reader, &ids, &mut scores)?;
+        for ((score, _), term) in segment.iter_mut().zip(scores) {
+            *score = term.unwrap_or(0.0);
+        }
+        phrases.scores_at(ord as usize, reader, &ids, &mut |i, s| segment[i].0 += s)
     })
+}
+
+/// Whether a document of score `score` plus at most `bound` stays below `floor`, by a margin
+/// far above the rounding of float sums (a document that could tie is kept).
+fn cannot_reach(score: Score, bound: Score, floor: f64) -> bool {
+    let most = f64::from(score) + f64::from(bound);
+    most + 1e-4 * (most.abs() + floor.abs()) + 1e-6 < floor
 }
 
 /// Term clauses up to which the first phase of [`two_phase_top`] skips with block-max WAND.
 const WAND_MAX_CLAUSES: usize = 24;
 
-/// The best `size` documents offered, and the score to beat to enter.
+/// The best `size` documents offered, and a score to beat to enter (documents offered in
+/// address order: a later one of equal score ranks below).
 struct TopPool {
     heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
+    /// When buffered, documents not yet sorted out (the `size` best are among them).
+    buffer: Vec<Ranked>,
+    buffered: bool,
     size: usize,
     threshold: Score,
 }
 
 impl TopPool {
-    fn new(size: usize) -> TopPool {
+    /// `buffered`: the score to beat is updated once per `size` documents entered (each
+    /// entering document costs a push instead of a heap's push and pop), not after each.
+    fn new(size: usize, buffered: bool) -> TopPool {
         TopPool {
-            heap: std::collections::BinaryHeap::with_capacity(size + 1),
+            heap: std::collections::BinaryHeap::with_capacity(if buffered { 0 } else { size + 1 }),
+            buffer: Vec::with_capacity(if buffered { 2 * size } else { 0 }),
+            buffered,
             size,
             threshold: Score::MIN,
         }
@@ -817,6 +1003,13 @@ impl TopPool {
         if score <= self.threshold {
             return;
         }
+        if self.buffered {
+            self.buffer.push(Ranked(score, addr));
+            if self.buffer.len() >= 2 * self.size.max(1) {
+                self.sort_out();
+            }
+            return;
+        }
         self.heap.push(std::cmp::Reverse(Ranked(score, addr)));
         if self.heap.len() > self.size {
             self.heap.pop();
@@ -824,6 +1017,32 @@ impl TopPool {
         if self.heap.len() == self.size {
             self.threshold = self.heap.peek().map_or(Score::MIN, |r| r.0.0);
         }
+    }
+
+    /// Keeps the `size` best of the buffer (when it holds more), their last one's score to beat.
+    fn sort_out(&mut self) {
+        if self.size == 0 {
+            self.buffer.clear();
+        } else if self.buffer.len() >= self.size {
+            let size = self.size;
+            self.buffer
+                .select_nth_unstable_by(size - 1, |a, b| b.cmp(a));
+            self.buffer.truncate(size);
+            self.threshold = self.buffer[size - 1].0;
+        }
+    }
+
+    /// The documents kept (in no order), and the most a document left out scores: the score to
+    /// beat of a full pool, else 0 (every document offered is in).
+    fn finish(mut self) -> (Vec<(Score, DocAddress)>, Score) {
+        let docs: Vec<(Score, DocAddress)> = if self.buffered {
+            self.sort_out();
+            self.buffer.iter().map(|r| (r.0, r.1)).collect()
+        } else {
+            self.heap.iter().map(|r| (r.0.0, r.0.1)).collect()
+        };
+        let full = self.size > 0 && docs.len() >= self.size;
+        (docs, if full { self.threshold } else { 0.0 })
     }
 }
 
@@ -882,5 +1101,254 @@ impl<'r, 'w> Admit<'r, 'w> {
             self.failed.get_or_insert(err);
             false
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::article::Article;
+    use crate::route::train::SplitMix;
+    use crate::search::SearchEngine;
+    use crate::search::query::ParsedQuery;
+
+    /// Made-up words (no English stop word, nothing the stemmer merges), the first ones the
+    /// most frequent (Zipf-like), so that most documents match a query and share its pairs.
+    fn vocabulary() -> Vec<String> {
+        let (onsets, vowels) = (["k", "l", "m", "t", "z", "b"], ["a", "o", "i", "u"]);
+        let mut words = Vec::new();
+        for a in onsets {
+            for v in vowels {
+                for b in ["rp", "nd", "lk"] {
+                    words.push(format!("{a}{v}{b}"));
+                }
+            }
+        }
+        words
+    }
+
+    fn draw<'a>(rng: &mut SplitMix, words: &'a [String]) -> &'a str {
+        // Rank r drawn with weight about 1 / (r + 1).
+        let r = (words.len() as f64).powf(rng.unit()) as usize - 1;
+        &words[r.min(words.len() - 1)]
+    }
+
+    fn sentence(rng: &mut SplitMix, words: &[String], len: usize) -> String {
+        (0..len)
+            .map(|_| draw(rng, words))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// An engine over generated articles, and generated queries of 2 to 12 words.
+    fn generated() -> (tempfile::TempDir, SearchEngine, Vec<String>) {
+        let words = vocabulary();
+        let mut rng = SplitMix::new(7);
+        let articles: Vec<Article> = (0..400)
+            .map(|i| {
+                let len = 2 + rng.below(4);
+                let title = sentence(&mut rng, &words, len);
+                let len = 10 + rng.below(150);
+                let body = sentence(&mut rng, &words, len);
+                Article {
+                    id: format!("a{i}"),
+                    title,
+                    body,
+                    lang: Some("en".into()),
+                    product: None,
+                    category: None,
+                    url: None,
+                    tags: Vec::new(),
+                    updated_at: None,
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        engine.upsert(&articles).unwrap();
+        let queries = (0..40)
+            .map(|_| {
+                let len = 2 + rng.below(11);
+                sentence(&mut rng, &words, len)
+            })
+            .collect();
+        (dir, engine, queries)
+    }
+
+    /// Best first, ties in address order: the order of the results.
+    fn best(mut docs: Vec<(Score, DocAddress)>, k: usize) -> Vec<(u32, DocAddress)> {
+        docs.sort_unstable_by_key(|&(s, a)| std::cmp::Reverse(Ranked(s, a)));
+        docs.truncate(k);
+        docs.into_iter().map(|(s, a)| (s.to_bits(), a)).collect()
+    }
+
+    /// The article term clauses and bonuses of `query`, every document they match with its term
+    /// score, and the bonus clauses.
+    fn term_scored(
+        engine: &SearchEngine,
+        searcher: &Searcher,
+        stats: &KindStatistics,
+        query: &str,
+    ) -> (SplitQuery, Vec<(Score, DocAddress)>) {
+        let (f, p) = (&engine.fields, &engine.params);
+        let split = ParsedQuery::parse_with(query, p)
+            .build_split(
+                &[
+                    (f.atitle, p.atitle),
+                    (f.stitle, p.stitle),
+                    (f.abody, p.abody),
+                ],
+                &[(f.atitle, p.atitle), (f.abody, p.abody)],
+                p,
+            )
+            .unwrap();
+        let clauses = TermClauses::new(searcher, stats, &split.terms).unwrap();
+        let mut docs = Vec::new();
+        for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            clauses
+                .for_each(ord, reader, &mut |doc, score| {
+                    docs.push((score, DocAddress::new(ord as u32, doc)));
+                })
+                .unwrap();
+        }
+        (split, docs)
+    }
+
+    /// A buffered pool keeps the documents a heap keeps, and says the same most for those left
+    /// out, over offers of many ties and sizes.
+    #[test]
+    fn buffered_pool_keeps_what_the_heap_keeps() {
+        let mut rng = SplitMix::new(11);
+        for size in [0, 1, 2, 5, 100] {
+            for offers in [0, 1, 3, 10, 99, 100, 101, 1000] {
+                let (mut heap, mut buffered) =
+                    (TopPool::new(size, false), TopPool::new(size, true));
+                for doc in 0..offers {
+                    // Few distinct scores: many ties, which the address breaks.
+                    let score = rng.below(20) as Score * 0.5;
+                    let addr = DocAddress::new(doc / 400, doc % 400);
+                    heap.offer(score, addr);
+                    buffered.offer(score, addr);
+                }
+                let (mut a, most_a) = heap.finish();
+                let (mut b, most_b) = buffered.finish();
+                a.sort_unstable_by_key(|&(s, addr)| Ranked(s, addr));
+                b.sort_unstable_by_key(|&(s, addr)| Ranked(s, addr));
+                assert_eq!(a.len(), (offers as usize).min(size), "{size} {offers}");
+                assert_eq!(a, b, "{size} {offers}");
+                assert_eq!(most_a.to_bits(), most_b.to_bits(), "{size} {offers}");
+            }
+        }
+    }
+
+    /// The bonuses of only the documents that can still reach the k best: the same k best,
+    /// scores bit for bit, as giving every document its bonuses; and some documents are
+    /// dropped (else the test compares nothing).
+    #[test]
+    fn bonuses_skipped_for_hopeless_documents_keep_the_k_best() {
+        let (_dir, engine, queries) = generated();
+        let searcher = engine.reader.searcher();
+        let stats = engine.statistics(&searcher).unwrap();
+        let (mut dropped, mut compared) = (0, 0);
+        for query in &queries {
+            let (split, docs) = term_scored(&engine, &searcher, &stats, query);
+            let phrases = PhraseClauses::new(&searcher, &stats, &split.bonuses)
+                .unwrap()
+                .expect("no slop");
+            let mut all = docs.clone();
+            add_phrase_scores(&searcher, &phrases, &mut all, docs.len()).unwrap();
+            assert_eq!(all.len(), docs.len());
+            for k in [1, 3, 10, 40] {
+                let mut pruned = docs.clone();
+                add_phrase_scores(&searcher, &phrases, &mut pruned, k).unwrap();
+                dropped += docs.len() - pruned.len();
+                assert_eq!(best(pruned, k), best(all.clone(), k), "{query} k={k}");
+                compared += k.min(docs.len());
+            }
+        }
+        assert!(dropped > 100, "only {dropped} documents dropped");
+        assert!(compared > 1000, "only {compared} compared");
+    }
+
+    /// Documents found outside the pool get their whole score only when their bonuses can lift
+    /// them to the k best: those kept are scored as tantivy's queries of every clause score them
+    /// (bit for bit), and none of the k best is dropped.
+    #[test]
+    fn whole_scores_skipped_for_hopeless_documents_keep_the_k_best() {
+        let (_dir, engine, queries) = generated();
+        let searcher = engine.reader.searcher();
+        let stats = engine.statistics(&searcher).unwrap();
+        let scoring = EnableScoring::enabled_from_statistics_provider(&stats, &searcher);
+        let (mut dropped, mut compared) = (0, 0);
+        for query in &queries {
+            let (split, docs) = term_scored(&engine, &searcher, &stats, query);
+            let clauses = TermClauses::new(&searcher, &stats, &split.terms).unwrap();
+            let phrases = PhraseClauses::new(&searcher, &stats, &split.bonuses)
+                .unwrap()
+                .expect("no slop");
+            let most = docs.iter().map(|(s, _)| *s).fold(0.0, Score::max);
+            let mut reference: Vec<(Score, DocAddress)> =
+                docs.iter().map(|(_, a)| (0.0, *a)).collect();
+            let mut weights = term_weights(&split.terms, scoring).unwrap();
+            weights.extend(bonus_weights(&split, scoring).unwrap());
+            add_scores(&searcher, &weights, &mut reference).unwrap();
+            for k in [1, 5, 20] {
+                let mut scored: Vec<(Score, DocAddress)> =
+                    docs.iter().map(|(_, a)| (0.0, *a)).collect();
+                let floor = kth_best(&reference, k);
+                add_full_scores(&searcher, &clauses, &phrases, &mut scored, most, floor).unwrap();
+                dropped += docs.len() - scored.len();
+                let exact: HashMap<DocAddress, u32> =
+                    reference.iter().map(|(s, a)| (*a, s.to_bits())).collect();
+                for (score, addr) in &scored {
+                    assert_eq!(score.to_bits(), exact[addr], "{query}");
+                }
+                assert_eq!(best(scored, k), best(reference.clone(), k), "{query} k={k}");
+                compared += k.min(docs.len());
+            }
+        }
+        assert!(dropped > 100, "only {dropped} documents dropped");
+        assert!(compared > 500, "only {compared} compared");
+    }
+
+    /// The bounds `scores_at_bounded` gives a document are at least what its clauses add (up to
+    /// float rounding).
+    #[test]
+    fn bonus_bounds_hold() {
+        let (_dir, engine, queries) = generated();
+        let searcher = engine.reader.searcher();
+        let stats = engine.statistics(&searcher).unwrap();
+        let mut checked = 0;
+        for query in &queries {
+            let (split, docs) = term_scored(&engine, &searcher, &stats, query);
+            let phrases = PhraseClauses::new(&searcher, &stats, &split.bonuses)
+                .unwrap()
+                .expect("no slop");
+            let mut docs = docs;
+            by_segment(&mut docs, |ord, segment| {
+                let ids: Vec<DocId> = segment.iter().map(|(_, a)| a.doc_id).collect();
+                let mut bounds: Vec<Option<Score>> = vec![None; ids.len()];
+                let mut sums: Vec<Score> = vec![0.0; ids.len()];
+                phrases.scores_at_bounded(
+                    ord as usize,
+                    searcher.segment_reader(ord),
+                    &ids,
+                    &mut |i, bound| {
+                        let least = bounds[i].map_or(bound, |b: Score| b.min(bound));
+                        bounds[i] = Some(least);
+                        false
+                    },
+                    &mut |i, s| sums[i] += s,
+                )?;
+                for (bound, sum) in bounds.iter().zip(&sums) {
+                    let bound = bound.unwrap_or(0.0);
+                    assert!(*sum <= bound * (1.0 + 1e-6), "{query}: {sum} > {bound}");
+                    checked += usize::from(*sum > 0.0);
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert!(checked > 1000, "only {checked} bonus sums checked");
     }
 }

@@ -332,19 +332,43 @@ impl TermClauses {
 /// Optional phrase clauses (proximity pairs, multi-word synonyms: `query::Bonus`), scored at
 /// given documents as tantivy's `PhraseQuery` (or `TermQuery`, for one term) under a
 /// `BoostQuery` scores them: BM25 of the number of times the phrase occurs, with the sum of its
-/// terms' idf. Exact phrases only (slop 0).
+/// terms' idf. Exact phrases only (slop 0). Scored document at a time: each distinct term's
+/// postings are read once for all the clauses it is in (neighbouring pairs share a word, and
+/// each pair is asked in two fields), its positions at most once per document.
 pub struct PhraseClauses {
     phrases: Vec<PhraseClause>,
     fields: Vec<FieldInfo>,
+    /// The distinct terms of the clauses.
+    slots: Vec<Slot>,
 }
 
 struct PhraseClause {
     field: usize,
     /// idf (summed over the terms) × (1 + K1) × boost.
     weight: Score,
-    /// Each term's shift (the last offset minus its own) and its info in each segment, in
-    /// offset order.
-    terms: Vec<(u32, Vec<Option<TermInfo>>)>,
+    /// Each term's shift (the last offset minus its own) and its index in `slots`, in offset
+    /// order.
+    terms: Vec<(u32, usize)>,
+}
+
+/// A distinct term of the clauses.
+struct Slot {
+    term: Term,
+    field: usize,
+    /// Its info in each segment, if there.
+    infos: Vec<Option<TermInfo>>,
+    /// Whether a clause of several terms has it (its positions are read).
+    positions: bool,
+}
+
+/// A slot's postings in one segment, and what they hold at the current document.
+struct SlotCursor {
+    postings: tantivy::postings::SegmentPostings,
+    /// Term frequency at the document (0: not there).
+    tf: u32,
+    /// Its positions there, when `read`.
+    positions: Vec<u32>,
+    read: bool,
 }
 
 impl PhraseClauses {
@@ -360,6 +384,7 @@ impl PhraseClauses {
         let readers = searcher.segment_readers();
         let doc_count = stats.total_num_docs()?;
         let mut fields: Vec<FieldInfo> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         let mut phrases = Vec::with_capacity(bonuses.len());
         for bonus in bonuses {
             let mut terms = bonus.terms.clone();
@@ -375,11 +400,24 @@ impl PhraseClauses {
             let mut clause_terms = Vec::with_capacity(terms.len());
             let mut doc_freq = 0;
             for (offset, term) in &terms {
-                let infos = stats.term_infos(readers, &fields[at].inverted, term)?;
+                let slot = match slots.iter().position(|s| s.term == *term) {
+                    Some(slot) => slot,
+                    None => {
+                        slots.push(Slot {
+                            term: term.clone(),
+                            field: at,
+                            infos: stats.term_infos(readers, &fields[at].inverted, term)?,
+                            positions: false,
+                        });
+                        slots.len() - 1
+                    }
+                };
+                slots[slot].positions |= terms.len() > 1;
+                let infos = &slots[slot].infos;
                 let raw: u64 = infos.iter().flatten().map(|i| u64::from(i.doc_freq)).sum();
                 doc_freq = stats.doc_freq_counted(term, raw);
                 idf_sum += idf(doc_freq, doc_count);
-                clause_terms.push(((last - offset) as u32, infos));
+                clause_terms.push(((last - offset) as u32, slot));
             }
             let weight = if terms.len() == 1 {
                 clause_weight(doc_freq, doc_count, bonus.boost)
@@ -392,7 +430,11 @@ impl PhraseClauses {
                 terms: clause_terms,
             });
         }
-        Ok(Some(PhraseClauses { phrases, fields }))
+        Ok(Some(PhraseClauses {
+            phrases,
+            fields,
+            slots,
+        }))
     }
 
     /// Calls `add(i, score)` for each clause, in clause order, that matches `docs[i]` (segment
@@ -404,87 +446,244 @@ impl PhraseClauses {
         docs: &[DocId],
         add: &mut dyn FnMut(usize, Score),
     ) -> tantivy::Result<()> {
-        if docs.is_empty() || self.phrases.is_empty() {
+        self.scores_at_bounded(ord, reader, docs, &mut |_, _| false, add)
+    }
+
+    /// [`PhraseClauses::scores_at`], except for the documents `docs[i]` for which
+    /// `skip(i, bound)` is true, where `bound` is at least the sum of the scores the clauses
+    /// would add to it (up to float rounding): first each clause's BM25 at the smallest
+    /// frequency of its terms (which the phrase cannot occur more often than), known before any
+    /// position is read; then, as the clauses of the largest such bounds are counted (in that
+    /// order, without adding anything yet), their exact scores in place of their bounds, asked
+    /// again each time the bound shrinks. The scores of a document not skipped are added in
+    /// clause order once all are counted. `skip` is asked only about documents some clause may
+    /// match.
+    pub fn scores_at_bounded(
+        &self,
+        ord: usize,
+        reader: &SegmentReader,
+        docs: &[DocId],
+        skip: &mut dyn FnMut(usize, Score) -> bool,
+        add: &mut dyn FnMut(usize, Score),
+    ) -> tantivy::Result<()> {
+        // The clauses all of whose terms are in this segment.
+        let live: Vec<&PhraseClause> = self
+            .phrases
+            .iter()
+            .filter(|p| {
+                p.terms
+                    .iter()
+                    .all(|&(_, s)| self.slots[s].infos[ord].is_some())
+            })
+            .collect();
+        if docs.is_empty() || live.is_empty() {
             return Ok(());
         }
-        let fieldnorms: Vec<FieldNormReader> = self
-            .fields
-            .iter()
-            .map(|f| reader.get_fieldnorms_reader(f.field))
-            .collect::<tantivy::Result<_>>()?;
-        let mut left: Vec<u32> = Vec::new();
-        let mut right: Vec<u32> = Vec::new();
-        for phrase in &self.phrases {
-            let field = &self.fields[phrase.field];
-            let fieldnorms = &fieldnorms[phrase.field];
-            let Some(infos) = phrase
-                .terms
-                .iter()
-                .map(|(shift, infos)| infos[ord].as_ref().map(|i| (*shift, i)))
-                .collect::<Option<Vec<_>>>()
-            else {
-                continue;
-            };
-            if let [(_, info)] = infos.as_slice() {
-                let mut postings = field.inverted[ord]
-                    .read_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
-                for (i, &doc) in docs.iter().enumerate() {
-                    if !seek(&mut postings, doc) {
-                        continue;
-                    }
-                    let norm = field.norms[fieldnorms.fieldnorm_id(doc) as usize];
-                    add(i, score(phrase.weight, norm, postings.term_freq()));
+        let mut cursors: Vec<Option<SlotCursor>> = (0..self.slots.len()).map(|_| None).collect();
+        for phrase in &live {
+            for &(_, s) in &phrase.terms {
+                if cursors[s].is_some() {
+                    continue;
                 }
+                let slot = &self.slots[s];
+                let info = slot.infos[ord]
+                    .as_ref()
+                    .expect("live clauses' terms are here");
+                let option = if slot.positions {
+                    IndexRecordOption::WithFreqsAndPositions
+                } else {
+                    IndexRecordOption::WithFreqs
+                };
+                let postings = self.fields[slot.field].inverted[ord]
+                    .read_postings_from_terminfo(info, option)?;
+                cursors[s] = Some(SlotCursor {
+                    postings,
+                    tf: 0,
+                    positions: Vec::new(),
+                    read: false,
+                });
+            }
+        }
+        let fieldnorms: Vec<Option<FieldNormReader>> = (0..self.fields.len())
+            .map(|f| {
+                live.iter()
+                    .any(|p| p.field == f)
+                    .then(|| reader.get_fieldnorms_reader(self.fields[f].field))
+                    .transpose()
+            })
+            .collect::<tantivy::Result<_>>()?;
+        let mut norms: Vec<Score> = vec![0.0; self.fields.len()];
+        let mut left: Vec<u32> = Vec::new();
+        let mut counts: Vec<u32> = vec![0; live.len()];
+        let mut matching: Vec<(Score, usize)> = Vec::with_capacity(live.len());
+        let mut rest: Vec<Score> = Vec::with_capacity(live.len());
+        for (i, &doc) in docs.iter().enumerate() {
+            let mut any = false;
+            for cursor in cursors.iter_mut().flatten() {
+                cursor.read = false;
+                cursor.tf = if seek(&mut cursor.postings, doc) {
+                    any = true;
+                    cursor.postings.term_freq()
+                } else {
+                    0
+                };
+            }
+            if !any {
                 continue;
             }
-            let mut postings = infos
-                .iter()
-                .map(|(shift, info)| {
-                    field.inverted[ord]
-                        .read_postings_from_terminfo(info, IndexRecordOption::WithFreqsAndPositions)
-                        .map(|p| (*shift, p))
-                })
-                .collect::<std::io::Result<Vec<_>>>()?;
-            'docs: for (i, &doc) in docs.iter().enumerate() {
-                for (_, p) in postings.iter_mut() {
-                    if !seek(p, doc) {
-                        continue 'docs;
-                    }
+            for (f, fieldnorms) in fieldnorms.iter().enumerate() {
+                if let Some(fieldnorms) = fieldnorms {
+                    norms[f] = self.fields[f].norms[fieldnorms.fieldnorm_id(doc) as usize];
                 }
-                // Positions aligned on the phrase's last term: the phrase occurs where all meet.
-                let (last, others) = postings.split_last_mut().expect("two terms or more");
-                let ((first_shift, first), middle) =
-                    others.split_first_mut().expect("two terms or more");
-                first.positions_with_offset(*first_shift, &mut left);
-                for (shift, p) in middle {
-                    p.positions_with_offset(*shift, &mut right);
-                    let mut kept = 0;
-                    let mut j = 0;
-                    for k in 0..left.len() {
-                        while j < right.len() && right[j] < left[k] {
-                            j += 1;
-                        }
-                        if j < right.len() && right[j] == left[k] {
-                            left[kept] = left[k];
-                            kept += 1;
-                            j += 1;
-                        }
-                    }
-                    left.truncate(kept);
-                    if left.is_empty() {
-                        continue 'docs;
-                    }
+            }
+            let least = |phrase: &PhraseClause, cursors: &[Option<SlotCursor>]| {
+                phrase
+                    .terms
+                    .iter()
+                    .map(|&(_, s)| cursors[s].as_ref().map_or(0, |c| c.tf))
+                    .min()
+                    .unwrap_or(0)
+            };
+            // The clauses that may match, with the most each can add, largest first.
+            matching.clear();
+            let mut bound: Score = 0.0;
+            for (c, phrase) in live.iter().enumerate() {
+                counts[c] = 0;
+                let tf = least(phrase, &cursors);
+                if tf > 0 {
+                    let most = score(phrase.weight.max(0.0), norms[phrase.field], tf);
+                    bound += most;
+                    matching.push((most, c));
                 }
-                last.1.positions_with_offset(last.0, &mut right);
-                let count = intersection_count(&left, &right);
-                if count > 0 {
-                    let norm = field.norms[fieldnorms.fieldnorm_id(doc) as usize];
-                    add(i, score(phrase.weight, norm, count));
+            }
+            if matching.is_empty() || skip(i, bound) {
+                continue;
+            }
+            matching.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            // What the clauses not counted yet can add, after each.
+            rest.clear();
+            rest.resize(matching.len(), 0.0);
+            for j in (0..matching.len().saturating_sub(1)).rev() {
+                rest[j] = rest[j + 1] + matching[j + 1].0;
+            }
+            let mut counted: Score = 0.0;
+            let mut skipped = false;
+            for (j, &(most, c)) in matching.iter().enumerate() {
+                let phrase = live[c];
+                let count = if let [(_, s)] = phrase.terms.as_slice() {
+                    cursors[*s].as_ref().map_or(0, |c| c.tf)
+                } else {
+                    phrase_count(phrase, &mut cursors, &mut left)
+                };
+                counts[c] = count;
+                let exact = if count > 0 {
+                    score(phrase.weight.max(0.0), norms[phrase.field], count)
+                } else {
+                    0.0
+                };
+                counted += exact;
+                // Less than its most: the bound shrinks, the document may be skipped now.
+                if exact < most && j + 1 < matching.len() && skip(i, counted + rest[j]) {
+                    skipped = true;
+                    break;
+                }
+            }
+            if skipped {
+                continue;
+            }
+            // Added in clause order, as the whole query sums them.
+            for (c, phrase) in live.iter().enumerate() {
+                if counts[c] > 0 {
+                    add(i, score(phrase.weight, norms[phrase.field], counts[c]));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// How often `phrase` (two terms or more, all at the current document) occurs there: the
+/// positions, each shifted onto the phrase's last term, that all its terms share.
+fn phrase_count(
+    phrase: &PhraseClause,
+    cursors: &mut [Option<SlotCursor>],
+    left: &mut Vec<u32>,
+) -> u32 {
+    left.clear();
+    for (n, &(shift, s)) in phrase.terms.iter().enumerate() {
+        let cursor = cursors[s]
+            .as_mut()
+            .expect("the clause's terms have cursors");
+        if !cursor.read {
+            cursor
+                .postings
+                .positions_with_offset(0, &mut cursor.positions);
+            cursor.read = true;
+        }
+        let positions = &cursor.positions;
+        if n == 0 {
+            left.extend(positions.iter().map(|&p| p + shift));
+            continue;
+        }
+        let kept = retain_shared(left, positions, shift);
+        left.truncate(kept);
+        if left.is_empty() {
+            return 0;
+        }
+    }
+    left.len() as u32
+}
+
+/// Keeps in `left` (sorted) the values some `position + shift` equals (`positions` sorted);
+/// returns how many. A list much shorter than the other is looked up in it by binary search
+/// instead of a merge.
+fn retain_shared(left: &mut [u32], positions: &[u32], shift: u32) -> usize {
+    let mut kept = 0;
+    if left.len() * 8 < positions.len() {
+        let mut rest = positions;
+        for k in 0..left.len() {
+            let at = left[k];
+            let skip = rest.partition_point(|&p| p + shift < at);
+            rest = &rest[skip..];
+            let Some(&p) = rest.first() else { break };
+            if p + shift == at {
+                left[kept] = at;
+                kept += 1;
+                rest = &rest[1..];
+            }
+        }
+    } else if positions.len() * 8 < left.len() {
+        let mut from = 0;
+        for &p in positions {
+            let at = p + shift;
+            from += left[from..].partition_point(|&l| l < at);
+            if from == left.len() {
+                break;
+            }
+            if left[from] == at {
+                left[kept] = at;
+                kept += 1;
+                from += 1;
+            }
+        }
+    } else {
+        let mut j = 0;
+        for k in 0..left.len() {
+            let at = left[k];
+            while j < positions.len() && positions[j] + shift < at {
+                j += 1;
+            }
+            if j == positions.len() {
+                break;
+            }
+            if positions[j] + shift == at {
+                left[kept] = at;
+                kept += 1;
+                j += 1;
+            }
+        }
+    }
+    kept
 }
 
 /// Whether `postings` holds `doc`, moving on to it (documents asked in increasing order).
@@ -496,28 +695,44 @@ fn seek(postings: &mut tantivy::postings::SegmentPostings, doc: DocId) -> bool {
     at != TERMINATED && at < doc && postings.seek(doc) == doc
 }
 
-/// How many values two sorted lists share (tantivy's `intersection_count`).
-fn intersection_count(left: &[u32], right: &[u32]) -> u32 {
-    let (mut i, mut j, mut count) = (0, 0, 0);
-    while i < left.len() && j < right.len() {
-        match left[i].cmp(&right[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                count += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    count
-}
-
 #[cfg(test)]
 mod tests {
     use tantivy::query::Bm25Weight;
 
     use super::*;
+
+    /// `retain_shared` keeps exactly the shared values, by merge or by binary search.
+    #[test]
+    fn retain_shared_keeps_the_intersection() {
+        let mut rng = crate::route::train::SplitMix::new(3);
+        for _ in 0..2000 {
+            let list = |rng: &mut crate::route::train::SplitMix| {
+                let len = if rng.below(2) == 0 {
+                    rng.below(6)
+                } else {
+                    rng.below(80)
+                };
+                let span = 1 + rng.below(200);
+                let mut v: Vec<u32> = (0..len).map(|_| rng.below(span) as u32).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let (left, positions, shift) = (list(&mut rng), list(&mut rng), rng.below(4) as u32);
+            let expected: Vec<u32> = left
+                .iter()
+                .copied()
+                .filter(|&at| positions.iter().any(|&p| p + shift == at))
+                .collect();
+            let mut got = left.clone();
+            let kept = retain_shared(&mut got, &positions, shift);
+            assert_eq!(
+                &got[..kept],
+                &expected[..],
+                "{left:?} {positions:?} {shift}"
+            );
+        }
+    }
 
     /// The clause BM25 is tantivy's, bit for bit, for any document frequency, boost, length
     /// and term frequency.
