@@ -185,9 +185,11 @@ pub struct SearchEngine {
     two_phase: bool,
     /// Articles ranked by their term scores before the bonuses are added (`RERANK_POOL`).
     rerank_pool: usize,
-    /// One-sentence questions reordered by how alike they are written (`rerank_paraphrases`);
+    /// One-sentence questions reordered by how alike they are written (`paraphrase::rerank`);
     /// off, by their scores alone (tests).
     paraphrases: bool,
+    /// Forms of short articles by segment, across queries.
+    forms: paraphrase::FormCache,
 }
 
 /// Articles ranked by their term scores alone before their proximity bonuses are added (at least;
@@ -247,6 +249,7 @@ impl SearchEngine {
             two_phase: true,
             rerank_pool: RERANK_POOL,
             paraphrases: true,
+            forms: paraphrase::FormCache::default(),
         })
     }
 
@@ -589,7 +592,7 @@ impl SearchEngine {
         let article_phrase_fields = [(f.atitle, p.atitle), (f.abody, p.abody)];
         let mut candidates = Candidates::new(searcher, f.key);
         // Without section scores nothing is merged, so the page is all that is needed, or the
-        // pool that paraphrase matching may reorder (`rerank_paraphrases`).
+        // pool that paraphrase matching may reorder (`paraphrase::rerank`).
         let article_limit = if p.section > 0.0 {
             p.candidates.max(needed * 2)
         } else {
@@ -754,7 +757,7 @@ impl SearchEngine {
         }
         let mut ranked = candidates.ranked(p);
         if self.paraphrases {
-            rerank_paraphrases(searcher, self.fields.short, text, &mut ranked)?;
+            paraphrase::rerank(&self.forms, searcher, self.fields.short, text, &mut ranked)?;
         }
         let ids = if wanted == Wanted::Ids {
             let addrs: Vec<DocAddress> = ranked
@@ -1084,55 +1087,6 @@ fn rfc3339_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Reorders the top [`paraphrase::POOL`] of `ranked` by how alike the query and each article are
-/// written ([`paraphrase::rescore`]) when all of them are one short sentence (a bank of
-/// questions); any other ranking is left as it is.
-fn rerank_paraphrases(
-    searcher: &Searcher,
-    short: tantivy::schema::Field,
-    text: &str,
-    ranked: &mut [rank::Candidate],
-) -> Result<(), SearchError> {
-    let pool = ranked.len().min(paraphrase::POOL);
-    if pool < 2 {
-        return Ok(());
-    }
-    let name = searcher.schema().get_field_name(short);
-    let mut columns: HashMap<u32, Option<tantivy::columnar::StrColumn>> = HashMap::new();
-    let mut forms = Vec::with_capacity(pool);
-    for candidate in &ranked[..pool] {
-        let Some(addr) = candidate.article else {
-            return Ok(());
-        };
-        let column = match columns.entry(addr.segment_ord) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
-                searcher
-                    .segment_reader(addr.segment_ord)
-                    .fast_fields()
-                    .str(name)?,
-            ),
-        };
-        let Some(ord) = column.as_ref().and_then(|c| c.ords().first(addr.doc_id)) else {
-            return Ok(());
-        };
-        let mut form = String::new();
-        if let Some(column) = column {
-            column.ord_to_str(ord, &mut form)?;
-        }
-        forms.push(Some(form));
-    }
-    let scores: Vec<f32> = ranked[..pool].iter().map(|c| c.score).collect();
-    if let Some(rescored) = paraphrase::rescore(text, &scores, &forms) {
-        for (candidate, score) in ranked[..pool].iter_mut().zip(rescored) {
-            candidate.score = score;
-        }
-        // Stable: equal scores keep their BM25 order.
-        ranked[..pool].sort_by(|a, b| b.score.total_cmp(&a.score));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,17 +4,22 @@
 //! bigrams, joins the BM25 score.
 //!
 //! Owns: the form of a short article kept in the index (`Fields::short`: its normalized letters,
-//! digits and ideographs), the character-bigram similarity and the reranking of the top
+//! digits and ideographs), the character similarities and the reranking of the top
 //! [`POOL`] articles. Must never: touch a ranking that holds an article that is not one short
 //! sentence (help pages keep their BM25 order), or reorder anything beyond the pool.
 //!
 //! Why: Chinese questions that mean the same are often segmented differently by jieba (one word
 //! in one question, two words or a longer word in the other), so their words do not meet while
 //! their characters do; and two wordings of one question share most of their characters.
-//! On atec-faq dev (77,512 one-sentence Alipay questions), tuned on the first half of the
-//! queries (a Python replay of the BM25 top 30) and checked on the second: MRR@10 0.0650 →
-//! 0.0698 and 0.0627 → 0.0695 (bigrams alone: 0.0678 and 0.0672). Weighted by idf, as a BM25
-//! over bigrams, with trigrams, or with word overlap, it did not help.
+//! On atec-faq dev (77,512 one-sentence Alipay questions), weights tuned on the first half of
+//! the queries (a Python replay of the BM25 top 30) and checked on the second, MRR@10 by
+//! `scripts/atec-halves.sh`: first half 0.0650 → 0.0692, second half 0.0627 → 0.0696 (bigrams
+//! alone, in the replay: 0.0678 and 0.0672); aliyun-faq and stackfaq (pages with bodies) are
+//! untouched. Nothing here is specific to Chinese, but only Chinese questions were measured.
+//! Tried and dropped (the replay, both halves lower or within ±0.001): bigrams weighted by idf
+//! or as a BM25, trigrams, coverage of the query's words by the article and the other way,
+//! length ratio, diversity (MMR), sentence vectors from the corpus' own PPMI word vectors
+//! (SVD, SIF weights; as a rerank feature and fused with BM25), a hubness penalty.
 //!
 //! ```
 //! use kefu::search::paraphrase::{bigrams, dice, form};
@@ -23,6 +28,16 @@
 //! assert!(dice(&a, &b) > 0.7);
 //! ```
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tantivy::columnar::Column;
+use tantivy::index::SegmentId;
+use tantivy::schema::Field;
+use tantivy::{DocAddress, Searcher};
+
+use super::SearchError;
+use super::rank::Candidate;
 use crate::analyzer::Normalized;
 
 /// Longest text (characters of the title, the body empty) that counts as one short sentence.
@@ -115,6 +130,125 @@ pub fn rescore(query: &str, scores: &[f32], forms: &[Option<String>]) -> Option<
             })
             .collect(),
     )
+}
+
+/// The forms of a segment's short articles, read once per segment (a lookup one by one opens the
+/// column and scans a dictionary block each time: the first version, doing so per query, took
+/// atec-faq's search p50 from 1.2 to 2.0 ms). About 60 bytes per short article; segments no
+/// longer searched are dropped.
+#[derive(Default)]
+pub struct FormCache {
+    by_segment: Mutex<HashMap<SegmentId, Arc<SegmentForms>>>,
+}
+
+/// One segment's column of form ordinals and the forms by ordinal.
+struct SegmentForms {
+    ords: Option<Column<u64>>,
+    forms: Vec<String>,
+}
+
+impl FormCache {
+    fn segment(
+        &self,
+        searcher: &Searcher,
+        segment_ord: u32,
+        field: Field,
+    ) -> Result<Arc<SegmentForms>, SearchError> {
+        let reader = searcher.segment_reader(segment_ord);
+        let segment = reader.segment_id();
+        if let Some(forms) = self.lock().get(&segment) {
+            return Ok(forms.clone());
+        }
+        let name = searcher.schema().get_field_name(field);
+        let column = reader.fast_fields().str(name)?;
+        let mut forms = Vec::new();
+        if let Some(column) = &column {
+            forms.reserve(column.num_terms());
+            let mut stream = column.dictionary().stream()?;
+            while stream.advance() {
+                forms.push(String::from_utf8_lossy(stream.key()).into_owned());
+            }
+        }
+        let forms = Arc::new(SegmentForms {
+            ords: column.map(|c| c.ords().clone()),
+            forms,
+        });
+        let mut cache = self.lock();
+        let live: HashSet<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
+        cache.retain(|id, _| live.contains(id));
+        cache.insert(segment, forms.clone());
+        Ok(forms)
+    }
+
+    /// The form of each document, or `None` as soon as one is not a short article.
+    fn forms(
+        &self,
+        searcher: &Searcher,
+        field: Field,
+        addrs: impl Iterator<Item = Option<DocAddress>>,
+    ) -> Result<Option<Vec<Option<String>>>, SearchError> {
+        let mut segments: HashMap<u32, Arc<SegmentForms>> = HashMap::new();
+        let mut out = Vec::new();
+        for addr in addrs {
+            let Some(addr) = addr else {
+                return Ok(None);
+            };
+            let segment = match segments.get(&addr.segment_ord) {
+                Some(segment) => segment.clone(),
+                None => {
+                    let segment = self.segment(searcher, addr.segment_ord, field)?;
+                    segments.insert(addr.segment_ord, segment.clone());
+                    segment
+                }
+            };
+            let form = segment
+                .ords
+                .as_ref()
+                .and_then(|ords| ords.first(addr.doc_id))
+                .and_then(|ord| segment.forms.get(ord as usize));
+            match form {
+                Some(form) => out.push(Some(form.clone())),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<SegmentForms>>> {
+        self.by_segment.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Reorders the top [`POOL`] of `ranked` (best first) by [`rescore`] when all of them are short
+/// articles (their forms in `field`); any other ranking is left as it is.
+pub(super) fn rerank(
+    cache: &FormCache,
+    searcher: &Searcher,
+    field: Field,
+    query: &str,
+    ranked: &mut [Candidate],
+) -> Result<(), SearchError> {
+    let pool = ranked.len().min(POOL);
+    if pool < 2 {
+        return Ok(());
+    }
+    let Some(forms) = cache.forms(searcher, field, ranked[..pool].iter().map(|c| c.article))?
+    else {
+        return Ok(());
+    };
+    let scores: Vec<f32> = ranked[..pool].iter().map(|c| c.score).collect();
+    if let Some(rescored) = rescore(query, &scores, &forms) {
+        for (candidate, score) in ranked[..pool].iter_mut().zip(rescored) {
+            candidate.score = score;
+        }
+        // Stable: equal scores keep their BM25 order.
+        ranked[..pool].sort_by(|a, b| b.score.total_cmp(&a.score));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
