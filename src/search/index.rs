@@ -27,7 +27,7 @@ use crate::analyzer::{TOKENIZER_NAME, analyzer};
 use crate::article::Article;
 
 /// Bump when the schema or what goes into the fields changes.
-const SCHEMA_VERSION: &str = "kefu-schema-5";
+const SCHEMA_VERSION: &str = "kefu-schema-6";
 /// File in the index directory recording which analyzer and schema built it.
 pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
 
@@ -64,6 +64,9 @@ pub struct Fields {
     /// all of the article (an FAQ entry's title IS its question), a long page's title only
     /// its broad subject.
     pub stitle: Field,
+    /// The article's normalized text when it is one short sentence (`paraphrase::short_form`;
+    /// fast field of article documents): paraphrase matching between questions.
+    pub short: Field,
 }
 
 pub fn build_schema() -> (Schema, Fields) {
@@ -100,6 +103,7 @@ pub fn build_schema() -> (Schema, Fields) {
         suggest_any: b.add_text_field("suggest_any", STRING),
         stitle: b.add_text_field("stitle", analyzed(false)),
         marks: b.add_bytes_field("marks", STORED),
+        short: b.add_text_field("short", FAST),
     };
     (b.build(), fields)
 }
@@ -135,6 +139,7 @@ impl Fields {
             suggest_full: get("suggest_full")?,
             suggest_any: get("suggest_any")?,
             stitle: get("stitle")?,
+            short: get("short")?,
         })
     }
 }
@@ -342,6 +347,9 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<IndexDoc> {
         doc.add(fields.stitle, pre_tokenized(title_tokens.clone()));
     }
     doc.add(fields.atitle, pre_tokenized(title_tokens));
+    if let Some(short) = super::paraphrase::short_form(&article.title, &article.body) {
+        doc.add_text(fields.short, &short);
+    }
     if !article.tags.is_empty() {
         tokens(&article.tags.join(" , "), position, &mut abody);
     }

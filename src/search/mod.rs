@@ -17,11 +17,12 @@
 //!
 //! Map: `index.rs` (schema, fingerprint, documents), `text.rs` (Markdown → indexed text),
 //! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article, the two
-//! ranking phases), `taat.rs` (term and phrase clauses scored without tantivy's scorers, same
+//! ranking phases), `paraphrase.rs` (character-bigram similarity between one-sentence questions), `taat.rs` (term and phrase clauses scored without tantivy's scorers, same
 //! scores; cached term lookups), `snippet.rs` (highlighting, from the analyzed tokens each
 //! section stores: no analysis at query time).
 
 pub mod index;
+pub mod paraphrase;
 pub mod query;
 pub mod rank;
 pub mod snippet;
@@ -184,6 +185,11 @@ pub struct SearchEngine {
     two_phase: bool,
     /// Articles ranked by their term scores before the bonuses are added (`RERANK_POOL`).
     rerank_pool: usize,
+    /// One-sentence questions reordered by how alike they are written (`paraphrase::rerank`);
+    /// off, by their scores alone (tests).
+    paraphrases: bool,
+    /// Forms of short articles by segment, across queries.
+    forms: paraphrase::FormCache,
 }
 
 /// Articles ranked by their term scores alone before their proximity bonuses are added (at least;
@@ -242,6 +248,8 @@ impl SearchEngine {
             probe_sections: true,
             two_phase: true,
             rerank_pool: RERANK_POOL,
+            paraphrases: true,
+            forms: paraphrase::FormCache::default(),
         })
     }
 
@@ -260,6 +268,12 @@ impl SearchEngine {
     /// query (`false`: the slower reference).
     pub fn set_two_phase(&mut self, two_phase: bool) {
         self.two_phase = two_phase;
+    }
+
+    /// Reorders a top of one-sentence questions by how alike each is written to the query (the
+    /// default, [`paraphrase`]) or not (`false`).
+    pub fn set_paraphrases(&mut self, on: bool) {
+        self.paraphrases = on;
     }
 
     /// Articles ranked by their term scores before their bonuses are added (tuning; at least
@@ -497,6 +511,7 @@ impl SearchEngine {
             let (ranked, total, _) = self.rank(
                 &searcher,
                 &stats,
+                query,
                 parsed,
                 &filters,
                 request.offset + limit,
@@ -537,6 +552,7 @@ impl SearchEngine {
         &self,
         searcher: &Searcher,
         stats: &rank::KindStatistics,
+        text: &str,
         parsed: &ParsedQuery,
         filter: &Filters,
         needed: usize,
@@ -575,11 +591,12 @@ impl SearchEngine {
         ];
         let article_phrase_fields = [(f.atitle, p.atitle), (f.abody, p.abody)];
         let mut candidates = Candidates::new(searcher, f.key);
-        // Without section scores nothing is merged, so the page is all that is needed.
+        // Without section scores nothing is merged, so the page is all that is needed, or the
+        // pool that paraphrase matching may reorder (`paraphrase::rerank`).
         let article_limit = if p.section > 0.0 {
             p.candidates.max(needed * 2)
         } else {
-            needed
+            needed.max(paraphrase::POOL)
         };
         // Two phases (`rank::two_phase_top`) unless the query has clauses only the whole query
         // expresses (the title coverage bonus) or the reference is asked for. Quoted phrases
@@ -738,7 +755,10 @@ impl SearchEngine {
                 candidates.add_section(addr, score, &excluded)?;
             }
         }
-        let ranked = candidates.ranked(p);
+        let mut ranked = candidates.ranked(p);
+        if self.paraphrases {
+            paraphrase::rerank(&self.forms, searcher, self.fields.short, text, &mut ranked)?;
+        }
         let ids = if wanted == Wanted::Ids {
             let addrs: Vec<DocAddress> = ranked
                 .iter()
@@ -765,6 +785,7 @@ impl SearchEngine {
         let (ranked, _, ids) = self.rank(
             &searcher,
             &stats,
+            query,
             parsed,
             &Filters::default(),
             limit,
@@ -1182,6 +1203,66 @@ mod tests {
     /// scores and totals of scoring every match with the whole query when the pool holds every
     /// match (the bundled KB is small), with filters, exclusions, synonyms, and short (block-max
     /// WAND) and long (every match scored) queries.
+    #[test]
+    fn one_sentence_questions_are_reordered_by_wording_and_pages_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let questions = [
+            "借呗什么时候到账",
+            "借呗额度多久能恢复",
+            "借呗多久到账呢",
+            "花呗多久出账单",
+            "借呗借款多久审核",
+            "蚂蚁借呗的钱多久到",
+        ];
+        let articles: Vec<Article> = questions
+            .iter()
+            .enumerate()
+            .map(|(i, q)| Article::new(format!("q{i}"), *q, ""))
+            .collect();
+        engine.upsert(&articles).unwrap();
+        let query = "借呗多久到账";
+        engine.set_paraphrases(false);
+        let plain = engine.rank_ids(query, 10).unwrap();
+        engine.set_paraphrases(true);
+        let reranked = engine.rank_ids(query, 10).unwrap();
+        assert_eq!(plain.len(), reranked.len());
+        // Every score rises by the pool's best score times how alike the wording is.
+        let best = plain[0].1;
+        for (id, score) in &reranked {
+            let (_, before) = plain.iter().find(|(p, _)| p == id).unwrap();
+            let i: usize = id[1..].parse().unwrap();
+            let alike = paraphrase::rescore(
+                query,
+                &[*before, best],
+                &[Some(paraphrase::form(questions[i])), Some(String::new())],
+            )
+            .unwrap()[0]
+                - before;
+            assert!(
+                alike > 0.0 && (score - before - alike).abs() < 1e-3 * best,
+                "{id}"
+            );
+        }
+        assert!(
+            reranked.windows(2).all(|w| w[0].1 >= w[1].1),
+            "{reranked:?}"
+        );
+        assert_eq!(reranked[0].0, "q2", "{reranked:?}");
+        // An article with a body is a page, not a question: the ranking stays as scored.
+        engine
+            .upsert(&[Article::new(
+                "page",
+                "借呗到账说明",
+                "借呗放款后多久到账，请查看说明。",
+            )])
+            .unwrap();
+        engine.set_paraphrases(false);
+        let plain = engine.rank_ids(query, 10).unwrap();
+        engine.set_paraphrases(true);
+        assert_eq!(engine.rank_ids(query, 10).unwrap(), plain);
+    }
+
     #[test]
     fn two_phases_rank_like_the_whole_query() {
         let (_dir, mut engine) = kb_engine();
