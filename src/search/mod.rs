@@ -912,14 +912,18 @@ impl SearchEngine {
                 .and_then(|v| v.as_str())
                 .map(str::to_string)
         };
-        let snippet = match (snippets, text(f.text)) {
-            (true, Some(body)) => match doc.get_first(f.marks).and_then(|v| v.as_bytes()) {
+        // The body is only read in place, for the snippet.
+        let body = snippets
+            .then(|| doc.get_first(f.text).and_then(|v| v.as_str()))
+            .flatten();
+        let snippet = match body {
+            Some(body) => match doc.get_first(f.marks).and_then(|v| v.as_bytes()) {
                 Some(marks) => {
-                    snippet::snippet_marked(&body, marks, highlight, snippet::SNIPPET_CHARS)
+                    snippet::snippet_marked(body, marks, highlight, snippet::SNIPPET_CHARS)
                 }
-                None => snippet::snippet(&body, highlight, snippet::SNIPPET_CHARS),
+                None => snippet::snippet(body, highlight, snippet::SNIPPET_CHARS),
             },
-            _ => String::new(),
+            None => String::new(),
         };
         Ok(SearchHit {
             id: text(f.id).unwrap_or_default(),

@@ -148,6 +148,7 @@ impl<'t> Marks<'t> {
             at += len;
             wanted.push(terms.get(term).map(String::as_str));
         }
+        let prefilter = TermFilter::new(terms);
         let mut tokens = Vec::new();
         let mut from = 0i64;
         while at < bytes.len() {
@@ -160,7 +161,12 @@ impl<'t> Marks<'t> {
                 let n = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
                 *wanted.get(n)?
             } else {
-                terms.get(text.get(start..end)?).map(String::as_str)
+                let word = text.get(start..end)?;
+                if prefilter.may_hold(word) {
+                    terms.get(word).map(String::as_str)
+                } else {
+                    None
+                }
             };
             if let Some(term) = term {
                 text.get(start..end)?;
@@ -168,6 +174,38 @@ impl<'t> Marks<'t> {
             }
         }
         Some(Marks { covered, tokens })
+    }
+}
+
+/// A quick first check of whether a word may be one of the terms, by its length and its first
+/// and last bytes (a set lookup hashes the whole word; most words of a section are not terms):
+/// never says no to a term.
+struct TermFilter {
+    bits: [u64; 16],
+}
+
+impl TermFilter {
+    fn new(terms: &HashSet<String>) -> TermFilter {
+        let mut bits = [0u64; 16];
+        for term in terms {
+            let at = Self::slot(term);
+            bits[at / 64] |= 1 << (at % 64);
+        }
+        TermFilter { bits }
+    }
+
+    fn slot(word: &str) -> usize {
+        let bytes = word.as_bytes();
+        let (first, last) = match (bytes.first(), bytes.last()) {
+            (Some(&first), Some(&last)) => (usize::from(first), usize::from(last)),
+            _ => (0, 0),
+        };
+        (bytes.len().wrapping_mul(131) ^ first.wrapping_mul(31) ^ last.wrapping_mul(7)) % 1024
+    }
+
+    fn may_hold(&self, word: &str) -> bool {
+        let at = Self::slot(word);
+        self.bits[at / 64] & (1 << (at % 64)) != 0
     }
 }
 
@@ -397,6 +435,19 @@ mod tests {
 
     fn terms(words: &[&str]) -> HashSet<String> {
         words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn the_term_filter_lets_every_term_through_and_stops_others() {
+        let words: Vec<String> = (0..200)
+            .map(|i| format!("w{i}"))
+            .chain(["账单", "云盘", "ecs", "a", ""].map(String::from))
+            .collect();
+        let (kept, others) = words.split_at(100);
+        let filter = TermFilter::new(&kept.iter().cloned().collect());
+        assert!(kept.iter().all(|w| filter.may_hold(w)));
+        // A filter, not a pass: some words that are not terms are stopped.
+        assert!(others.iter().any(|w| !filter.may_hold(w)));
     }
 
     #[test]
