@@ -140,15 +140,19 @@ impl<'t> Marks<'t> {
         if covered > text.len() || n_terms > bytes.len() {
             return None;
         }
+        let prefilter = TermFilter::new(terms);
         // The query's terms among the section's, by term number.
         let mut wanted: Vec<Option<&'t str>> = Vec::with_capacity(n_terms);
         for _ in 0..n_terms {
             let len = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
             let term = std::str::from_utf8(bytes.get(at..at.checked_add(len)?)?).ok()?;
             at += len;
-            wanted.push(terms.get(term).map(String::as_str));
+            wanted.push(if prefilter.may_hold(term) {
+                terms.get(term).map(String::as_str)
+            } else {
+                None
+            });
         }
-        let prefilter = TermFilter::new(terms);
         let mut tokens = Vec::new();
         let mut from = 0i64;
         while at < bytes.len() {
