@@ -17,8 +17,9 @@
 //!
 //! Map: `index.rs` (schema, fingerprint, documents), `text.rs` (Markdown → indexed text),
 //! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article, the two
-//! ranking phases), `paraphrase.rs` (character-bigram similarity between one-sentence questions), `taat.rs` (term and phrase clauses scored without tantivy's scorers, same
-//! scores; cached term lookups), `snippet.rs` (highlighting, from the analyzed tokens each
+//! ranking phases, per-segment caches), `paraphrase.rs` (character and bigram similarity between
+//! one-sentence questions), `taat.rs` (term and phrase clauses scored without tantivy's scorers,
+//! same scores; cached term lookups), `snippet.rs` (highlighting, from the analyzed tokens each
 //! section stores: no analysis at query time).
 
 pub mod index;
@@ -148,7 +149,7 @@ const UPSERT_CHUNK: usize = 256;
 /// How [`SearchEngine::search_with`] builds its response.
 #[derive(Debug, Clone, Copy)]
 pub struct SearchOptions {
-    /// Compute highlighted snippets (the costliest part of a hit).
+    /// Compute highlighted snippets.
     pub snippets: bool,
     /// Largest accepted `limit`.
     pub max_limit: usize,

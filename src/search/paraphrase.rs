@@ -28,16 +28,15 @@
 //! assert!(dice(&a, &b) > 0.7);
 //! ```
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use tantivy::columnar::Column;
-use tantivy::index::SegmentId;
 use tantivy::schema::Field;
 use tantivy::{DocAddress, Searcher};
 
 use super::SearchError;
-use super::rank::Candidate;
+use super::rank::{Candidate, SegmentCache, dictionary_terms};
 use crate::analyzer::Normalized;
 
 /// Longest text (characters of the title, the body empty) that counts as one short sentence.
@@ -134,11 +133,10 @@ pub fn rescore(query: &str, scores: &[f32], forms: &[Option<String>]) -> Option<
 
 /// The forms of a segment's short articles, read once per segment (a lookup one by one opens the
 /// column and scans a dictionary block each time: the first version, doing so per query, took
-/// atec-faq's search p50 from 1.2 to 2.0 ms). About 60 bytes per short article; segments no
-/// longer searched are dropped.
+/// atec-faq's search p50 from 1.2 to 2.0 ms). About 60 bytes per short article.
 #[derive(Default)]
 pub struct FormCache {
-    by_segment: Mutex<HashMap<SegmentId, Arc<SegmentForms>>>,
+    segments: SegmentCache<SegmentForms>,
 }
 
 /// One segment's column of form ordinals and the forms by ordinal.
@@ -155,33 +153,17 @@ impl FormCache {
         field: Field,
     ) -> Result<Arc<SegmentForms>, SearchError> {
         let reader = searcher.segment_reader(segment_ord);
-        let segment = reader.segment_id();
-        if let Some(forms) = self.lock().get(&segment) {
-            return Ok(forms.clone());
-        }
-        let name = searcher.schema().get_field_name(field);
-        let column = reader.fast_fields().str(name)?;
-        let mut forms = Vec::new();
-        if let Some(column) = &column {
-            forms.reserve(column.num_terms());
-            let mut stream = column.dictionary().stream()?;
-            while stream.advance() {
-                forms.push(String::from_utf8_lossy(stream.key()).into_owned());
-            }
-        }
-        let forms = Arc::new(SegmentForms {
-            ords: column.map(|c| c.ords().clone()),
-            forms,
-        });
-        let mut cache = self.lock();
-        let live: HashSet<SegmentId> = searcher
-            .segment_readers()
-            .iter()
-            .map(|r| r.segment_id())
-            .collect();
-        cache.retain(|id, _| live.contains(id));
-        cache.insert(segment, forms.clone());
-        Ok(forms)
+        self.segments.get_or_load(searcher, reader, || {
+            let name = searcher.schema().get_field_name(field);
+            let column = reader.fast_fields().str(name)?;
+            Ok(SegmentForms {
+                forms: match &column {
+                    Some(column) => dictionary_terms(column)?,
+                    None => Vec::new(),
+                },
+                ords: column.map(|c| c.ords().clone()),
+            })
+        })
     }
 
     /// The form of each document, or `None` as soon as one is not a short article.
@@ -216,10 +198,6 @@ impl FormCache {
             }
         }
         Ok(Some(out))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<SegmentForms>>> {
-        self.by_segment.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

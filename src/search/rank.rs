@@ -93,7 +93,8 @@ impl<'a> Candidates<'a> {
                 Some(table) => table.clone(),
                 None => {
                     let reader = self.searcher.segment_reader(addr.segment_ord);
-                    let table = cache.table(self.searcher, reader, column)?;
+                    let table =
+                        cache.get_or_load(self.searcher, reader, || dictionary_terms(column))?;
                     tables.insert(addr.segment_ord, table.clone());
                     table
                 }
@@ -500,31 +501,33 @@ fn probes(weights: &[Box<dyn Weight>]) -> Vec<Probe<'_>> {
     weights.iter().map(|w| Probe::new(w.as_ref())).collect()
 }
 
-/// Every article id of a segment by its ordinal in the `id` column, read once per segment: a
-/// lookup one by one decompresses and scans a dictionary block each time, the costliest part of
-/// ranking 100 ids. About 100 bytes per article; segments no longer searched are dropped.
-#[derive(Default)]
-pub struct IdCache {
-    by_segment: Mutex<HashMap<SegmentId, Arc<Vec<String>>>>,
+/// What is read once per segment and kept while the segment is searched (segments no longer
+/// searched are dropped when another is loaded).
+pub struct SegmentCache<T> {
+    by_segment: Mutex<HashMap<SegmentId, Arc<T>>>,
 }
 
-impl IdCache {
-    fn table(
+impl<T> Default for SegmentCache<T> {
+    fn default() -> Self {
+        SegmentCache {
+            by_segment: Mutex::default(),
+        }
+    }
+}
+
+impl<T> SegmentCache<T> {
+    /// The value of `reader`'s segment, from `load` the first time.
+    pub fn get_or_load(
         &self,
         searcher: &Searcher,
         reader: &SegmentReader,
-        column: &StrColumn,
-    ) -> Result<Arc<Vec<String>>, SearchError> {
+        load: impl FnOnce() -> Result<T, SearchError>,
+    ) -> Result<Arc<T>, SearchError> {
         let segment = reader.segment_id();
-        if let Some(table) = self.lock().get(&segment) {
-            return Ok(table.clone());
+        if let Some(value) = self.lock().get(&segment) {
+            return Ok(value.clone());
         }
-        let mut table = Vec::with_capacity(column.num_terms());
-        let mut stream = column.dictionary().stream()?;
-        while stream.advance() {
-            table.push(String::from_utf8_lossy(stream.key()).into_owned());
-        }
-        let table = Arc::new(table);
+        let value = Arc::new(load()?);
         let mut cache = self.lock();
         let live: HashSet<SegmentId> = searcher
             .segment_readers()
@@ -532,14 +535,29 @@ impl IdCache {
             .map(|r| r.segment_id())
             .collect();
         cache.retain(|id, _| live.contains(id));
-        cache.insert(segment, table.clone());
-        Ok(table)
+        cache.insert(segment, value.clone());
+        Ok(value)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<Vec<String>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<T>>> {
         self.by_segment.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Every term of a string column's dictionary, by ordinal: a lookup one by one decompresses and
+/// scans a dictionary block each time.
+pub fn dictionary_terms(column: &StrColumn) -> Result<Vec<String>, SearchError> {
+    let mut terms = Vec::with_capacity(column.num_terms());
+    let mut stream = column.dictionary().stream()?;
+    while stream.advance() {
+        terms.push(String::from_utf8_lossy(stream.key()).into_owned());
+    }
+    Ok(terms)
+}
+
+/// Every article id of a segment by its ordinal in the `id` column ([`dictionary_terms`]): the
+/// costliest part of ranking 100 ids was looking them up one by one. About 100 bytes per article.
+pub type IdCache = SegmentCache<Vec<String>>;
 
 /// What [`two_phase_top`] found.
 pub struct TwoPhase {
