@@ -7,6 +7,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::{Arc, Mutex};
@@ -834,14 +835,23 @@ fn by_segment(
     mut each: impl FnMut(u32, &mut [(Score, DocAddress)]) -> tantivy::Result<()>,
 ) -> tantivy::Result<()> {
     docs.sort_unstable_by_key(|(_, addr)| *addr);
-    let mut start = 0;
-    while start < docs.len() {
-        let ord = docs[start].1.segment_ord;
-        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
-        each(ord, &mut docs[start..end])?;
-        start = end;
+    let runs: Vec<(u32, Range<usize>)> = segment_runs(docs).collect();
+    for (ord, run) in runs {
+        each(ord, &mut docs[run])?;
     }
     Ok(())
+}
+
+/// Each segment's run of `docs` (sorted by address): its ordinal and range.
+fn segment_runs(docs: &[(Score, DocAddress)]) -> impl Iterator<Item = (u32, Range<usize>)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let ord = docs.get(start)?.1.segment_ord;
+        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+        let run = (ord, start..end);
+        start = end;
+        Some(run)
+    })
 }
 
 /// Adds to each document's score the scores of the `phrases` that match it, in their order
@@ -867,13 +877,11 @@ fn add_phrase_scores(
     let mut scratch: Vec<Score> = Vec::with_capacity(docs.len());
     let mut refreshed = 0;
     let mut ids: Vec<DocId> = Vec::new();
-    let mut start = 0;
-    while start < docs.len() {
-        let ord = docs[start].1.segment_ord;
-        let end = start + docs[start..].partition_point(|(_, a)| a.segment_ord == ord);
+    for (ord, run) in segment_runs(docs) {
+        let start = run.start;
         ids.clear();
-        ids.extend(docs[start..end].iter().map(|(_, addr)| addr.doc_id));
-        let segment = &reached[start..end];
+        ids.extend(docs[run.clone()].iter().map(|(_, addr)| addr.doc_id));
+        let segment = &reached[run];
         let mut skip = |i: usize, bound: Score| {
             let Some(mut at_least) = floor else {
                 return false;
@@ -898,7 +906,6 @@ fn add_phrase_scores(
             &mut skip,
             &mut |i, s| segment[i].set(segment[i].get() + s),
         )?;
-        start = end;
     }
     for ((score, _), reached) in docs.iter_mut().zip(&reached) {
         *score = reached.get();
