@@ -259,6 +259,42 @@ fn tiny_model_learns_and_training_is_deterministic() {
 }
 
 #[test]
+fn tickets_made_of_words_training_never_saw_go_to_a_human() {
+    let data = tiny_data();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = tiny_options(3);
+    opts.epochs = 8;
+    // Dev = train: every dev word is known, so the limit is the floor.
+    train::train(&data, Some(&data), &opts, dir.path()).unwrap();
+    let c = Classifier::load(dir.path()).unwrap();
+    assert_eq!(c.config().novelty_limit, Some(train::MIN_NOVELTY_LIMIT));
+    let known = c.predict("how do i get an invoice");
+    assert_eq!(known.novelty, 0.0);
+    // Order numbers are new in every ticket: words with digits do not count.
+    assert_eq!(
+        c.predict("refund for my order 20261123 invoice 8841")
+            .novelty,
+        0.0
+    );
+    let foreign = c.predict("kubernetes pod stuck in crashloopbackoff");
+    assert!(foreign.novelty > 0.9, "{}", foreign.novelty);
+    assert!(foreign.abstain);
+    // One new word among known ones is not enough.
+    let mostly_known =
+        c.predict("my invoice title is wrong, my bill is too high, refund my order soon");
+    assert!(mostly_known.novelty < 0.25, "{}", mostly_known.novelty);
+
+    // Turned off, the same ticket is decided by its confidence alone.
+    let off = tempfile::tempdir().unwrap();
+    opts.novelty_share = 0.0;
+    train::train(&data, Some(&data), &opts, off.path()).unwrap();
+    let c = Classifier::load(off.path()).unwrap();
+    assert_eq!(c.config().novelty_limit, None);
+    let p = c.predict("kubernetes pod stuck in crashloopbackoff");
+    assert_eq!(p.abstain, p.confidence < c.config().threshold);
+}
+
+#[test]
 fn linear_arch_learns_and_reloads() {
     let data = tiny_data();
     let dir = tempfile::tempdir().unwrap();

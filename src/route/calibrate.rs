@@ -261,6 +261,18 @@ fn point(conf: &[f32], correct: &[bool], threshold: f32) -> CurvePoint {
     }
 }
 
+/// The smallest of `values` that at most `share` of them exceed (None when there are none, or
+/// `share` is not in `0..1`).
+pub fn upper_limit(values: &[f32], share: f64) -> Option<f32> {
+    if values.is_empty() || !(0.0..1.0).contains(&share) || share == 0.0 {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let allowed = (share * sorted.len() as f64).floor() as usize;
+    Some(sorted[sorted.len() - 1 - allowed.min(sorted.len() - 1)])
+}
+
 /// In-scope accuracy (abstaining counts as wrong) and out-of-scope recall (abstaining counts as
 /// right; `correct` is never true for those rows) of an abstention decision per row.
 pub fn scope_scores(abstain: &[bool], correct: &[bool], in_scope: &[bool]) -> (f64, f64) {
@@ -379,6 +391,19 @@ pub fn choose_threshold(
 mod tests {
     use super::*;
     use crate::route::train::SplitMix;
+
+    #[test]
+    fn upper_limit_is_exceeded_by_at_most_the_share() {
+        let values: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        let limit = upper_limit(&values, 0.03).unwrap();
+        assert_eq!(values.iter().filter(|&&v| v > limit).count(), 3);
+        // Ties: all of them stay at or under the limit.
+        let ties = [0.0, 0.5, 0.5, 0.5];
+        assert_eq!(upper_limit(&ties, 0.3), Some(0.5));
+        assert_eq!(upper_limit(&[], 0.03), None);
+        assert_eq!(upper_limit(&values, 0.0), None);
+        assert_eq!(upper_limit(&values, 1.0), None);
+    }
 
     #[test]
     fn temperature_softens_overconfident_logits() {

@@ -148,6 +148,10 @@ pub struct TrainOptions {
     pub min_coverage: f64,
     /// Abstention with out-of-scope dev rows: required recall of those rows.
     pub oos_recall_target: f64,
+    /// Abstention on unfamiliar tickets ([`RouterConfig::novelty_limit`]): the limit is set so
+    /// that at most this share of the in-scope dev rows exceeds it (0: no such abstention).
+    #[serde(default = "novelty_share")]
+    pub novelty_share: f64,
     /// Ensemble: after each member's own temperature, fit the members' temperatures together
     /// on dev (the ensemble's NLL), which weighs members by what they add.
     #[serde(default)]
@@ -228,6 +232,7 @@ impl TrainOptions {
             answered_accuracy_target: 0.9,
             min_coverage: 0.7,
             oos_recall_target: 0.9,
+            novelty_share: NOVELTY_SHARE,
             joint_temperatures: false,
             progress: true,
             extra: Vec::new(),
@@ -278,6 +283,17 @@ fn one_f64() -> f64 {
 /// recall 0.90, margin abstention, seeds 42/7/1234) weight 3 gave 0.9177/0.9233/0.9193 against
 /// 0.9180/0.9187/0.9180 with weight 1. Without an `oos` label it changes nothing.
 pub const OOS_WEIGHT: f64 = 3.0;
+
+/// Default [`TrainOptions::novelty_share`].
+pub const NOVELTY_SHARE: f64 = 0.03;
+
+/// The lowest novelty limit training sets: with a dev split whose words training has all seen
+/// (dev = train), the limit would fall to 0 and one new word would send a ticket to a human.
+pub const MIN_NOVELTY_LIMIT: f32 = 0.25;
+
+fn novelty_share() -> f64 {
+    NOVELTY_SHARE
+}
 
 /// Small, seedable RNG (SplitMix64): candle's CPU RNG cannot be seeded.
 pub struct SplitMix(u64);
@@ -1023,6 +1039,26 @@ pub fn train(
                 " (an `oos` margin gave in-scope accuracy {a1:.3} at out-of-scope recall {r1:.3})"
             );
         }
+    }
+    // Tickets mostly made of words no training example had (a product or topic without a
+    // queue) also go to a human: the limit is what the in-scope dev rows, whose words training
+    // did not see either, exceed only `novelty_share` of the time.
+    let novelty: Vec<f32> = dev.iter().map(|e| classifier.novelty(&e.text)).collect();
+    let scoped: Vec<f32> = (0..dev.len())
+        .filter(|&i| in_scope[i])
+        .map(|i| novelty[i])
+        .collect();
+    if let Some(limit) = calibrate::upper_limit(&scoped, opts.novelty_share) {
+        let limit = limit.max(MIN_NOVELTY_LIMIT);
+        config.novelty_limit = Some(limit);
+        let before = abstain.iter().filter(|&&a| a).count();
+        for (a, &n) in abstain.iter_mut().zip(&novelty) {
+            *a |= n > limit;
+        }
+        let added = abstain.iter().filter(|&&a| a).count() - before;
+        threshold_rule += &format!(
+            "; also abstain when over {limit:.3} of a ticket's word weight is words training never saw ({added} more dev rows)"
+        );
     }
     let answered: Vec<usize> = (0..dev.len()).filter(|&i| !abstain[i]).collect();
     let n_dev = dev.len().max(1) as f64;
