@@ -56,11 +56,25 @@ pub struct RouterConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oos_margin: Option<f32>,
     /// Also abstain when more than this share of a ticket is words the model never saw
-    /// ([`Prediction::novelty`]): a question about a product or topic no queue was trained on
-    /// borrows its confidence from the few generic words it shares with the training data.
-    /// Set by training from the dev split's own novelty (see `TrainOptions::novelty_share`).
+    /// ([`Prediction::novelty`]) and the confidence is under [`RouterConfig::novelty_confidence`]:
+    /// a question about a product or topic no queue was trained on borrows its confidence from
+    /// the few generic words it shares with the training data. Set by training from the dev
+    /// split's own novelty (see `TrainOptions::novelty_share`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub novelty_limit: Option<f32>,
+    /// A prediction this confident is kept however unfamiliar the rest of the ticket is: known
+    /// words that decide it this clearly are not borrowed confidence ("Our site is under a DDoS
+    /// attack right now" has four words training never saw).
+    #[serde(default = "novelty_confidence")]
+    pub novelty_confidence: f32,
+}
+
+/// Default [`RouterConfig::novelty_confidence`]. On cloud-queues dev, predictions at least this
+/// confident are right 95% of the time.
+pub const NOVELTY_CONFIDENCE: f32 = 0.9;
+
+fn novelty_confidence() -> f32 {
+    NOVELTY_CONFIDENCE
 }
 
 /// Features and shape of one further ensemble member.
@@ -86,6 +100,7 @@ impl RouterConfig {
             member_temperatures: Vec::new(),
             oos_margin: None,
             novelty_limit: None,
+            novelty_confidence: NOVELTY_CONFIDENCE,
         }
     }
 }
@@ -98,7 +113,7 @@ pub struct Prediction {
     /// Its calibrated probability.
     pub confidence: f32,
     /// Below the threshold, the out-of-scope label, too close to it ([`RouterConfig::oos_margin`]),
-    /// or too unfamiliar ([`RouterConfig::novelty_limit`]): a human should look.
+    /// or unfamiliar and not sure ([`RouterConfig::novelty_limit`]): a human should look.
     pub abstain: bool,
     /// Share of the ticket's words (each weighing its training IDF) that the model never saw in
     /// training, 0 to 1; words with a digit (order numbers, addresses, error codes) left out.
@@ -349,7 +364,8 @@ impl Classifier {
         let unfamiliar = self
             .config
             .novelty_limit
-            .is_some_and(|limit| novelty > limit);
+            .is_some_and(|limit| novelty > limit)
+            && confidence < self.config.novelty_confidence;
         Prediction {
             best,
             confidence,

@@ -1020,13 +1020,7 @@ pub fn train(
             .collect();
         let (a0, r0) = calibrate::scope_scores(&abstain, &correct, &in_scope);
         let (a1, r1) = calibrate::scope_scores(&margin_abstain, &correct, &in_scope);
-        let target = opts.oos_recall_target;
-        let better = if r1 >= target {
-            r0 < target || a1 > a0
-        } else {
-            r0 < target && a1 + r1 > a0 + r0
-        };
-        if better {
+        if calibrate::better_abstention((a0, r0), (a1, r1), opts.oos_recall_target) {
             config.threshold = 0.0;
             config.oos_margin = Some(by_margin.threshold);
             abstain = margin_abstain;
@@ -1050,15 +1044,33 @@ pub fn train(
         .collect();
     if let Some(limit) = calibrate::upper_limit(&scoped, opts.novelty_share) {
         let limit = limit.max(MIN_NOVELTY_LIMIT);
-        config.novelty_limit = Some(limit);
-        let before = abstain.iter().filter(|&&a| a).count();
-        for (a, &n) in abstain.iter_mut().zip(&novelty) {
-            *a |= n > limit;
+        let with: Vec<bool> = (0..dev.len())
+            .map(|i| abstain[i] || (novelty[i] > limit && conf[i] < config.novelty_confidence))
+            .collect();
+        let added = with.iter().filter(|&&a| a).count() - abstain.iter().filter(|&&a| a).count();
+        // With out-of-scope dev rows, the dev decides whether it pays for its in-scope cost.
+        let judged = (in_scope.len() > scoped.len()).then(|| {
+            let before = calibrate::scope_scores(&abstain, &correct, &in_scope);
+            let after = calibrate::scope_scores(&with, &correct, &in_scope);
+            (before, after)
+        });
+        match judged {
+            Some(((a0, r0), (a1, r1)))
+                if !calibrate::better_abstention((a0, r0), (a1, r1), opts.oos_recall_target) =>
+            {
+                threshold_rule += &format!(
+                    "; abstaining when over {limit:.3} of a ticket's word weight is words training never saw was dropped (in-scope accuracy {a1:.3} at out-of-scope recall {r1:.3})"
+                );
+            }
+            _ => {
+                config.novelty_limit = Some(limit);
+                abstain = with;
+                threshold_rule += &format!(
+                    "; also abstain below confidence {:.2} when over {limit:.3} of a ticket's word weight is words training never saw ({added} more dev rows)",
+                    config.novelty_confidence
+                );
+            }
         }
-        let added = abstain.iter().filter(|&&a| a).count() - before;
-        threshold_rule += &format!(
-            "; also abstain when over {limit:.3} of a ticket's word weight is words training never saw ({added} more dev rows)"
-        );
     }
     let answered: Vec<usize> = (0..dev.len()).filter(|&i| !abstain[i]).collect();
     let n_dev = dev.len().max(1) as f64;
