@@ -355,8 +355,23 @@ fn is_break(c: char) -> bool {
 /// `None` without matches. Characters are counted between matches, never indexed for the whole
 /// text: a section's matches may lie anywhere in its first MAX_ANALYZED_BYTES.
 fn best_window(text: &str, matches: &[Match<'_>], max_chars: usize) -> Option<(usize, usize)> {
-    // Matches in characters (sorted and disjoint: `push_match` merges overlaps).
-    let mut spans: Vec<(usize, usize, &str)> = Vec::with_capacity(matches.len());
+    let first = matches[best_first_match(text, matches, max_chars)?].0;
+    let lead = LEAD_CHARS.min(max_chars / 4);
+    let from = bytes_before(text, first, lead);
+    let to = bytes_after(text, from, max_chars);
+    // Near the end of the text the window starts earlier, to show `max_chars` all the same.
+    Some((bytes_before(text, to, max_chars).min(from), to))
+}
+
+/// The first match of [`best_window`]'s window: of all windows that start at a match and hold
+/// the matches ending within `max_chars` less the lead of its start, the one of the most
+/// distinct terms, then the most matches, the first winning.
+fn best_first_match(text: &str, matches: &[Match<'_>], max_chars: usize) -> Option<usize> {
+    // Matches in characters (sorted and disjoint: `push_match` merges overlaps), each with the
+    // number of its term (the terms come from one set: equal terms are mostly the same string,
+    // compared by address first).
+    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(matches.len());
+    let mut distinct_terms: Vec<&str> = Vec::new();
     let (mut byte, mut chars) = (0, 0);
     for &(from, to, term) in matches {
         chars += text.get(byte..from).map_or(0, |t| t.chars().count());
@@ -365,36 +380,56 @@ fn best_window(text: &str, matches: &[Match<'_>], max_chars: usize) -> Option<(u
             .get(from.max(byte)..to)
             .map_or(0, |t| t.chars().count());
         byte = to.max(byte);
-        spans.push((start, chars, term));
+        let number = match distinct_terms
+            .iter()
+            .position(|t| std::ptr::eq(t.as_ptr(), term.as_ptr()) && t.len() == term.len())
+            .or_else(|| distinct_terms.iter().position(|t| *t == term))
+        {
+            Some(n) => n,
+            None => {
+                distinct_terms.push(term);
+                distinct_terms.len() - 1
+            }
+        };
+        spans.push((start, chars, number));
     }
     let lead = LEAD_CHARS.min(max_chars / 4);
+    let reach = max_chars.saturating_sub(lead);
     let mut best = (0usize, 0usize); // (distinct terms, matches), first wins
     let mut best_match = None;
-    // A window holds a handful of terms: a reused list beats a set per window.
-    let mut distinct: Vec<&str> = Vec::new();
+    // The window of each match: it and the matches after it that end within reach of its
+    // start. Matches end in increasing order, so the window's end only moves forward.
+    let mut in_window = vec![0u32; distinct_terms.len()];
+    let (mut end, mut distinct) = (0usize, 0usize);
     for (i, &(start, _, _)) in spans.iter().enumerate() {
-        distinct.clear();
-        let mut count = 0;
-        for &(s, e, term) in &spans[i..] {
-            if e > start + max_chars.saturating_sub(lead) || s < start {
+        if end < i {
+            end = i;
+        }
+        while let Some(&(_, e, n)) = spans.get(end) {
+            if e > start + reach {
                 break;
             }
-            if !distinct.contains(&term) {
-                distinct.push(term);
+            if in_window[n] == 0 {
+                distinct += 1;
             }
-            count += 1;
+            in_window[n] += 1;
+            end += 1;
         }
-        let score = (distinct.len(), count);
+        let score = (distinct, end - i);
         if score > best {
             best = score;
             best_match = Some(i);
         }
+        // This match leaves the window before the next one's.
+        if end > i {
+            let n = spans[i].2;
+            in_window[n] -= 1;
+            if in_window[n] == 0 {
+                distinct -= 1;
+            }
+        }
     }
-    let first = matches[best_match?].0;
-    let from = bytes_before(text, first, lead);
-    let to = bytes_after(text, from, max_chars);
-    // Near the end of the text the window starts earlier, to show `max_chars` all the same.
-    Some((bytes_before(text, to, max_chars).min(from), to))
+    best_match
 }
 
 /// The byte offset `n` characters after byte `at` of `text` (a character boundary), its end at
@@ -587,6 +622,71 @@ mod tests {
                 expected,
                 "{marks:?}"
             );
+        }
+    }
+
+    /// The window of the most distinct terms, then matches, the first winning, by trying every
+    /// match as the window's first (what `best_window` finds in one pass).
+    fn best_window_by_every_start(
+        text: &str,
+        matches: &[Match<'_>],
+        max_chars: usize,
+    ) -> Option<usize> {
+        let mut spans: Vec<(usize, usize, &str)> = Vec::new();
+        let (mut byte, mut chars) = (0, 0);
+        for &(from, to, term) in matches {
+            chars += text[byte..from].chars().count();
+            let start = chars;
+            chars += text[from..to].chars().count();
+            byte = to;
+            spans.push((start, chars, term));
+        }
+        let reach = max_chars - LEAD_CHARS.min(max_chars / 4);
+        let mut best = ((0, 0), None);
+        for (i, &(start, _, _)) in spans.iter().enumerate() {
+            let window: Vec<&str> = spans[i..]
+                .iter()
+                .take_while(|&&(_, e, _)| e <= start + reach)
+                .map(|&(_, _, t)| t)
+                .collect();
+            let distinct: HashSet<&str> = window.iter().copied().collect();
+            let score = (distinct.len(), window.len());
+            if score > best.0 {
+                best = (score, Some(i));
+            }
+        }
+        best.1
+    }
+
+    #[test]
+    fn the_window_is_the_best_of_every_start() {
+        let mut rng = crate::route::train::SplitMix::new(7);
+        let words = ["ssh", "port", "账单", "refund", "退款"];
+        for _ in 0..500 {
+            let mut text = String::new();
+            let mut spans = Vec::new();
+            for _ in 0..rng.below(60) {
+                text.push_str(&"x".repeat(rng.below(30)));
+                text.push_str(&"中".repeat(rng.below(3)));
+                let word = words[rng.below(words.len())];
+                let from = text.len();
+                text.push_str(word);
+                spans.push((from, text.len()));
+            }
+            // Each match's term a string of its own: terms are told apart by their text.
+            let owned: Vec<String> = spans.iter().map(|&(f, t)| text[f..t].to_string()).collect();
+            let matches: Vec<Match<'_>> = spans
+                .iter()
+                .zip(&owned)
+                .map(|(&(f, t), term)| (f, t, term.as_str()))
+                .collect();
+            for max_chars in [10, 40, 160] {
+                assert_eq!(
+                    best_first_match(&text, &matches, max_chars),
+                    best_window_by_every_start(&text, &matches, max_chars),
+                    "{text} {max_chars}"
+                );
+            }
         }
     }
 
