@@ -818,12 +818,29 @@ impl SearchEngine {
         let p = &self.params;
         let section_fields = [(f.title, p.title), (f.heading, p.heading), (f.body, p.body)];
         let body_fields = [(f.body, p.body)];
-        let split = self
-            .probe_sections
-            .then(|| parsed.build_split(&section_fields, &body_fields, p))
+        // Quoted phrases are required clauses (`ParsedQuery::build`); the rest splits.
+        let required: Vec<Box<dyn Query>> = parsed
+            .phrases
+            .iter()
+            .map(|phrase| parsed.any_field(phrase, &section_fields))
+            .collect();
+        let unquoted;
+        let optional = if parsed.phrases.is_empty() {
+            parsed
+        } else {
+            unquoted = ParsedQuery {
+                phrases: Vec::new(),
+                ..parsed.clone()
+            };
+            &unquoted
+        };
+        let split = (self.probe_sections && required.len() <= rank::MAX_REQUIRED)
+            .then(|| optional.build_split(&section_fields, &body_fields, p))
             .flatten();
         let best = match split {
-            Some(split) => rank::best_sections(searcher, stats, &split, f.key, f.kind, &missing)?,
+            Some(split) => {
+                rank::best_sections(searcher, stats, &split, &required, f.key, f.kind, &missing)?
+            }
             _ => {
                 let keys =
                     TermSetQuery::new(missing.iter().map(|&k| Term::from_field_u64(f.key, k)));
@@ -1189,6 +1206,11 @@ mod tests {
             "发票 开具 多久",
             "实名认证 失败",
             "P0 工单 响应时间",
+            // Quoted phrases: required clauses, in one or two phrases (or more: the reference).
+            "\"无法启动\" 实例",
+            "\"security group\" inbound rules",
+            "\"security group\" \"port\" ssh",
+            "\"ssh\" \"port\" \"key\" connection",
         ];
         let mut compared = 0;
         for request in requests_in_each_language(&queries) {
@@ -1280,6 +1302,8 @@ mod tests {
             "money back",
             "\"安全组\" 规则 配置",
             "\"reset\" the \"instance password\" now",
+            // Required phrases and a multi-word synonym (`money back`).
+            "\"refund\" money back",
             "how to reset the instance password",
             "我的云服务器实例昨天晚上突然无法通过SSH远程连接了，提示连接超时，安全组规则也检查过了，请问应该如何排查网络和防火墙的问题",
             "My instance cannot be reached over SSH since yesterday and the security group rules look fine, how do I check the firewall, the network ACL and the route table",
