@@ -576,15 +576,6 @@ impl SearchEngine {
             .iter()
             .map(|e| parsed.any_field(e, &[(f.atitle, 1.0), (f.abody, 1.0)]))
             .collect();
-        let section_query = filtered(
-            parsed.build(
-                &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
-                &[(f.body, p.body)],
-                p,
-            ),
-            &filters,
-            Vec::new(),
-        );
         let article_fields = [
             (f.atitle, p.atitle),
             (f.stitle, p.stitle),
@@ -746,6 +737,15 @@ impl SearchEngine {
                     .map(|addr| candidates.key(addr))
                     .collect::<Result<_, _>>()?
             };
+            let section_query = filtered(
+                parsed.build(
+                    &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
+                    &[(f.body, p.body)],
+                    p,
+                ),
+                &filters,
+                Vec::new(),
+            );
             let section_limit = p.candidates.max(needed * 3);
             let section_top = searcher.search_with_statistics_provider(
                 &section_query,
@@ -1401,8 +1401,7 @@ mod tests {
                 }
                 terms_compared += expected.len();
                 for bonus in &split.bonuses {
-                    let boosted =
-                        tantivy::query::BoostQuery::new(bonus.query.box_clone(), bonus.boost);
+                    let boosted = tantivy::query::BoostQuery::new(bonus.query(), bonus.boost);
                     let expected = searcher
                         .search_with_statistics_provider(&boosted, &everything, &stats)
                         .unwrap();

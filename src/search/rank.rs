@@ -677,7 +677,7 @@ fn bonus_weights(
     split
         .bonuses
         .iter()
-        .map(|bonus| BoostQuery::new(bonus.query.box_clone(), bonus.boost).weight(scoring))
+        .map(|bonus| BoostQuery::new(bonus.query(), bonus.boost).weight(scoring))
         .collect()
 }
 
