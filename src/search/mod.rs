@@ -722,6 +722,7 @@ impl SearchEngine {
                 }
             }
         };
+        candidates.reserve(article_top.len());
         for (score, addr) in article_top {
             candidates.add_article(addr, score)?;
         }
@@ -896,7 +897,7 @@ impl SearchEngine {
         searcher: &Searcher,
         parsed: &ParsedQuery,
         candidate: rank::Candidate,
-        highlight: &HashSet<String>,
+        highlight: &rustc_hash::FxHashSet<String>,
         snippets: bool,
     ) -> Result<SearchHit, SearchError> {
         let f = &self.fields;

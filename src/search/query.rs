@@ -486,8 +486,9 @@ impl ParsedQuery {
     }
 
     /// Every normalized term worth highlighting.
-    pub fn highlight_terms(&self) -> HashSet<String> {
-        let mut set: HashSet<String> = self.terms.iter().map(|t| t.text.clone()).collect();
+    pub fn highlight_terms(&self) -> rustc_hash::FxHashSet<String> {
+        let mut set: rustc_hash::FxHashSet<String> =
+            self.terms.iter().map(|t| t.text.clone()).collect();
         for phrase in self
             .phrases
             .iter()

@@ -122,6 +122,11 @@ impl<'a> Candidates<'a> {
         })
     }
 
+    /// Room for `more` candidates.
+    pub fn reserve(&mut self, more: usize) {
+        self.by_key.reserve(more);
+    }
+
     pub fn add_article(&mut self, addr: DocAddress, score: f32) -> Result<(), SearchError> {
         let key = self.key(addr)?;
         let entry = self.entry(key);

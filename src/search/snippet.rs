@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use crate::analyzer::analyzer;
 
@@ -31,7 +32,7 @@ const MAX_RUN_ON_CHARS: usize = 32;
 const LEAD_CHARS: usize = 20;
 
 /// A snippet of `text` of at most `max_chars` characters around the matches of `terms`.
-pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String {
+pub fn snippet<S: BuildHasher>(text: &str, terms: &HashSet<String, S>, max_chars: usize) -> String {
     snippet_with(text, &Matcher::Analyze(terms), max_chars)
 }
 
@@ -39,10 +40,10 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
 /// nothing is analyzed at query time where they reach; the same snippet as [`snippet`] but where
 /// analysis of a long section's first MAX_ANALYZED_BYTES alone splits its last words differently.
 /// Marks that cannot be read (not made for this text) fall back to analysis.
-pub fn snippet_marked(
+pub fn snippet_marked<S: BuildHasher>(
     text: &str,
     marks: &[u8],
-    terms: &HashSet<String>,
+    terms: &HashSet<String, S>,
     max_chars: usize,
 ) -> String {
     match Marks::decode(marks, terms, text) {
@@ -133,7 +134,11 @@ struct Marks<'t> {
 }
 
 impl<'t> Marks<'t> {
-    fn decode(bytes: &[u8], terms: &'t HashSet<String>, text: &str) -> Option<Marks<'t>> {
+    fn decode<S: BuildHasher>(
+        bytes: &[u8],
+        terms: &'t HashSet<String, S>,
+        text: &str,
+    ) -> Option<Marks<'t>> {
         let mut at = 0;
         let covered = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
         let n_terms = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
@@ -189,7 +194,7 @@ struct TermFilter {
 }
 
 impl TermFilter {
-    fn new(terms: &HashSet<String>) -> TermFilter {
+    fn new<S: BuildHasher>(terms: &HashSet<String, S>) -> TermFilter {
         let mut bits = [0u64; 16];
         for term in terms {
             let at = Self::slot(term);
@@ -214,15 +219,15 @@ impl TermFilter {
 }
 
 /// Where matches come from: analysis of the text, or its marks (analysis past them).
-enum Matcher<'a, 't> {
-    Analyze(&'t HashSet<String>),
-    Marked(&'a Marks<'t>, &'t HashSet<String>),
+enum Matcher<'a, 't, S> {
+    Analyze(&'t HashSet<String, S>),
+    Marked(&'a Marks<'t>, &'t HashSet<String, S>),
 }
 
 /// A match: `(offset_from, offset_to, term)`, byte offsets into the text.
 type Match<'t> = (usize, usize, &'t str);
 
-impl<'t> Matcher<'_, 't> {
+impl<'t, S: BuildHasher> Matcher<'_, 't, S> {
     /// Appends the matches in `text[start..end]`, as [`find_matches`].
     fn find(&self, text: &str, start: usize, end: usize, out: &mut Vec<Match<'t>>) {
         match self {
@@ -252,7 +257,11 @@ fn push_match<'t>(matches: &mut Vec<Match<'t>>, from: usize, to: usize, term: &'
     matches.push((from, to, term));
 }
 
-fn snippet_with(text: &str, matcher: &Matcher<'_, '_>, max_chars: usize) -> String {
+fn snippet_with<S: BuildHasher>(
+    text: &str,
+    matcher: &Matcher<'_, '_, S>,
+    max_chars: usize,
+) -> String {
     // The window is chosen among all the matches of the section's first MAX_ANALYZED_BYTES: the
     // marks hold them (analysis of that much text is only the fallback for a section without).
     let mut matches = Vec::new();
@@ -318,11 +327,11 @@ fn word_break_after(text: &str, at: usize) -> usize {
 
 /// Appends the matches of `terms` in `text[start..end]` (byte offsets into `text`); a word and
 /// its sub-words overlap: the outer span is kept.
-fn find_matches<'t>(
+fn find_matches<'t, S: BuildHasher>(
     text: &str,
     start: usize,
     end: usize,
-    terms: &'t HashSet<String>,
+    terms: &'t HashSet<String, S>,
     matches: &mut Vec<Match<'t>>,
 ) {
     for token in analyzer().analyze(&text[start..end]) {
