@@ -492,7 +492,7 @@ mod tests {
             .chain(["账单", "云盘", "ecs", "a", ""].map(String::from))
             .collect();
         let (kept, others) = words.split_at(100);
-        let filter = TermFilter::new(&kept.iter().cloned().collect());
+        let filter = TermFilter::new(&kept.iter().cloned().collect::<HashSet<String>>());
         assert!(kept.iter().all(|w| filter.may_hold(w)));
         // A filter, not a pass: some words that are not terms are stopped.
         assert!(others.iter().any(|w| !filter.may_hold(w)));
