@@ -576,15 +576,6 @@ impl SearchEngine {
             .iter()
             .map(|e| parsed.any_field(e, &[(f.atitle, 1.0), (f.abody, 1.0)]))
             .collect();
-        let section_query = filtered(
-            parsed.build(
-                &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
-                &[(f.body, p.body)],
-                p,
-            ),
-            &filters,
-            Vec::new(),
-        );
         let article_fields = [
             (f.atitle, p.atitle),
             (f.stitle, p.stitle),
@@ -731,6 +722,7 @@ impl SearchEngine {
                 }
             }
         };
+        candidates.reserve(article_top.len());
         for (score, addr) in article_top {
             candidates.add_article(addr, score)?;
         }
@@ -746,6 +738,15 @@ impl SearchEngine {
                     .map(|addr| candidates.key(addr))
                     .collect::<Result<_, _>>()?
             };
+            let section_query = filtered(
+                parsed.build(
+                    &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
+                    &[(f.body, p.body)],
+                    p,
+                ),
+                &filters,
+                Vec::new(),
+            );
             let section_limit = p.candidates.max(needed * 3);
             let section_top = searcher.search_with_statistics_provider(
                 &section_query,
@@ -818,12 +819,29 @@ impl SearchEngine {
         let p = &self.params;
         let section_fields = [(f.title, p.title), (f.heading, p.heading), (f.body, p.body)];
         let body_fields = [(f.body, p.body)];
-        let split = self
-            .probe_sections
-            .then(|| parsed.build_split(&section_fields, &body_fields, p))
+        // Quoted phrases are required clauses (`ParsedQuery::build`); the rest splits.
+        let required: Vec<Box<dyn Query>> = parsed
+            .phrases
+            .iter()
+            .map(|phrase| parsed.any_field(phrase, &section_fields))
+            .collect();
+        let unquoted;
+        let optional = if parsed.phrases.is_empty() {
+            parsed
+        } else {
+            unquoted = ParsedQuery {
+                phrases: Vec::new(),
+                ..parsed.clone()
+            };
+            &unquoted
+        };
+        let split = (self.probe_sections && required.len() <= rank::MAX_REQUIRED)
+            .then(|| optional.build_split(&section_fields, &body_fields, p))
             .flatten();
         let best = match split {
-            Some(split) => rank::best_sections(searcher, stats, &split, f.key, f.kind, &missing)?,
+            Some(split) => {
+                rank::best_sections(searcher, stats, &split, &required, f.key, f.kind, &missing)?
+            }
             _ => {
                 let keys =
                     TermSetQuery::new(missing.iter().map(|&k| Term::from_field_u64(f.key, k)));
@@ -879,7 +897,7 @@ impl SearchEngine {
         searcher: &Searcher,
         parsed: &ParsedQuery,
         candidate: rank::Candidate,
-        highlight: &HashSet<String>,
+        highlight: &rustc_hash::FxHashSet<String>,
         snippets: bool,
     ) -> Result<SearchHit, SearchError> {
         let f = &self.fields;
@@ -1189,6 +1207,11 @@ mod tests {
             "发票 开具 多久",
             "实名认证 失败",
             "P0 工单 响应时间",
+            // Quoted phrases: required clauses, in one or two phrases (or more: the reference).
+            "\"无法启动\" 实例",
+            "\"security group\" inbound rules",
+            "\"security group\" \"port\" ssh",
+            "\"ssh\" \"port\" \"key\" connection",
         ];
         let mut compared = 0;
         for request in requests_in_each_language(&queries) {
@@ -1280,6 +1303,8 @@ mod tests {
             "money back",
             "\"安全组\" 规则 配置",
             "\"reset\" the \"instance password\" now",
+            // Required phrases and a multi-word synonym (`money back`).
+            "\"refund\" money back",
             "how to reset the instance password",
             "我的云服务器实例昨天晚上突然无法通过SSH远程连接了，提示连接超时，安全组规则也检查过了，请问应该如何排查网络和防火墙的问题",
             "My instance cannot be reached over SSH since yesterday and the security group rules look fine, how do I check the firewall, the network ACL and the route table",
@@ -1377,8 +1402,7 @@ mod tests {
                 }
                 terms_compared += expected.len();
                 for bonus in &split.bonuses {
-                    let boosted =
-                        tantivy::query::BoostQuery::new(bonus.query.box_clone(), bonus.boost);
+                    let boosted = tantivy::query::BoostQuery::new(bonus.query(), bonus.boost);
                     let expected = searcher
                         .search_with_statistics_provider(&boosted, &everything, &stats)
                         .unwrap();
