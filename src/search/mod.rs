@@ -629,7 +629,7 @@ impl SearchEngine {
         } else {
             (None, Vec::new())
         };
-        let (article_top, total) = match split {
+        let (article_top, mut total) = match split {
             Some(split) => {
                 // The articles that get their bonuses: a pool of term scores, at least 3 pages.
                 let pool = self.rerank_pool.max(article_limit * 3);
@@ -731,7 +731,10 @@ impl SearchEngine {
                 HashSet::new()
             } else {
                 let any: Box<dyn Query> = Box::new(BooleanQuery::new(
-                    exclusions.into_iter().map(|q| (Occur::Should, q)).collect(),
+                    exclusions
+                        .iter()
+                        .map(|q| (Occur::Should, q.box_clone()))
+                        .collect(),
                 ));
                 let docs = searcher.search(&any, &DocSetCollector)?;
                 docs.into_iter()
@@ -759,7 +762,20 @@ impl SearchEngine {
         }
         let mut ranked = candidates.ranked(p);
         if self.paraphrases {
-            paraphrase::rerank(&self.forms, searcher, self.fields.short, text, &mut ranked)?;
+            // Quoted phrases are required, which the character channel does not check.
+            let channel = parsed.phrases.is_empty().then_some(paraphrase::Channel {
+                field: f.chars,
+                filters: &filters,
+                exclusions: &exclusions,
+                candidates: &mut candidates,
+                params: p,
+            });
+            let ranked_before = ranked.len();
+            paraphrase::rerank(&self.forms, searcher, f.short, text, channel, &mut ranked)?;
+            // The character channel may add articles the term query did not count.
+            if ranked.len() > ranked_before {
+                total = total.max(ranked.len());
+            }
         }
         let ids = if wanted == Wanted::Ids {
             let addrs: Vec<DocAddress> = ranked
@@ -1255,7 +1271,8 @@ mod tests {
         engine.set_paraphrases(true);
         let reranked = engine.rank_ids(query, 10).unwrap();
         assert_eq!(plain.len(), reranked.len());
-        // Every score rises by the pool's best score times how alike the wording is.
+        // Every score rises by the pool's best score times how alike the wording is, and more
+        // for the articles the character channel finds too.
         let best = plain[0].1;
         for (id, score) in &reranked {
             let (_, before) = plain.iter().find(|(p, _)| p == id).unwrap();
@@ -1263,12 +1280,15 @@ mod tests {
             let alike = paraphrase::rescore(
                 query,
                 &[*before, best],
+                &[0.0, 0.0],
                 &[Some(paraphrase::form(questions[i])), Some(String::new())],
             )
             .unwrap()[0]
                 - before;
+            let most = alike + paraphrase::CHANNEL_WEIGHT * best;
+            let rise = score - before;
             assert!(
-                alike > 0.0 && (score - before - alike).abs() < 1e-3 * best,
+                alike > 0.0 && rise > alike - 1e-3 * best && rise < most + 1e-3 * best,
                 "{id}"
             );
         }
