@@ -73,8 +73,9 @@ pub struct TrainArgs {
     pub optimizer: Option<String>,
     /// Further ensemble members after the one the flags describe: `linear`
     /// (`TrainOptions::linear_member`), `embedding` (the first member again, its own seed),
-    /// `fasttext` (`TrainOptions::fasttext_member`); comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext"])]
+    /// `fasttext` (`TrainOptions::fasttext_member`), `attention`
+    /// (`TrainOptions::attention_member`); comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext", "attention"])]
     pub members: Option<Vec<String>>,
     /// Train the embedding network alone, without the sparse linear TF-IDF member
     /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
@@ -119,6 +120,29 @@ pub struct TrainArgs {
     /// Loss weight of the training examples labelled `oos` (data with that class only).
     #[arg(long)]
     pub oos_weight: Option<f64>,
+    /// Embedding member: max pooling of the feature embeddings next to the weighted mean.
+    #[arg(long)]
+    pub max_pool: bool,
+    /// Candidate members, each kept only when it lowers the ensemble's dev NLL: `fasttext`
+    /// (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`);
+    /// comma-separated (default: the built-in list).
+    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention"])]
+    pub candidates: Option<Vec<String>>,
+    /// Attention member: embedding width.
+    #[arg(long)]
+    pub attention_dim: Option<usize>,
+    /// Attention member: filters of its width-3 convolution (0: none).
+    #[arg(long)]
+    pub attention_conv: Option<usize>,
+    /// Attention member: max pooling over positions next to attention pooling.
+    #[arg(long)]
+    pub attention_max_pool: bool,
+    /// Attention member: epochs.
+    #[arg(long)]
+    pub attention_epochs: Option<usize>,
+    /// Attention member: peak learning rate.
+    #[arg(long)]
+    pub attention_lr: Option<f64>,
 }
 
 impl TrainArgs {
@@ -154,6 +178,7 @@ impl TrainArgs {
             answered_accuracy_target: self.target_accuracy.unwrap_or(d.answered_accuracy_target),
             oos_weight: self.oos_weight.unwrap_or(d.oos_weight),
             joint_temperatures: self.joint_temperatures || d.joint_temperatures,
+            max_pool: self.max_pool || d.max_pool,
             features: FeatureConfig {
                 buckets: self.buckets.unwrap_or(d.features.buckets).max(1),
                 char_ngram_min: self.char_ngram_min.unwrap_or(d.features.char_ngram_min),
@@ -166,6 +191,19 @@ impl TrainArgs {
         }
     }
 
+    /// [`TrainOptions::attention_member`] with the `--attention-*` flags.
+    fn attention_member(&self) -> TrainOptions {
+        let d = TrainOptions::attention_member();
+        TrainOptions {
+            dim: self.attention_dim.unwrap_or(d.dim),
+            conv: self.attention_conv.unwrap_or(d.conv),
+            max_pool: self.attention_max_pool || d.max_pool,
+            epochs: self.attention_epochs.unwrap_or(d.epochs),
+            lr: self.attention_lr.unwrap_or(d.lr),
+            ..d
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
         if let Some(w) = self.oos_weight
             && !(w.is_finite() && w > 0.0)
@@ -174,6 +212,15 @@ impl TrainArgs {
         }
         let mut opts = self.options();
         opts.extra.clear();
+        if let Some(names) = &self.candidates {
+            opts.candidates = names
+                .iter()
+                .map(|m| match m.as_str() {
+                    "attention" => self.attention_member(),
+                    _ => TrainOptions::fasttext_member(),
+                })
+                .collect();
+        }
         if self.single || self.no_candidates {
             opts.candidates.clear();
         }
@@ -187,6 +234,7 @@ impl TrainArgs {
                     // The first member again (same flags), with its own seed.
                     "embedding" => first.clone(),
                     "fasttext" => TrainOptions::fasttext_member(),
+                    "attention" => self.attention_member(),
                     _ => {
                         let d = opts.linear_member();
                         TrainOptions {

@@ -26,7 +26,8 @@ use super::calibrate::{self, CurvePoint};
 use super::classifier::{Classifier, MemberConfig, OOS_LABEL, RouterConfig};
 use super::features::{FeatureConfig, Featurizer, analyzed_tokens};
 use super::model::{
-    Arch, ModelConfig, PlainModel, Pooling, RouterModel, pooling_matrix, sparse_tensors,
+    Arch, Layout, ModelConfig, PlainModel, Pooling, RouterModel, batch_layout, sparse_tensors,
+    token_layout,
 };
 use super::vocab;
 
@@ -129,6 +130,12 @@ pub struct TrainOptions {
     pub pooling: Pooling,
     /// Embedding bag + linear layer, or a sparse linear model (`dim` and `hidden` unused).
     pub arch: Arch,
+    /// [`Arch::Embedding`]: max pooling next to the weighted mean ([`ModelConfig::max_pool`]).
+    #[serde(default)]
+    pub max_pool: bool,
+    /// [`Arch::Attention`]: filters of the width-3 convolution ([`ModelConfig::conv`]).
+    #[serde(default)]
+    pub conv: usize,
     /// Label smoothing ε of the cross-entropy loss.
     pub label_smoothing: f64,
     #[serde(default)]
@@ -201,6 +208,16 @@ impl TrainOptions {
         }
     }
 
+    /// The attention network ([`Arch::Attention`]): token vectors from the embedding member's
+    /// features, a width-3 convolution of 32 filters, attention pooling, a linear layer.
+    pub fn attention_member() -> TrainOptions {
+        TrainOptions {
+            arch: Arch::Attention,
+            conv: 32,
+            ..TrainOptions::embedding_member()
+        }
+    }
+
     /// The fastText-style network alone: 32-wide embeddings of words, word bigrams and
     /// `char_wb` 1–3-grams, pooled with sublinear TF-IDF weights (the two groups each
     /// L2-normalized), then a linear layer; AdamW, feature dropout.
@@ -221,6 +238,8 @@ impl TrainOptions {
             features: FeatureConfig::default(),
             pooling: Pooling::Tfidf,
             arch: Arch::Embedding,
+            max_pool: false,
+            conv: 0,
             label_smoothing: 0.0,
             optimizer: OptimizerKind::AdamW,
             ngram_min_df: 2,
@@ -534,10 +553,14 @@ fn fit(
     seed: u64,
     progress: bool,
 ) -> Result<Fitted, TrainError> {
-    let train_ids: Vec<Vec<u32>> = texts
+    let train_features: Vec<(Vec<u32>, Vec<u32>)> = texts
         .par_iter()
-        .map(|t| featurizer.features(t).ids)
+        .map(|t| {
+            let f = featurizer.features(t);
+            (f.ids, f.token_of)
+        })
         .collect();
+    let train_ids: Vec<Vec<u32>> = train_features.iter().map(|f| f.0.clone()).collect();
     let rare_from = featurizer
         .group_split()
         .unwrap_or_else(|| featurizer.vocab_size());
@@ -551,7 +574,14 @@ fn fit(
         pooling: opts.pooling,
         arch: opts.arch,
         group_split: featurizer.group_split(),
+        max_pool: opts.max_pool && !linear,
+        conv: if opts.arch == Arch::Attention {
+            opts.conv
+        } else {
+            0
+        },
     };
+    let attention = opts.arch == Arch::Attention;
     let dev_cpu = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev_cpu);
@@ -632,30 +662,42 @@ fn fit(
         for chunk in order.chunks(batch_size) {
             let lr = opts.lr * (1.0 - step as f64 / total_steps as f64);
             step += 1;
-            let batch: Vec<Vec<u32>> = chunk
+            let batch: Vec<(Vec<u32>, Vec<u32>)> = chunk
                 .iter()
                 .map(|&i| {
-                    let ids = &train_ids[i];
+                    let (ids, token_of) = &train_features[i];
                     if opts.feature_dropout <= 0.0 || ids.len() < 2 {
-                        return ids.clone();
+                        return (ids.clone(), token_of.clone());
                     }
-                    let kept: Vec<u32> = ids
+                    let kept: (Vec<u32>, Vec<u32>) = ids
                         .iter()
-                        .copied()
+                        .zip(token_of)
                         .filter(|_| rng.unit() >= opts.feature_dropout)
-                        .collect();
-                    if kept.is_empty() { ids.clone() } else { kept }
+                        .unzip();
+                    if kept.0.is_empty() {
+                        (ids.clone(), token_of.clone())
+                    } else {
+                        kept
+                    }
                 })
                 .collect();
-            let (pool, rows) = pooling_matrix(
-                &batch,
-                &feature_weight,
-                opts.pooling,
-                model_cfg.group_split,
-                &dev_cpu,
-            )
-            .map_err(internal)?;
-            let rows: Vec<u32> = rows.to_vec1().map_err(internal)?;
+            let layout = if attention {
+                Layout::Tokens(token_layout(&batch, &feature_weight, &dev_cpu).map_err(internal)?)
+            } else {
+                let ids: Vec<Vec<u32>> = batch.into_iter().map(|(ids, _)| ids).collect();
+                Layout::Bag(
+                    batch_layout(
+                        &ids,
+                        &feature_weight,
+                        opts.pooling,
+                        model_cfg.group_split,
+                        model_cfg.max_pool,
+                        &dev_cpu,
+                    )
+                    .map_err(internal)?,
+                )
+            };
+            let rows: Vec<u32> = layout.rows().to_vec1().map_err(internal)?;
             let d = model_cfg.dim;
             let mut gathered = Vec::with_capacity(rows.len() * d);
             for &r in &rows {
@@ -664,7 +706,11 @@ fn fit(
             let rows_var = Var::from_vec(gathered, (rows.len(), d), &dev_cpu).map_err(internal)?;
             let target: Vec<u32> = chunk.iter().map(|&i| targets[i]).collect();
             let target = Tensor::from_vec(target, chunk.len(), &dev_cpu).map_err(internal)?;
-            let pooled = pool.matmul(rows_var.as_tensor()).map_err(internal)?;
+            let pooled = match &layout {
+                Layout::Bag(l) => model.pooled(l, rows_var.as_tensor()),
+                Layout::Tokens(l) => model.attention_pooled(l, rows_var.as_tensor()),
+            }
+            .map_err(internal)?;
             let logits = model.head(&pooled).map_err(internal)?;
             let weights = match oos {
                 Some(oos) if opts.oos_weight != 1.0 => {
