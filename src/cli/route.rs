@@ -134,6 +134,9 @@ pub struct TrainArgs {
     /// Attention member: filters of its width-3 convolution (0: none).
     #[arg(long)]
     pub attention_conv: Option<usize>,
+    /// Attention member: attention heads.
+    #[arg(long)]
+    pub attention_heads: Option<usize>,
     /// Attention member: max pooling over positions next to attention pooling.
     #[arg(long)]
     pub attention_max_pool: bool,
@@ -197,6 +200,7 @@ impl TrainArgs {
         TrainOptions {
             dim: self.attention_dim.unwrap_or(d.dim),
             conv: self.attention_conv.unwrap_or(d.conv),
+            heads: self.attention_heads.unwrap_or(d.heads),
             max_pool: self.attention_max_pool || d.max_pool,
             epochs: self.attention_epochs.unwrap_or(d.epochs),
             lr: self.attention_lr.unwrap_or(d.lr),

@@ -1,14 +1,19 @@
 //! The candle model: a fastText-style bag of feature embeddings, pooled as a weighted mean (each
 //! feature weighs its training IDF, so rare, telling words and n-grams count more than `the` and
 //! `如何`; features never seen in training weigh 0, their rows hold nothing learned), then an
-//! optional hidden layer (ReLU) and a linear layer to the label logits.
+//! optional hidden layer (ReLU) and a linear layer to the label logits. Two other architectures
+//! share the embedding table and its storage: a sparse linear model ([`Arch::Linear`]) and an
+//! attention network over the text's words in order ([`Arch::Attention`]: word vectors built
+//! from their features, an optional width-3 convolution, attention pooling with one or more
+//! heads); see [`Arch`].
 //!
 //! Owns: the layers (`new(vb)` with names via `vb.pp`), `forward`, and [`PlainModel`], the same
 //! weights copied into plain `Vec<f32>` at load time so one ticket costs microseconds, not a
 //! candle graph. Must never: train (that is `train.rs`).
 //!
 //! Weights in `model.safetensors`: `embedding.weight` `[rows, dim]` (stored as f16 to keep the
-//! model directory small), `feature_weight` `[rows]`, `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`.
+//! model directory small), `feature_weight` `[rows]`, `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`;
+//! [`Arch::Attention`] adds `query` `[heads, width]` and `conv.weight`/`conv.bias` (when `conv > 0`).
 //! Saved sparse ([`SPARSE_ROWS`]): `embedding.rows` lists the rows stored, the only ones a training
 //! example has (most hash buckets are empty); a model without it is read as dense.
 
@@ -119,14 +124,16 @@ pub enum Arch {
 /// Tokens an [`Arch::Attention`] network reads: the first ones with a feature seen in training.
 pub const MAX_TOKENS: usize = 64;
 
-/// The token sequence of one text for [`Arch::Attention`]: the number of positions (at least
-/// 1: a text without a known feature is one zero vector) and, for each feature occurrence that
-/// counts, `(position, index into ids, coefficient)`; a position's coefficients add up to 1.
+/// The token sequence of one text for [`Arch::Attention`]: each position's attention prior, the
+/// log of its features' summed pooling weight (IDF), so that attention starts as the IDF-weighted
+/// mean of the bag (at least one position: a text without a known feature is one zero vector
+/// with prior 0), and, for each feature occurrence that counts, `(position, index into ids,
+/// coefficient)`; a position's coefficients add up to 1.
 pub fn token_sequence(
     ids: &[u32],
     token_of: &[u32],
     weights: &[f32],
-) -> (usize, Vec<(usize, usize, f32)>) {
+) -> (Vec<f32>, Vec<(usize, usize, f32)>) {
     let w = |id: u32| weights.get(id as usize).copied().unwrap_or(0.0);
     let mut tokens: Vec<u32> = (0..ids.len())
         .filter(|&i| w(ids[i]) > 0.0)
@@ -150,7 +157,12 @@ pub fn token_sequence(
     for entry in &mut out {
         entry.2 /= total[entry.0];
     }
-    (tokens.len().max(1), out)
+    let prior = if total.is_empty() {
+        vec![0.0]
+    } else {
+        total.iter().map(|t| t.ln()).collect()
+    };
+    (prior, out)
 }
 
 /// Shape of the network; saved in `config.json`.
@@ -179,6 +191,14 @@ pub struct ModelConfig {
     /// [`Arch::Attention`]: filters of the width-3 convolution over the token sequence (0: none).
     #[serde(default)]
     pub conv: usize,
+    /// [`Arch::Attention`]: attention heads, each a query of its own and a pooled vector of its
+    /// own; the head sees them side by side.
+    #[serde(default = "one_head")]
+    pub heads: usize,
+}
+
+fn one_head() -> usize {
+    1
 }
 
 impl ModelConfig {
@@ -192,7 +212,9 @@ impl ModelConfig {
         let one = match self.arch {
             Arch::Linear => return self.labels,
             Arch::Embedding => self.dim,
-            Arch::Attention => self.token_width(),
+            Arch::Attention => {
+                return self.token_width() * (self.heads.max(1) + self.max_pool as usize);
+            }
         };
         if self.max_pool { 2 * one } else { one }
     }
@@ -212,7 +234,7 @@ pub struct RouterModel {
     /// `out.bias` of [`Arch::Linear`].
     pub bias: Option<Tensor>,
     /// [`Arch::Attention`]: the convolution (`[filters, 3·dim]`, over the previous, the current
-    /// and the next position) and the query `[token width]`.
+    /// and the next position) and the queries `[heads, token width]`.
     pub attention: Option<(Option<Linear>, Tensor)>,
 }
 
@@ -259,7 +281,10 @@ impl RouterModel {
             let conv = (cfg.conv > 0)
                 .then(|| candle_nn::linear(3 * cfg.dim, cfg.conv, vb.pp("conv")))
                 .transpose()?;
-            Some((conv, vb.get(cfg.token_width(), "query")?))
+            Some((
+                conv,
+                vb.get((cfg.heads.max(1), cfg.token_width()), "query")?,
+            ))
         } else {
             None
         };
@@ -309,7 +334,11 @@ impl RouterModel {
 
     /// [`Arch::Attention`]: pooled vectors `[batch, pooled width]` of a batch laid out by
     /// [`token_layout`], from the embeddings `[n, dim]` of its rows (`layout.rows`).
-    pub fn attention_pooled(&self, layout: &TokenLayout, row_embeddings: &Tensor) -> Result<Tensor> {
+    pub fn attention_pooled(
+        &self,
+        layout: &TokenLayout,
+        row_embeddings: &Tensor,
+    ) -> Result<Tensor> {
         let Some((conv, query)) = &self.attention else {
             candle_core::bail!("not an attention network");
         };
@@ -325,23 +354,30 @@ impl RouterModel {
             Some(conv) => {
                 let prev = tokens.pad_with_zeros(1, 1, 0)?.narrow(1, 0, len)?;
                 let next = tokens.pad_with_zeros(1, 0, 1)?.narrow(1, 1, len)?;
-                let x = Tensor::cat(&[&prev, &tokens, &next], 2)?.reshape((batch * len, 3 * dim))?;
+                let x =
+                    Tensor::cat(&[&prev, &tokens, &next], 2)?.reshape((batch * len, 3 * dim))?;
                 conv.forward(&x)?.relu()?.reshape((batch, len, ()))?
             }
             None => tokens,
         };
         let width = seq.dim(2)?;
+        let heads = query.dim(0)?;
         let scores = seq
             .reshape((batch * len, width))?
-            .matmul(&query.reshape((width, 1))?)?
-            .reshape((batch, len))?
-            .broadcast_add(&layout.mask)?;
-        let attention = candle_nn::ops::softmax_last_dim(&scores)?;
-        let pooled = seq.broadcast_mul(&attention.unsqueeze(2)?)?.sum(1)?;
+            .matmul(&query.t()?)?
+            .reshape((batch, len, heads))?
+            .broadcast_add(&layout.mask.unsqueeze(2)?)?;
+        // [batch, heads, len] · [batch, len, width] → [batch, heads · width].
+        let attention = candle_nn::ops::softmax(&scores, 1)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let pooled = attention
+            .matmul(&seq.contiguous()?)?
+            .reshape((batch, heads * width))?;
         if !self.max_pool {
             return Ok(pooled);
         }
-        let max = seq.broadcast_add(&layout.mask.unsqueeze(2)?)?.max(1)?;
+        let max = seq.broadcast_add(&layout.padding.unsqueeze(2)?)?.max(1)?;
         Tensor::cat(&[&pooled, &max], 1)
     }
 
@@ -402,7 +438,7 @@ impl RouterModel {
         let attention = match &self.attention {
             Some((conv, query)) => Some(PlainAttention {
                 conv: conv.as_ref().map(linear).transpose()?,
-                query: query.to_dtype(DType::F32)?.to_vec1()?,
+                query: query.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
             }),
             None => None,
         };
@@ -518,8 +554,11 @@ pub struct TokenLayout {
     pub coefficient: Tensor,
     /// …`[m]` and its position, `example · len + token`.
     pub position: Tensor,
-    /// `[batch, len]`: 0 at an example's positions, a large negative number at padding.
+    /// `[batch, len]`: an example's attention priors at its positions, a large negative number
+    /// at padding.
     pub mask: Tensor,
+    /// `[batch, len]`: 0 at an example's positions, a large negative number at padding.
+    pub padding: Tensor,
 }
 
 /// The [`TokenLayout`] of a batch (`weights[id]`: the pooling weight of a feature row; features
@@ -529,17 +568,19 @@ pub fn token_layout(
     weights: &[f32],
     dev: &Device,
 ) -> Result<TokenLayout> {
-    let sequences: Vec<(usize, Vec<(usize, usize, f32)>)> = batch
+    let sequences: Vec<(Vec<f32>, Vec<(usize, usize, f32)>)> = batch
         .iter()
         .map(|(ids, token_of)| token_sequence(ids, token_of, weights))
         .collect();
-    let len = sequences.iter().map(|s| s.0).max().unwrap_or(1);
+    let len = sequences.iter().map(|s| s.0.len()).max().unwrap_or(1);
     let mut index = std::collections::HashMap::new();
     let mut rows: Vec<u32> = Vec::new();
     let (mut feature, mut coefficient, mut position) = (Vec::new(), Vec::new(), Vec::new());
     let mut mask = vec![-1e4f32; batch.len() * len];
-    for (j, ((ids, _), (n, entries))) in batch.iter().zip(&sequences).enumerate() {
-        mask[j * len..j * len + n].iter_mut().for_each(|m| *m = 0.0);
+    let mut padding = vec![-1e4f32; batch.len() * len];
+    for (j, ((ids, _), (prior, entries))) in batch.iter().zip(&sequences).enumerate() {
+        mask[j * len..j * len + prior.len()].copy_from_slice(prior);
+        padding[j * len..j * len + prior.len()].fill(0.0);
         for &(pos, i, c) in entries {
             let local = *index.entry(ids[i]).or_insert_with(|| {
                 rows.push(ids[i]);
@@ -564,6 +605,7 @@ pub fn token_layout(
         coefficient: Tensor::from_vec(coefficient, (m, 1), dev)?,
         position: Tensor::from_vec(position, m, dev)?,
         mask: Tensor::from_vec(mask, (batch.len(), len), dev)?,
+        padding: Tensor::from_vec(padding, (batch.len(), len), dev)?,
     })
 }
 
@@ -694,6 +736,7 @@ pub struct PlainModel {
 pub struct PlainAttention {
     /// `(weight [filters × 3·dim], bias, filters)`.
     pub conv: Option<(Vec<f32>, Vec<f32>, usize)>,
+    /// `[heads × width]`.
     pub query: Vec<f32>,
 }
 
@@ -702,7 +745,7 @@ struct Sequence {
     /// `[positions × width]`.
     values: Vec<f32>,
     width: usize,
-    /// Softmax weight of each position.
+    /// Softmax weight of each position, head after head (`[heads × positions]`).
     attention: Vec<f32>,
     /// `(position, index into ids, coefficient)`, see [`token_sequence`].
     entries: Vec<(usize, usize, f32)>,
@@ -798,10 +841,14 @@ impl PlainModel {
     /// The positions of [`Arch::Attention`] and their softmax weights.
     fn sequence(&self, attention: &PlainAttention, ids: &[u32], token_of: &[u32]) -> Sequence {
         let d = self.dim;
-        let (n, entries) = token_sequence(ids, token_of, &self.weight[..self.rows]);
+        let (prior, entries) = token_sequence(ids, token_of, &self.weight[..self.rows]);
+        let n = prior.len();
         let mut tokens = vec![0f32; n * d];
         for &(pos, i, c) in &entries {
-            for (t, e) in tokens[pos * d..(pos + 1) * d].iter_mut().zip(self.row(ids[i])) {
+            for (t, e) in tokens[pos * d..(pos + 1) * d]
+                .iter_mut()
+                .zip(self.row(ids[i]))
+            {
                 *t += c * e;
             }
         }
@@ -832,32 +879,41 @@ impl PlainModel {
                 (out, *filters)
             }
         };
-        let scores: Vec<f32> = values
-            .chunks(width)
-            .map(|u| u.iter().zip(&attention.query).map(|(a, b)| a * b).sum())
-            .collect();
-        let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
-        let total: f32 = exp.iter().sum();
+        let mut weights = Vec::with_capacity(attention.query.len() / width * n);
+        for query in attention.query.chunks(width) {
+            let scores: Vec<f32> = values
+                .chunks(width)
+                .zip(&prior)
+                .map(|(u, p)| p + u.iter().zip(query).map(|(a, b)| a * b).sum::<f32>())
+                .collect();
+            let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exp: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
+            let total: f32 = exp.iter().sum();
+            weights.extend(exp.into_iter().map(|e| e / total));
+        }
         Sequence {
             values,
             width,
-            attention: exp.into_iter().map(|e| e / total).collect(),
+            attention: weights,
             entries,
         }
     }
 
-    /// The attention-weighted sum of the positions (and their maximum with `max_pool`).
+    /// Each head's attention-weighted sum of the positions (and their maximum with `max_pool`).
     fn attention_pool(&self, seq: &Sequence) -> Vec<f32> {
         let w = seq.width;
-        let mut pooled = vec![0f32; if self.max_pool { 2 * w } else { w }];
-        let (sum, max) = pooled.split_at_mut(w);
-        max.iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
-        for (u, &a) in seq.values.chunks(w).zip(&seq.attention) {
-            for (k, &x) in u.iter().enumerate() {
-                sum[k] += a * x;
+        let n = seq.values.len() / w;
+        let heads = seq.attention.len() / n;
+        let mut pooled = vec![0f32; w * (heads + self.max_pool as usize)];
+        let (sums, max) = pooled.split_at_mut(heads * w);
+        for (sum, weights) in sums.chunks_mut(w).zip(seq.attention.chunks(n)) {
+            for (u, &a) in seq.values.chunks(w).zip(weights) {
+                sum.iter_mut().zip(u).for_each(|(s, &x)| *s += a * x);
             }
-            if self.max_pool {
+        }
+        if self.max_pool {
+            max.iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
+            for u in seq.values.chunks(w) {
                 max.iter_mut().zip(u).for_each(|(m, &x)| *m = m.max(x));
             }
         }
@@ -876,14 +932,21 @@ impl PlainModel {
     ) -> Vec<f32> {
         let seq = self.sequence(attention, ids, token_of);
         let w = seq.width;
-        let positions = seq.attention.len();
-        let mut per_position: Vec<f32> = seq
-            .values
-            .chunks(w)
-            .zip(&seq.attention)
-            .map(|(u, &a)| a * u.iter().zip(out_row).map(|(x, o)| x * o).sum::<f32>())
-            .collect();
+        let positions = seq.values.len() / w;
+        let heads = seq.attention.len() / positions;
+        let mut per_position = vec![0f32; positions];
+        for (h, weights) in seq.attention.chunks(positions).enumerate() {
+            let row = &out_row[h * w..(h + 1) * w];
+            for ((p, u), &a) in per_position
+                .iter_mut()
+                .zip(seq.values.chunks(w))
+                .zip(weights)
+            {
+                *p += a * u.iter().zip(row).map(|(x, o)| x * o).sum::<f32>();
+            }
+        }
         if self.max_pool {
+            let out_row = &out_row[(heads - 1) * w..];
             for k in 0..w {
                 let holder = (0..positions)
                     .max_by(|&i, &j| {
@@ -1006,6 +1069,7 @@ mod tests {
                 group_split: None,
                 max_pool,
                 conv: 0,
+                heads: 1,
                 pooling: if hidden == 0 {
                     Pooling::Mean
                 } else {
@@ -1043,7 +1107,10 @@ mod tests {
             if hidden == 0 {
                 // Linear head: contributions add up to logit − bias exactly.
                 let ids = &batch[0];
-                let c: f32 = plain.contributions(ids, &vec![0; ids.len()], 1).iter().sum();
+                let c: f32 = plain
+                    .contributions(ids, &vec![0; ids.len()], 1)
+                    .iter()
+                    .sum();
                 assert!((c + plain.out_b[1] - logits[0][1]).abs() < 1e-4);
             }
         }
@@ -1083,6 +1150,7 @@ mod tests {
             group_split: Some(10),
             max_pool: false,
             conv: 0,
+            heads: 1,
         };
         let dev = Device::Cpu;
         let mut tensors = std::collections::HashMap::new();
@@ -1140,7 +1208,7 @@ mod tests {
     #[test]
     fn attention_plain_copy_matches_candle_forward() {
         let dev = Device::Cpu;
-        for (conv, max_pool) in [(0, false), (5, false), (5, true), (0, true)] {
+        for (conv, max_pool, heads) in [(0, false, 1), (5, false, 2), (5, true, 1), (0, true, 3)] {
             let cfg = ModelConfig {
                 rows: 30,
                 dim: 4,
@@ -1151,6 +1219,7 @@ mod tests {
                 group_split: None,
                 max_pool,
                 conv,
+                heads,
             };
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);

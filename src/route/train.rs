@@ -136,6 +136,9 @@ pub struct TrainOptions {
     /// [`Arch::Attention`]: filters of the width-3 convolution ([`ModelConfig::conv`]).
     #[serde(default)]
     pub conv: usize,
+    /// [`Arch::Attention`]: attention heads ([`ModelConfig::heads`]).
+    #[serde(default = "one")]
+    pub heads: usize,
     /// Label smoothing ε of the cross-entropy loss.
     pub label_smoothing: f64,
     #[serde(default)]
@@ -209,11 +212,16 @@ impl TrainOptions {
     }
 
     /// The attention network ([`Arch::Attention`]): token vectors from the embedding member's
-    /// features, a width-3 convolution of 32 filters, attention pooling, a linear layer.
+    /// features (IDF-weighted means of each word's features), two attention heads whose scores
+    /// start from the log of each word's IDF weight (so attention starts as the bag's weighted
+    /// mean), a linear layer; no convolution. On smp2017 dev (seeds 42/7/1234) alone it reached
+    /// 0.9078/0.9156/0.9130 against the embedding member's 0.9143/0.9104/0.9091; with a
+    /// width-3 convolution of 32 filters 0.8844/0.8805/0.8779 (it overfits 2,300 examples).
     pub fn attention_member() -> TrainOptions {
         TrainOptions {
             arch: Arch::Attention,
-            conv: 32,
+            conv: 0,
+            heads: 2,
             ..TrainOptions::embedding_member()
         }
     }
@@ -240,6 +248,7 @@ impl TrainOptions {
             arch: Arch::Embedding,
             max_pool: false,
             conv: 0,
+            heads: 1,
             label_smoothing: 0.0,
             optimizer: OptimizerKind::AdamW,
             ngram_min_df: 2,
@@ -406,6 +415,9 @@ pub struct TrainReport {
     /// Each candidate member's trial: `(description, trial)`.
     #[serde(default)]
     pub member_trials: Vec<(String, calibrate::MemberTrial)>,
+    /// Dev accuracy of each trained member alone (on the dev rows with a known label).
+    #[serde(default)]
+    pub member_accuracy: Vec<f64>,
 }
 
 impl TrainReport {
@@ -440,6 +452,16 @@ impl TrainReport {
             self.dev_coverage,
             self.dev_answered_accuracy
         );
+        if self.member_accuracy.len() > 1 {
+            s += &format!(
+                "- dev accuracy of each member alone: {}\n",
+                self.member_accuracy
+                    .iter()
+                    .map(|a| format!("{a:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         for (what, t) in &self.member_trials {
             s += &format!(
                 "- candidate member {} ({what}) {}: dev NLL {:.4} without, {:.4} with it\n",
@@ -580,6 +602,7 @@ fn fit(
         } else {
             0
         },
+        heads: opts.heads.max(1),
     };
     let attention = opts.arch == Arch::Attention;
     let dev_cpu = Device::Cpu;
@@ -910,6 +933,16 @@ pub fn train(
             calibrate::fit_temperature(&logits, &known_gold)
         })
         .collect();
+    let member_accuracy: Vec<f64> = (0..members.len())
+        .map(|k| {
+            let right = known
+                .iter()
+                .zip(&known_gold)
+                .filter(|&(&i, &g)| calibrate::argmax(&all_logits[i][k]).0 == g)
+                .count();
+            right as f64 / known.len().max(1) as f64
+        })
+        .collect();
 
     // Candidates join the ensemble only when they lower its dev NLL.
     let (chosen, trials) = {
@@ -1095,6 +1128,7 @@ pub fn train(
         dev_unknown_labels: unknown,
         curve: calibrate::coverage_curve(&conf, &correct),
         member_trials,
+        member_accuracy,
     };
     config.train_examples = train.len();
 
