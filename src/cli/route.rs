@@ -143,6 +143,9 @@ pub struct TrainArgs {
     /// Attention member: epochs.
     #[arg(long)]
     pub attention_epochs: Option<usize>,
+    /// Attention member: examples per training step.
+    #[arg(long)]
+    pub attention_batch_size: Option<usize>,
     /// Attention member: peak learning rate.
     #[arg(long)]
     pub attention_lr: Option<f64>,
@@ -201,6 +204,7 @@ impl TrainArgs {
             dim: self.attention_dim.unwrap_or(d.dim),
             conv: self.attention_conv.unwrap_or(d.conv),
             heads: self.attention_heads.unwrap_or(d.heads),
+            batch_size: self.attention_batch_size.unwrap_or(d.batch_size).max(1),
             max_pool: self.attention_max_pool || d.max_pool,
             epochs: self.attention_epochs.unwrap_or(d.epochs),
             lr: self.attention_lr.unwrap_or(d.lr),
