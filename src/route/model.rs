@@ -124,16 +124,16 @@ pub enum Arch {
 /// Tokens an [`Arch::Attention`] network reads: the first ones with a feature seen in training.
 pub const MAX_TOKENS: usize = 64;
 
+/// Attention priors per position and `(position, index into ids, coefficient)` per feature
+/// occurrence: see [`token_sequence`].
+pub type TokenSequence = (Vec<f32>, Vec<(usize, usize, f32)>);
+
 /// The token sequence of one text for [`Arch::Attention`]: each position's attention prior, the
 /// log of its features' summed pooling weight (IDF), so that attention starts as the IDF-weighted
 /// mean of the bag (at least one position: a text without a known feature is one zero vector
 /// with prior 0), and, for each feature occurrence that counts, `(position, index into ids,
 /// coefficient)`; a position's coefficients add up to 1.
-pub fn token_sequence(
-    ids: &[u32],
-    token_of: &[u32],
-    weights: &[f32],
-) -> (Vec<f32>, Vec<(usize, usize, f32)>) {
+pub fn token_sequence(ids: &[u32], token_of: &[u32], weights: &[f32]) -> TokenSequence {
     let w = |id: u32| weights.get(id as usize).copied().unwrap_or(0.0);
     let mut tokens: Vec<u32> = (0..ids.len())
         .filter(|&i| w(ids[i]) > 0.0)
@@ -568,7 +568,7 @@ pub fn token_layout(
     weights: &[f32],
     dev: &Device,
 ) -> Result<TokenLayout> {
-    let sequences: Vec<(Vec<f32>, Vec<(usize, usize, f32)>)> = batch
+    let sequences: Vec<TokenSequence> = batch
         .iter()
         .map(|(ids, token_of)| token_sequence(ids, token_of, weights))
         .collect();
