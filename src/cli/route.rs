@@ -149,6 +149,10 @@ pub struct TrainArgs {
     /// Attention member: peak learning rate.
     #[arg(long)]
     pub attention_lr: Option<f64>,
+    /// Abstain on tickets more unfamiliar (share of word weight never seen in training) than
+    /// all but this share of the in-scope dev rows; 0 turns that abstention off.
+    #[arg(long)]
+    pub novelty_share: Option<f64>,
 }
 
 impl TrainArgs {
@@ -183,6 +187,7 @@ impl TrainArgs {
             weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
             answered_accuracy_target: self.target_accuracy.unwrap_or(d.answered_accuracy_target),
             oos_weight: self.oos_weight.unwrap_or(d.oos_weight),
+            novelty_share: self.novelty_share.unwrap_or(d.novelty_share),
             joint_temperatures: self.joint_temperatures || d.joint_temperatures,
             max_pool: self.max_pool || d.max_pool,
             features: FeatureConfig {
@@ -217,6 +222,11 @@ impl TrainArgs {
             && !(w.is_finite() && w > 0.0)
         {
             anyhow::bail!("--oos-weight must be a positive number, not {w}");
+        }
+        if let Some(s) = self.novelty_share
+            && !(0.0..1.0).contains(&s)
+        {
+            anyhow::bail!("--novelty-share must be at least 0 and below 1, not {s}");
         }
         let mut opts = self.options();
         opts.extra.clear();

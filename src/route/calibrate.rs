@@ -261,6 +261,30 @@ fn point(conf: &[f32], correct: &[bool], threshold: f32) -> CurvePoint {
     }
 }
 
+/// The smallest of `values` that at most `share` of them exceed (None when there are none, or
+/// `share` is not in `0..1`).
+pub fn upper_limit(values: &[f32], share: f64) -> Option<f32> {
+    if values.is_empty() || !(0.0..1.0).contains(&share) || share == 0.0 {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let allowed = (share * sorted.len() as f64).floor() as usize;
+    Some(sorted[sorted.len() - 1 - allowed.min(sorted.len() - 1)])
+}
+
+/// Whether an abstention rule scoring `after` (in-scope accuracy, out-of-scope recall on dev)
+/// is better than one scoring `before`: reaching the required recall comes first, then in-scope
+/// accuracy; below it both, the larger sum.
+pub fn better_abstention(before: (f64, f64), after: (f64, f64), recall_target: f64) -> bool {
+    let ((a0, r0), (a1, r1)) = (before, after);
+    if r1 >= recall_target {
+        r0 < recall_target || a1 > a0
+    } else {
+        r0 < recall_target && a1 + r1 > a0 + r0
+    }
+}
+
 /// In-scope accuracy (abstaining counts as wrong) and out-of-scope recall (abstaining counts as
 /// right; `correct` is never true for those rows) of an abstention decision per row.
 pub fn scope_scores(abstain: &[bool], correct: &[bool], in_scope: &[bool]) -> (f64, f64) {
@@ -379,6 +403,28 @@ pub fn choose_threshold(
 mod tests {
     use super::*;
     use crate::route::train::SplitMix;
+
+    #[test]
+    fn reaching_the_recall_target_comes_before_in_scope_accuracy() {
+        assert!(better_abstention((0.95, 0.85), (0.90, 0.90), 0.9));
+        assert!(!better_abstention((0.92, 0.90), (0.89, 0.91), 0.9));
+        assert!(better_abstention((0.92, 0.90), (0.93, 0.90), 0.9));
+        assert!(!better_abstention((0.92, 0.90), (0.99, 0.89), 0.9));
+        assert!(better_abstention((0.90, 0.80), (0.90, 0.85), 0.9));
+    }
+
+    #[test]
+    fn upper_limit_is_exceeded_by_at_most_the_share() {
+        let values: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        let limit = upper_limit(&values, 0.03).unwrap();
+        assert_eq!(values.iter().filter(|&&v| v > limit).count(), 3);
+        // Ties: all of them stay at or under the limit.
+        let ties = [0.0, 0.5, 0.5, 0.5];
+        assert_eq!(upper_limit(&ties, 0.3), Some(0.5));
+        assert_eq!(upper_limit(&[], 0.03), None);
+        assert_eq!(upper_limit(&values, 0.0), None);
+        assert_eq!(upper_limit(&values, 1.0), None);
+    }
 
     #[test]
     fn temperature_softens_overconfident_logits() {

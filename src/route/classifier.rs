@@ -55,6 +55,26 @@ pub struct RouterConfig {
     /// it beats the confidence threshold alone at the required out-of-scope recall).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oos_margin: Option<f32>,
+    /// Also abstain when more than this share of a ticket is words the model never saw
+    /// ([`Prediction::novelty`]) and the confidence is under [`RouterConfig::novelty_confidence`]:
+    /// a question about a product or topic no queue was trained on borrows its confidence from
+    /// the few generic words it shares with the training data. Set by training from the dev
+    /// split's own novelty (see `TrainOptions::novelty_share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub novelty_limit: Option<f32>,
+    /// A prediction this confident is kept however unfamiliar the rest of the ticket is: known
+    /// words that decide it this clearly are not borrowed confidence ("Our site is under a DDoS
+    /// attack right now" has four words training never saw).
+    #[serde(default = "novelty_confidence")]
+    pub novelty_confidence: f32,
+}
+
+/// Default [`RouterConfig::novelty_confidence`]. On cloud-queues dev, predictions at least this
+/// confident are right 95% of the time.
+pub const NOVELTY_CONFIDENCE: f32 = 0.9;
+
+fn novelty_confidence() -> f32 {
+    NOVELTY_CONFIDENCE
 }
 
 /// Features and shape of one further ensemble member.
@@ -79,6 +99,8 @@ impl RouterConfig {
             extra: Vec::new(),
             member_temperatures: Vec::new(),
             oos_margin: None,
+            novelty_limit: None,
+            novelty_confidence: NOVELTY_CONFIDENCE,
         }
     }
 }
@@ -90,9 +112,12 @@ pub struct Prediction {
     pub best: usize,
     /// Its calibrated probability.
     pub confidence: f32,
-    /// Below the threshold, the out-of-scope label, or too close to it ([`RouterConfig::oos_margin`]):
-    /// a human should look.
+    /// Below the threshold, the out-of-scope label, too close to it ([`RouterConfig::oos_margin`]),
+    /// or unfamiliar and not sure ([`RouterConfig::novelty_limit`]): a human should look.
     pub abstain: bool,
+    /// Share of the ticket's words (each weighing its training IDF) that the model never saw in
+    /// training, 0 to 1; words with a digit (order numbers, addresses, error codes) left out.
+    pub novelty: f32,
     /// Calibrated probabilities of all labels.
     pub probs: Vec<f32>,
 }
@@ -104,6 +129,9 @@ pub struct Classifier {
     labels: Vec<String>,
     config: RouterConfig,
     oos: Option<usize>,
+    /// What a word never seen in training weighs in [`Prediction::novelty`]: as much as the
+    /// rarest word that was seen (the largest IDF of the vocabulary).
+    unseen_weight: f32,
 }
 
 fn model_err(dir: &Path, what: &str, e: impl std::fmt::Display) -> RouteError {
@@ -207,11 +235,19 @@ impl Classifier {
     ) -> Classifier {
         assert!(!members.is_empty(), "a classifier needs a network");
         let oos = labels.iter().position(|l| l == OOS_LABEL);
+        let (featurizer, model) = &members[0];
+        let vocab = (featurizer.vocab_size() as usize).min(model.weight.len());
+        let unseen_weight = model.weight[..vocab]
+            .iter()
+            .copied()
+            .fold(0f32, f32::max)
+            .max(1.0);
         Classifier {
             members,
             labels,
             config,
             oos,
+            unseen_weight,
         }
     }
 
@@ -279,7 +315,44 @@ impl Classifier {
         combine_members(member_logits, &self.config.member_temperatures)
     }
 
-    fn decide(&self, logits: &[f32]) -> Prediction {
+    /// [`Prediction::novelty`] of the first member's features (all members share its vocabulary).
+    fn novelty_of(&self, features: &Features) -> f32 {
+        let (featurizer, model) = &self.members[0];
+        let vocab = featurizer.vocab_size();
+        // Each word's weight: the largest IDF among its own and its sub-words' vocabulary ids
+        // (a Chinese compound seen only in parts is known through them); None when none is known.
+        let mut known: Vec<Option<f32>> = vec![None; features.tokens.len()];
+        for (&id, &t) in features.ids.iter().zip(&features.token_of) {
+            if id != 0 && id < vocab {
+                let w = model.weight.get(id as usize).copied().unwrap_or(0.0);
+                let slot = &mut known[t as usize];
+                *slot = Some(slot.map_or(w, |v| v.max(w)));
+            }
+        }
+        let (mut novel, mut total) = (0f32, 0f32);
+        for (word, weight) in features.tokens.iter().zip(known) {
+            if word.chars().any(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            match weight {
+                Some(w) => total += w,
+                None => {
+                    novel += self.unseen_weight;
+                    total += self.unseen_weight;
+                }
+            }
+        }
+        if total > 0.0 { novel / total } else { 0.0 }
+    }
+
+    /// [`Prediction::novelty`] of `text`.
+    pub fn novelty(&self, text: &str) -> f32 {
+        let text = prefix(text, MAX_ANALYZED_BYTES);
+        let features = self.members[0].0.features_of(text, &analyzed_tokens(text));
+        self.novelty_of(&features)
+    }
+
+    fn decide(&self, logits: &[f32], novelty: f32) -> Prediction {
         let probs = softmax(logits, self.config.temperature);
         let (best, confidence) = argmax(&probs);
         let near_oos = match (self.oos, self.config.oos_margin) {
@@ -288,17 +361,27 @@ impl Classifier {
             }
             _ => false,
         };
+        let unfamiliar = self
+            .config
+            .novelty_limit
+            .is_some_and(|limit| novelty > limit)
+            && confidence < self.config.novelty_confidence;
         Prediction {
             best,
             confidence,
-            abstain: confidence < self.config.threshold || Some(best) == self.oos || near_oos,
+            abstain: confidence < self.config.threshold
+                || Some(best) == self.oos
+                || near_oos
+                || unfamiliar,
+            novelty,
             probs,
         }
     }
 
     /// Calibrated prediction.
     pub fn predict(&self, text: &str) -> Prediction {
-        self.decide(&self.logits(text))
+        let features = self.member_features(text);
+        self.decide(&self.combine(&features), self.novelty_of(&features[0]))
     }
 
     /// Prediction plus the `k` tokens that pushed the top label most (summed contributions of
@@ -306,7 +389,7 @@ impl Classifier {
     pub fn explain(&self, text: &str, k: usize) -> (Prediction, Vec<TokenWeight>) {
         let features = self.member_features(text);
         let logits = self.combine(&features);
-        let prediction = self.decide(&logits);
+        let prediction = self.decide(&logits, self.novelty_of(&features[0]));
         // A log-probability minus the mean over labels is the logit minus the mean logit, so
         // the members' contrast contributions average exactly like their log-probabilities.
         let tokens = features[0].tokens.clone();

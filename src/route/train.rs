@@ -158,6 +158,10 @@ pub struct TrainOptions {
     pub min_coverage: f64,
     /// Abstention with out-of-scope dev rows: required recall of those rows.
     pub oos_recall_target: f64,
+    /// Abstention on unfamiliar tickets ([`RouterConfig::novelty_limit`]): the limit is set so
+    /// that at most this share of the in-scope dev rows exceeds it (0: no such abstention).
+    #[serde(default = "novelty_share")]
+    pub novelty_share: f64,
     /// Ensemble: after each member's own temperature, fit the members' temperatures together
     /// on dev (the ensemble's NLL), which weighs members by what they add.
     #[serde(default)]
@@ -256,6 +260,7 @@ impl TrainOptions {
             answered_accuracy_target: 0.9,
             min_coverage: 0.7,
             oos_recall_target: 0.9,
+            novelty_share: NOVELTY_SHARE,
             joint_temperatures: false,
             progress: true,
             extra: Vec::new(),
@@ -306,6 +311,17 @@ fn one_f64() -> f64 {
 /// recall 0.90, margin abstention, seeds 42/7/1234) weight 3 gave 0.9177/0.9233/0.9193 against
 /// 0.9180/0.9187/0.9180 with weight 1. Without an `oos` label it changes nothing.
 pub const OOS_WEIGHT: f64 = 3.0;
+
+/// Default [`TrainOptions::novelty_share`].
+pub const NOVELTY_SHARE: f64 = 0.03;
+
+/// The lowest novelty limit training sets: with a dev split whose words training has all seen
+/// (dev = train), the limit would fall to 0 and one new word would send a ticket to a human.
+pub const MIN_NOVELTY_LIMIT: f32 = 0.25;
+
+fn novelty_share() -> f64 {
+    NOVELTY_SHARE
+}
 
 /// Small, seedable RNG (SplitMix64): candle's CPU RNG cannot be seeded.
 pub struct SplitMix(u64);
@@ -1083,13 +1099,7 @@ pub fn train(
             .collect();
         let (a0, r0) = calibrate::scope_scores(&abstain, &correct, &in_scope);
         let (a1, r1) = calibrate::scope_scores(&margin_abstain, &correct, &in_scope);
-        let target = opts.oos_recall_target;
-        let better = if r1 >= target {
-            r0 < target || a1 > a0
-        } else {
-            r0 < target && a1 + r1 > a0 + r0
-        };
-        if better {
+        if calibrate::better_abstention((a0, r0), (a1, r1), opts.oos_recall_target) {
             config.threshold = 0.0;
             config.oos_margin = Some(by_margin.threshold);
             abstain = margin_abstain;
@@ -1101,6 +1111,44 @@ pub fn train(
             threshold_rule += &format!(
                 " (an `oos` margin gave in-scope accuracy {a1:.3} at out-of-scope recall {r1:.3})"
             );
+        }
+    }
+    // Tickets mostly made of words no training example had (a product or topic without a
+    // queue) also go to a human: the limit is what the in-scope dev rows, whose words training
+    // did not see either, exceed only `novelty_share` of the time.
+    let novelty: Vec<f32> = dev.iter().map(|e| classifier.novelty(&e.text)).collect();
+    let scoped: Vec<f32> = (0..dev.len())
+        .filter(|&i| in_scope[i])
+        .map(|i| novelty[i])
+        .collect();
+    if let Some(limit) = calibrate::upper_limit(&scoped, opts.novelty_share) {
+        let limit = limit.max(MIN_NOVELTY_LIMIT);
+        let with: Vec<bool> = (0..dev.len())
+            .map(|i| abstain[i] || (novelty[i] > limit && conf[i] < config.novelty_confidence))
+            .collect();
+        let added = with.iter().filter(|&&a| a).count() - abstain.iter().filter(|&&a| a).count();
+        // With out-of-scope dev rows, the dev decides whether it pays for its in-scope cost.
+        let judged = (in_scope.len() > scoped.len()).then(|| {
+            let before = calibrate::scope_scores(&abstain, &correct, &in_scope);
+            let after = calibrate::scope_scores(&with, &correct, &in_scope);
+            (before, after)
+        });
+        match judged {
+            Some(((a0, r0), (a1, r1)))
+                if !calibrate::better_abstention((a0, r0), (a1, r1), opts.oos_recall_target) =>
+            {
+                threshold_rule += &format!(
+                    "; abstaining when over {limit:.3} of a ticket's word weight is words training never saw was dropped (in-scope accuracy {a1:.3} at out-of-scope recall {r1:.3})"
+                );
+            }
+            _ => {
+                config.novelty_limit = Some(limit);
+                abstain = with;
+                threshold_rule += &format!(
+                    "; also abstain below confidence {:.2} when over {limit:.3} of a ticket's word weight is words training never saw ({added} more dev rows)",
+                    config.novelty_confidence
+                );
+            }
         }
     }
     let answered: Vec<usize> = (0..dev.len()).filter(|&i| !abstain[i]).collect();

@@ -27,7 +27,7 @@ use crate::analyzer::{TOKENIZER_NAME, analyzer};
 use crate::article::Article;
 
 /// Bump when the schema or what goes into the fields changes.
-const SCHEMA_VERSION: &str = "kefu-schema-6";
+const SCHEMA_VERSION: &str = "kefu-schema-7";
 /// File in the index directory recording which analyzer and schema built it.
 pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
 
@@ -67,6 +67,10 @@ pub struct Fields {
     /// The article's normalized text when it is one short sentence (`paraphrase::short_form`;
     /// fast field of article documents): paraphrase matching between questions.
     pub short: Field,
+    /// The character grams of a short article's title (`paraphrase::grams`; indexed with
+    /// frequencies, no positions): the character channel that finds questions segmented
+    /// differently. Empty for every other document, so help pages pay nothing for it.
+    pub chars: Field,
 }
 
 pub fn build_schema() -> (Schema, Fields) {
@@ -104,6 +108,14 @@ pub fn build_schema() -> (Schema, Fields) {
         stitle: b.add_text_field("stitle", analyzed(false)),
         marks: b.add_bytes_field("marks", STORED),
         short: b.add_text_field("short", FAST),
+        chars: b.add_text_field(
+            "chars",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TOKENIZER_NAME)
+                    .set_index_option(IndexRecordOption::WithFreqs),
+            ),
+        ),
     };
     (b.build(), fields)
 }
@@ -140,6 +152,7 @@ impl Fields {
             suggest_any: get("suggest_any")?,
             stitle: get("stitle")?,
             short: get("short")?,
+            chars: get("chars")?,
         })
     }
 }
@@ -349,6 +362,18 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<IndexDoc> {
     doc.add(fields.atitle, pre_tokenized(title_tokens));
     if let Some(short) = super::paraphrase::short_form(&article.title, &article.body) {
         doc.add_text(fields.short, &short);
+        let grams = super::paraphrase::grams(&article.title)
+            .into_iter()
+            .enumerate()
+            .map(|(position, text)| TantivyToken {
+                offset_from: 0,
+                offset_to: 0,
+                position,
+                text,
+                position_length: 1,
+            })
+            .collect();
+        doc.add(fields.chars, pre_tokenized(grams));
     }
     if !article.tags.is_empty() {
         tokens(&article.tags.join(" , "), position, &mut abody);

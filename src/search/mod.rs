@@ -576,15 +576,6 @@ impl SearchEngine {
             .iter()
             .map(|e| parsed.any_field(e, &[(f.atitle, 1.0), (f.abody, 1.0)]))
             .collect();
-        let section_query = filtered(
-            parsed.build(
-                &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
-                &[(f.body, p.body)],
-                p,
-            ),
-            &filters,
-            Vec::new(),
-        );
         let article_fields = [
             (f.atitle, p.atitle),
             (f.stitle, p.stitle),
@@ -638,7 +629,7 @@ impl SearchEngine {
         } else {
             (None, Vec::new())
         };
-        let (article_top, total) = match split {
+        let (article_top, mut total) = match split {
             Some(split) => {
                 // The articles that get their bonuses: a pool of term scores, at least 3 pages.
                 let pool = self.rerank_pool.max(article_limit * 3);
@@ -731,6 +722,7 @@ impl SearchEngine {
                 }
             }
         };
+        candidates.reserve(article_top.len());
         for (score, addr) in article_top {
             candidates.add_article(addr, score)?;
         }
@@ -739,13 +731,25 @@ impl SearchEngine {
                 HashSet::new()
             } else {
                 let any: Box<dyn Query> = Box::new(BooleanQuery::new(
-                    exclusions.into_iter().map(|q| (Occur::Should, q)).collect(),
+                    exclusions
+                        .iter()
+                        .map(|q| (Occur::Should, q.box_clone()))
+                        .collect(),
                 ));
                 let docs = searcher.search(&any, &DocSetCollector)?;
                 docs.into_iter()
                     .map(|addr| candidates.key(addr))
                     .collect::<Result<_, _>>()?
             };
+            let section_query = filtered(
+                parsed.build(
+                    &[(f.title, p.title), (f.heading, p.heading), (f.body, p.body)],
+                    &[(f.body, p.body)],
+                    p,
+                ),
+                &filters,
+                Vec::new(),
+            );
             let section_limit = p.candidates.max(needed * 3);
             let section_top = searcher.search_with_statistics_provider(
                 &section_query,
@@ -758,7 +762,20 @@ impl SearchEngine {
         }
         let mut ranked = candidates.ranked(p);
         if self.paraphrases {
-            paraphrase::rerank(&self.forms, searcher, self.fields.short, text, &mut ranked)?;
+            // Quoted phrases are required, which the character channel does not check.
+            let channel = parsed.phrases.is_empty().then_some(paraphrase::Channel {
+                field: f.chars,
+                filters: &filters,
+                exclusions: &exclusions,
+                candidates: &mut candidates,
+                params: p,
+            });
+            let ranked_before = ranked.len();
+            paraphrase::rerank(&self.forms, searcher, f.short, text, channel, &mut ranked)?;
+            // The character channel may add articles the term query did not count.
+            if ranked.len() > ranked_before {
+                total = total.max(ranked.len());
+            }
         }
         let ids = if wanted == Wanted::Ids {
             let addrs: Vec<DocAddress> = ranked
@@ -818,12 +835,29 @@ impl SearchEngine {
         let p = &self.params;
         let section_fields = [(f.title, p.title), (f.heading, p.heading), (f.body, p.body)];
         let body_fields = [(f.body, p.body)];
-        let split = self
-            .probe_sections
-            .then(|| parsed.build_split(&section_fields, &body_fields, p))
+        // Quoted phrases are required clauses (`ParsedQuery::build`); the rest splits.
+        let required: Vec<Box<dyn Query>> = parsed
+            .phrases
+            .iter()
+            .map(|phrase| parsed.any_field(phrase, &section_fields))
+            .collect();
+        let unquoted;
+        let optional = if parsed.phrases.is_empty() {
+            parsed
+        } else {
+            unquoted = ParsedQuery {
+                phrases: Vec::new(),
+                ..parsed.clone()
+            };
+            &unquoted
+        };
+        let split = (self.probe_sections && required.len() <= rank::MAX_REQUIRED)
+            .then(|| optional.build_split(&section_fields, &body_fields, p))
             .flatten();
         let best = match split {
-            Some(split) => rank::best_sections(searcher, stats, &split, f.key, f.kind, &missing)?,
+            Some(split) => {
+                rank::best_sections(searcher, stats, &split, &required, f.key, f.kind, &missing)?
+            }
             _ => {
                 let keys =
                     TermSetQuery::new(missing.iter().map(|&k| Term::from_field_u64(f.key, k)));
@@ -879,7 +913,7 @@ impl SearchEngine {
         searcher: &Searcher,
         parsed: &ParsedQuery,
         candidate: rank::Candidate,
-        highlight: &HashSet<String>,
+        highlight: &rustc_hash::FxHashSet<String>,
         snippets: bool,
     ) -> Result<SearchHit, SearchError> {
         let f = &self.fields;
@@ -1189,6 +1223,11 @@ mod tests {
             "发票 开具 多久",
             "实名认证 失败",
             "P0 工单 响应时间",
+            // Quoted phrases: required clauses, in one or two phrases (or more: the reference).
+            "\"无法启动\" 实例",
+            "\"security group\" inbound rules",
+            "\"security group\" \"port\" ssh",
+            "\"ssh\" \"port\" \"key\" connection",
         ];
         let mut compared = 0;
         for request in requests_in_each_language(&queries) {
@@ -1232,7 +1271,8 @@ mod tests {
         engine.set_paraphrases(true);
         let reranked = engine.rank_ids(query, 10).unwrap();
         assert_eq!(plain.len(), reranked.len());
-        // Every score rises by the pool's best score times how alike the wording is.
+        // Every score rises by the pool's best score times how alike the wording is, and more
+        // for the articles the character channel finds too.
         let best = plain[0].1;
         for (id, score) in &reranked {
             let (_, before) = plain.iter().find(|(p, _)| p == id).unwrap();
@@ -1240,12 +1280,15 @@ mod tests {
             let alike = paraphrase::rescore(
                 query,
                 &[*before, best],
+                &[0.0, 0.0],
                 &[Some(paraphrase::form(questions[i])), Some(String::new())],
             )
             .unwrap()[0]
                 - before;
+            let most = alike + paraphrase::CHANNEL_WEIGHT * best;
+            let rise = score - before;
             assert!(
-                alike > 0.0 && (score - before - alike).abs() < 1e-3 * best,
+                alike > 0.0 && rise > alike - 1e-3 * best && rise < most + 1e-3 * best,
                 "{id}"
             );
         }
@@ -1280,6 +1323,8 @@ mod tests {
             "money back",
             "\"安全组\" 规则 配置",
             "\"reset\" the \"instance password\" now",
+            // Required phrases and a multi-word synonym (`money back`).
+            "\"refund\" money back",
             "how to reset the instance password",
             "我的云服务器实例昨天晚上突然无法通过SSH远程连接了，提示连接超时，安全组规则也检查过了，请问应该如何排查网络和防火墙的问题",
             "My instance cannot be reached over SSH since yesterday and the security group rules look fine, how do I check the firewall, the network ACL and the route table",
@@ -1377,8 +1422,7 @@ mod tests {
                 }
                 terms_compared += expected.len();
                 for bonus in &split.bonuses {
-                    let boosted =
-                        tantivy::query::BoostQuery::new(bonus.query.box_clone(), bonus.boost);
+                    let boosted = tantivy::query::BoostQuery::new(bonus.query(), bonus.boost);
                     let expected = searcher
                         .search_with_statistics_provider(&boosted, &everything, &stats)
                         .unwrap();

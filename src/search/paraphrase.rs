@@ -1,12 +1,16 @@
 //! Paraphrase matching between one-sentence questions: when every article near the top is a
-//! single short sentence (a bank of FAQ questions, not help pages), how alike the query and an
-//! article are written, as the Dice coefficients of their characters and of their character
-//! bigrams, joins the BM25 score.
+//! single short sentence (a bank of FAQ questions, not help pages), the short articles that a
+//! BM25 over their characters finds join the pool (the character channel), and how alike the
+//! query and an article are written, as that character score and the Dice coefficient of their
+//! characters, joins the BM25 score.
 //!
 //! Owns: the form of a short article kept in the index (`Fields::short`: its normalized letters,
-//! digits and ideographs), the character similarities and the reranking of the top
-//! [`POOL`] articles. Must never: touch a ranking that holds an article that is not one short
-//! sentence (help pages keep their BM25 order), or reorder anything beyond the pool.
+//! digits and ideographs) and its character grams (`Fields::chars`, [`grams`]), the character
+//! channel, the character similarities and the reranking of the pool (the top [`POOL`] articles
+//! and the channel's top [`CHANNEL_POOL`]). Must never: touch a ranking that holds an article
+//! that is not one short sentence among its top [`POOL`] (help pages keep their BM25 order),
+//! reorder anything beyond the pool, or add an article that the request's filters, exclusions or
+//! quoted phrases rule out.
 //!
 //! Why: Chinese questions that mean the same are often segmented differently by jieba (one word
 //! in one question, two words or a longer word in the other), so their words do not meet while
@@ -16,39 +20,71 @@
 //! `scripts/atec-halves.sh`: first half 0.0650 → 0.0692, second half 0.0627 → 0.0696 (bigrams
 //! alone, in the replay: 0.0678 and 0.0672); aliyun-faq and stackfaq (pages with bodies) are
 //! untouched. Nothing here is specific to Chinese, but only Chinese questions were measured.
+//! With the character channel, the bigram Dice stopped paying (weight 0 best, see
+//! [`CHAR_WEIGHT`]) and was dropped.
 //! Tried and dropped (the replay, both halves lower or within ±0.001): bigrams weighted by idf
 //! or as a BM25, trigrams, coverage of the query's words by the article and the other way,
 //! length ratio, diversity (MMR), sentence vectors from the corpus' own PPMI word vectors
 //! (SVD, SIF weights; as a rerank feature and fused with BM25), a hubness penalty.
 //!
+//! The character channel (`Fields::chars`, [`grams`]): the word ranking never retrieves many
+//! partners at all (on atec-faq dev, 46% of the queries have no labelled partner in its top 200):
+//! jieba writes 花呗 as 花 / 呗 in one question and inside 还花 in another. A BM25 over the short
+//! articles' character unigrams and bigrams (and Latin words) finds them: its top
+//! [`CHANNEL_POOL`] join the pool, and its score relative to its best joins the rescoring
+//! ([`CHANNEL_WEIGHT`]). Grams in more than [`CHANNEL_MAX_SHARE`] of the short articles are left
+//! out (呗 is in 99% of the Alipay questions): they find nothing the word ranking misses, and
+//! their long postings cost the most. atec-faq dev, `kefu eval search --exclude-query-id`:
+//! MRR@10 0.0694 → 0.0720, Recall@100 0.426 → 0.456 (halves, `scripts/atec-halves.sh`: first
+//! 0.0692 → 0.0727, second 0.0696 → 0.0713); the same weights without the channel give 0.0680. Share cut-off, full
+//! set: none 0.0713, 0.1 0.0720, 0.05 0.0709, 0.03 0.0711; rank_ids(10) least CPU per query on
+//! 1,000 atec queries, without / with the channel: p50 1.17 / 1.67 ms, p99 1.77 / 4.56 ms at
+//! 0.1, p99 2.77 ms at 0.03. Tried in the replay and dropped: bigrams only (0.059 alone against
+//! 0.066 for unigrams and bigrams), idf-weighted Dice of characters or bigrams, how central an
+//! article is among the pool's best (mean Dice to them), a deeper channel (100: same MRR@10).
+//!
 //! ```
-//! use kefu::search::paraphrase::{bigrams, dice, form};
-//! let a = bigrams(&form("借呗还款为什么没有到帐"));
-//! let b = bigrams(&form("借呗還款為什麼沒有到賬"));
-//! assert!(dice(&a, &b) > 0.7);
+//! use kefu::search::paraphrase::{chars, dice, form};
+//! let a = chars(&form("借呗还款为什么没有到帐"));
+//! let b = chars(&form("借呗還款為什麼沒有到賬"));
+//! assert!(dice(&a, &b) > 0.9);
 //! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
-use tantivy::schema::Field;
-use tantivy::{DocAddress, Searcher};
+use tantivy::query::{Bm25StatisticsProvider, BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, Searcher, Term};
 
 use super::SearchError;
-use super::rank::{Candidate, SegmentCache, dictionary_terms};
-use crate::analyzer::Normalized;
+use super::query::RankParams;
+use super::rank::{Candidate, Candidates, SegmentCache, dictionary_terms};
+use crate::analyzer::{Normalized, is_han};
 
 /// Longest text (characters of the title, the body empty) that counts as one short sentence.
 pub const SHORT_MAX_CHARS: usize = 64;
 /// Articles reranked: the top of the BM25 ranking.
 pub const POOL: usize = 30;
-/// Weights of the Dice coefficients of characters and of bigrams, relative to the best BM25 score
-/// of the pool. Tuned on the first half of the atec-faq dev queries (MRR@10 of characters /
-/// bigrams: 1 / 0.5 0.0698, 1 / 0 0.0696, 1 / 1 0.0683, 1.5 / 0.5 0.0696, 2 / 0.5 0.0684,
-/// 0 / 1 0.0678; BM25 alone 0.0650).
-pub const CHAR_WEIGHT: f32 = 1.0;
-pub const BIGRAM_WEIGHT: f32 = 0.5;
+/// Weight of the Dice coefficient of characters, relative to the best BM25 score of the pool
+/// (that of character bigrams, 0.5 before the character channel, came out best at 0 with it). Tuned on the first half of the atec-faq dev queries, without the character
+/// channel (MRR@10 of characters / bigrams: 1 / 0.5 0.0698, 1 / 0 0.0696, 1 / 1 0.0683,
+/// 1.5 / 0.5 0.0696, 2 / 0.5 0.0684, 0 / 1 0.0678; BM25 alone 0.0650), then again with it (the
+/// replay, first half / second half: 1.5 / 0 0.0724 / 0.0726, 1 / 0.5 0.0707 / 0.0722,
+/// 1 / 0 0.0719 / 0.0721; the channel's score weighs more than the bigrams).
+pub const CHAR_WEIGHT: f32 = 1.5;
+/// Short articles found by their characters (`Fields::chars`) that join the pool.
+pub const CHANNEL_POOL: usize = 50;
+/// Grams in more than this share of the short articles are left out of the character channel.
+/// 0.03 rather than the best-scoring 0.1 (MRR@10 0.0711 against 0.0720): the tail latency on
+/// a FAQ bank is 2.77 ms instead of 4.56, well under the 5 ms ceiling.
+pub const CHANNEL_MAX_SHARE: f64 = 0.03;
+/// Grams in at most this many short articles are always searched, whatever their share.
+pub const CHANNEL_MIN_DF: u64 = 1000;
+/// Weight of an article's character-channel score (relative to the channel's best).
+pub const CHANNEL_WEIGHT: f32 = 1.0;
 
 /// The analyzer's normalization of `text` (full-width, traditional → simplified, case), keeping
 /// only letters, digits and ideographs.
@@ -78,15 +114,6 @@ pub fn chars(form: &str) -> Vec<char> {
     out
 }
 
-/// The distinct character bigrams of a form, sorted.
-pub fn bigrams(form: &str) -> Vec<(char, char)> {
-    let chars: Vec<char> = form.chars().collect();
-    let mut out: Vec<(char, char)> = chars.windows(2).map(|w| (w[0], w[1])).collect();
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// Dice coefficient of two sorted sets: 2 |a ∩ b| / (|a| + |b|), 0 when both are empty.
 pub fn dice<T: Ord>(a: &[T], b: &[T]) -> f32 {
     if a.is_empty() && b.is_empty() {
@@ -107,24 +134,36 @@ pub fn dice<T: Ord>(a: &[T], b: &[T]) -> f32 {
     2.0 * common as f32 / (a.len() + b.len()) as f32
 }
 
-/// New scores for a pool ranked best first: `score + best score × (CHAR_WEIGHT × dice of
-/// characters + BIGRAM_WEIGHT × dice of bigrams)` between the query and each form, or `None`
-/// when some article of the pool is not one short sentence (`forms[i]` is `None`).
-pub fn rescore(query: &str, scores: &[f32], forms: &[Option<String>]) -> Option<Vec<f32>> {
-    if scores.is_empty() || forms.len() != scores.len() || forms.iter().any(Option::is_none) {
+/// New scores for a pool ranked best first: `score + best score × (CHANNEL_WEIGHT × channel
+/// score + CHAR_WEIGHT × dice of characters)` between the query
+/// and each form, where `channel[i]` is the article's character-channel score relative to the
+/// channel's best (0 when it was not among the channel's top); or `None` when some article of
+/// the pool is not one short sentence (`forms[i]` is `None`).
+pub fn rescore(
+    query: &str,
+    scores: &[f32],
+    channel: &[f32],
+    forms: &[Option<String>],
+) -> Option<Vec<f32>> {
+    if scores.is_empty()
+        || forms.len() != scores.len()
+        || channel.len() != scores.len()
+        || forms.iter().any(Option::is_none)
+    {
         return None;
     }
     let best = scores.iter().copied().fold(f32::MIN, f32::max);
     let query = form(query);
-    let (query_chars, query_bigrams) = (chars(&query), bigrams(&query));
+    let query_chars = chars(&query);
     Some(
         scores
             .iter()
+            .zip(channel)
             .zip(forms)
-            .map(|(&score, form)| {
+            .map(|((&score, &channel), form)| {
                 let form = form.as_deref().unwrap_or_default();
-                let alike = CHAR_WEIGHT * dice(&query_chars, &chars(form))
-                    + BIGRAM_WEIGHT * dice(&query_bigrams, &bigrams(form));
+                let alike =
+                    CHANNEL_WEIGHT * channel + CHAR_WEIGHT * dice(&query_chars, &chars(form));
                 score + best * alike
             })
             .collect(),
@@ -139,10 +178,11 @@ pub struct FormCache {
     segments: SegmentCache<SegmentForms>,
 }
 
-/// One segment's column of form ordinals and the forms by ordinal.
+/// One segment's column of form ordinals, the forms by ordinal and how many documents have one.
 struct SegmentForms {
     ords: Option<Column<u64>>,
     forms: Vec<String>,
+    count: u64,
 }
 
 impl FormCache {
@@ -161,6 +201,9 @@ impl FormCache {
                     Some(column) => dictionary_terms(column)?,
                     None => Vec::new(),
                 },
+                count: column
+                    .as_ref()
+                    .map_or(0, |c| u64::from(c.ords().values.num_vals())),
                 ords: column.map(|c| c.ords().clone()),
             })
         })
@@ -201,31 +244,213 @@ impl FormCache {
     }
 }
 
-/// Reorders the top [`POOL`] of `ranked` (best first) by [`rescore`] when all of them are short
-/// articles (their forms in `field`); any other ranking is left as it is.
+/// The character grams of a text, for the character channel (`Fields::chars`): after the
+/// analyzer's normalization, every ideograph and every run of other letters and digits (a Latin
+/// word, a number) is a unit, and two units written next to each other (no space or punctuation
+/// between) also make a bigram. A unigram of one ideograph, a bigram and a Latin word never
+/// spell the same gram.
+pub fn grams(text: &str) -> Vec<String> {
+    let normalized = Normalized::new(text);
+    let mut out = Vec::new();
+    let mut previous: Option<String> = None;
+    let mut word = String::new();
+    let mut push = |unit: String, previous: &mut Option<String>| {
+        if let Some(before) = previous.take() {
+            out.push(format!("{before}{unit}"));
+        }
+        out.push(unit.clone());
+        *previous = Some(unit);
+    };
+    for c in normalized.text().chars() {
+        if is_han(c) {
+            if !word.is_empty() {
+                push(std::mem::take(&mut word), &mut previous);
+            }
+            push(c.to_string(), &mut previous);
+        } else if c.is_alphanumeric() {
+            word.push(c);
+        } else {
+            if !word.is_empty() {
+                push(std::mem::take(&mut word), &mut previous);
+            }
+            previous = None;
+        }
+    }
+    if !word.is_empty() {
+        push(word, &mut previous);
+    }
+    out
+}
+
+/// What the character channel needs from the search: the field of the grams, the request's
+/// filters (each a required clause) and exclusions, and the candidates to add its articles to.
+pub(super) struct Channel<'q, 's> {
+    pub field: Field,
+    pub filters: &'q [Box<dyn Query>],
+    pub exclusions: &'q [Box<dyn Query>],
+    pub candidates: &'q mut Candidates<'s>,
+    pub params: &'q RankParams,
+}
+
+/// BM25 statistics of the gram field over the documents that have it (the short articles), not
+/// over every document of the index as tantivy counts them.
+struct GramStatistics<'a> {
+    searcher: &'a Searcher,
+    docs: u64,
+}
+
+impl Bm25StatisticsProvider for GramStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.searcher.total_num_tokens(field)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.docs.max(1))
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        Ok(self.searcher.doc_freq(term)?.min(self.docs.max(1)))
+    }
+}
+
+/// The top [`CHANNEL_POOL`] short articles by BM25 over the query's [`grams`], best first,
+/// with their scores.
+fn channel_top(
+    cache: &FormCache,
+    searcher: &Searcher,
+    short: Field,
+    query: &str,
+    channel: &Channel,
+) -> Result<Vec<(f32, DocAddress)>, SearchError> {
+    let mut grams = grams(query);
+    grams.sort_unstable();
+    grams.dedup();
+    if grams.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut docs = 0;
+    for segment_ord in 0..searcher.segment_readers().len() {
+        docs += cache.segment(searcher, segment_ord as u32, short)?.count;
+    }
+    // Grams in more than a share of the short articles (a bank of Alipay questions: 呗, 花,
+    // 花呗) cost the most to score and find nothing the term ranking and the rescoring miss.
+    let max_df = ((docs as f64 * CHANNEL_MAX_SHARE).ceil() as u64).max(CHANNEL_MIN_DF);
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for gram in &grams {
+        let term = Term::from_field_text(channel.field, gram);
+        let df = searcher.doc_freq(&term)?;
+        if df == 0 || df > max_df {
+            continue;
+        }
+        clauses.push((
+            Occur::Should,
+            Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
+        ));
+    }
+    if clauses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = super::filtered(
+        Box::new(BooleanQuery::new(clauses)),
+        channel.filters,
+        channel.exclusions.iter().map(|q| q.box_clone()).collect(),
+    );
+    let statistics = GramStatistics { searcher, docs };
+    Ok(searcher.search_with_statistics_provider(
+        &query,
+        &TopDocs::with_limit(CHANNEL_POOL).order_by_score(),
+        &statistics,
+    )?)
+}
+
+/// Reorders the top [`POOL`] of `ranked` (best first) by how alike the articles are written to
+/// the query when all of them are short articles (their forms in `short`); any other ranking is
+/// left as it is. With a `channel`, the top [`CHANNEL_POOL`] short articles by their characters
+/// join the pool (those not ranked yet are added, with no term score) and their character score
+/// joins the rescoring ([`CHANNEL_WEIGHT`]).
 pub(super) fn rerank(
     cache: &FormCache,
     searcher: &Searcher,
-    field: Field,
+    short: Field,
     query: &str,
-    ranked: &mut [Candidate],
+    channel: Option<Channel>,
+    ranked: &mut Vec<Candidate>,
 ) -> Result<(), SearchError> {
-    let pool = ranked.len().min(POOL);
-    if pool < 2 {
+    let top = ranked.len().min(POOL);
+    if top == 0 || (top < 2 && channel.is_none()) {
         return Ok(());
     }
-    let Some(forms) = cache.forms(searcher, field, ranked[..pool].iter().map(|c| c.article))?
-    else {
+    if cache
+        .forms(searcher, short, ranked[..top].iter().map(|c| c.article))?
+        .is_none()
+    {
+        return Ok(());
+    }
+    // The pool: the ranking's top, then the character channel's articles, with their character
+    // scores.
+    let mut pool: Vec<usize> = (0..top).collect();
+    let mut channel_scores = vec![0.0f32; top];
+    if let Some(channel) = channel {
+        let hits = channel_top(cache, searcher, short, query, &channel)?;
+        let best = hits.first().map_or(0.0, |(score, _)| *score);
+        if best > 0.0 {
+            let mut at: HashMap<u64, usize> =
+                ranked.iter().enumerate().map(|(i, c)| (c.key, i)).collect();
+            let mut added = false;
+            let mut unranked = Vec::new();
+            for (score, addr) in hits {
+                let key = channel.candidates.key(addr)?;
+                match at.get(&key) {
+                    Some(&i) if i < top => channel_scores[i] = score / best,
+                    Some(&i) => {
+                        pool.push(i);
+                        channel_scores.push(score / best);
+                    }
+                    None => {
+                        channel.candidates.add_article(addr, 0.0)?;
+                        unranked.push((key, score / best));
+                        added = true;
+                    }
+                }
+            }
+            if added {
+                let first = ranked.len();
+                ranked.extend(channel.candidates.ranked(channel.params));
+                for (i, candidate) in ranked.iter().enumerate().skip(first) {
+                    at.insert(candidate.key, i);
+                }
+                for (key, score) in unranked {
+                    if let Some(&i) = at.get(&key) {
+                        pool.push(i);
+                        channel_scores.push(score);
+                    }
+                }
+            }
+        }
+    }
+    let Some(forms) = cache.forms(searcher, short, pool.iter().map(|&i| ranked[i].article))? else {
         return Ok(());
     };
-    let scores: Vec<f32> = ranked[..pool].iter().map(|c| c.score).collect();
-    if let Some(rescored) = rescore(query, &scores, &forms) {
-        for (candidate, score) in ranked[..pool].iter_mut().zip(rescored) {
-            candidate.score = score;
-        }
-        // Stable: equal scores keep their BM25 order.
-        ranked[..pool].sort_by(|a, b| b.score.total_cmp(&a.score));
+    let scores: Vec<f32> = pool.iter().map(|&i| ranked[i].score).collect();
+    let Some(rescored) = rescore(query, &scores, &channel_scores, &forms) else {
+        return Ok(());
+    };
+    // The pool first, best first (stable: equal scores keep their order), then the rest of the
+    // ranking as it was, no higher than the pool's last.
+    let mut order: Vec<(usize, f32)> = pool.iter().copied().zip(rescored).collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let in_pool: std::collections::HashSet<usize> = pool.iter().copied().collect();
+    let floor = (0..ranked.len())
+        .filter(|i| !in_pool.contains(i))
+        .map(|i| ranked[i].score)
+        .fold(f32::MIN, f32::max);
+    let mut old: Vec<Option<Candidate>> = std::mem::take(ranked).into_iter().map(Some).collect();
+    for (i, score) in order {
+        let mut candidate = old[i].take().expect("a pool holds an article once");
+        candidate.score = score.max(floor);
+        ranked.push(candidate);
     }
+    ranked.extend(old.into_iter().flatten());
     Ok(())
 }
 
@@ -243,18 +468,15 @@ mod tests {
     }
 
     #[test]
-    fn dice_counts_shared_bigrams() {
-        let a = bigrams("abcd");
-        assert_eq!(a, vec![('a', 'b'), ('b', 'c'), ('c', 'd')]);
+    fn dice_counts_shared_characters() {
+        let a = chars("abcd");
         assert_eq!(dice(&a, &a), 1.0);
-        assert_eq!(dice(&a, &bigrams("xyz")), 0.0);
-        // ab, bc shared; 3 + 2 bigrams.
-        assert!((dice(&a, &bigrams("abc")) - 0.8).abs() < 1e-6);
+        assert_eq!(dice(&a, &chars("xyz")), 0.0);
+        // a, b shared; 4 + 4 characters.
+        assert!((dice(&a, &chars("abxy")) - 0.5).abs() < 1e-6);
         assert_eq!(dice::<char>(&[], &[]), 0.0);
+        // Repeated characters count once.
         assert_eq!(chars("abca"), vec!['a', 'b', 'c']);
-        assert!((dice(&chars("abcd"), &chars("abxy")) - 0.5).abs() < 1e-6);
-        // Repeated bigrams count once.
-        assert_eq!(bigrams("aaa"), vec![('a', 'a')]);
     }
 
     #[test]
@@ -263,13 +485,84 @@ mod tests {
             Some(form("借呗额度怎么提升")),
             Some(form("借呗什么时候到账")),
         ];
-        let new = rescore("借呗多久到账", &[2.0, 1.9], &forms).unwrap();
+        let new = rescore("借呗多久到账", &[2.0, 1.9], &[0.0, 0.0], &forms).unwrap();
         assert!(new[1] > new[0], "{new:?}");
         // Nothing changes for a pool with an article that is not one short sentence.
         assert_eq!(
-            rescore("借呗多久到账", &[2.0, 1.9], &[forms[0].clone(), None]),
+            rescore(
+                "借呗多久到账",
+                &[2.0, 1.9],
+                &[0.0, 0.0],
+                &[forms[0].clone(), None]
+            ),
             None
         );
-        assert_eq!(rescore("x", &[], &[]), None);
+        assert_eq!(rescore("x", &[], &[], &[]), None);
+    }
+
+    #[test]
+    fn grams_are_ideographs_words_and_their_neighbours() {
+        assert_eq!(
+            grams("ECS實例，怎麼 reset?"),
+            [
+                "ecs", "ecs实", "实", "实例", "例", "怎", "怎么", "么", "reset"
+            ]
+        );
+        assert_eq!(grams("花呗"), ["花", "花呗", "呗"]);
+        assert!(grams("？！ ").is_empty());
+    }
+
+    /// jieba writes the query 提额 as one word and the question 额度提高的方法 as 额度 / 提高 /
+    /// 方法: no word meets, so only the character channel finds that question.
+    #[test]
+    fn a_question_segmented_differently_is_found_by_its_characters() {
+        use crate::article::Article;
+        use crate::search::SearchEngine;
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let questions = [
+            ("q0", "花呗怎么提额"),
+            ("q1", "额度提高的方法"),
+            ("q2", "如何修改登录密码"),
+            ("q3", "花呗怎么关闭"),
+        ];
+        let articles: Vec<Article> = questions
+            .iter()
+            .map(|(id, q)| {
+                let mut article = Article::new(*id, *q, "");
+                article.product = Some(if *id == "q1" { "limits" } else { "huabei" }.into());
+                article
+            })
+            .collect();
+        engine.upsert(&articles).unwrap();
+        let ids = |engine: &SearchEngine| -> Vec<String> {
+            engine
+                .rank_ids("提额", 10)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        engine.set_paraphrases(false);
+        assert_eq!(ids(&engine), ["q0"]);
+        engine.set_paraphrases(true);
+        assert_eq!(ids(&engine), ["q0", "q1"]);
+        // The channel keeps the request's filters.
+        let request = crate::search::SearchRequest {
+            query: "提额".into(),
+            product: Some("huabei".into()),
+            ..Default::default()
+        };
+        let found = engine.search(&request).unwrap();
+        let found: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(found, ["q0"]);
+        // Quoted phrases are required: the channel does not add what lacks them.
+        let quoted: Vec<String> = engine
+            .rank_ids("\"提额\"", 10)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(quoted, ["q0"]);
     }
 }

@@ -486,8 +486,9 @@ impl ParsedQuery {
     }
 
     /// Every normalized term worth highlighting.
-    pub fn highlight_terms(&self) -> HashSet<String> {
-        let mut set: HashSet<String> = self.terms.iter().map(|t| t.text.clone()).collect();
+    pub fn highlight_terms(&self) -> rustc_hash::FxHashSet<String> {
+        let mut set: rustc_hash::FxHashSet<String> =
+            self.terms.iter().map(|t| t.text.clone()).collect();
         for phrase in self
             .phrases
             .iter()
@@ -511,7 +512,7 @@ impl ParsedQuery {
             should.push((Occur::Should, boosted_term(term, boost)));
         }
         for bonus in self.bonuses(phrase_fields, params) {
-            should.push((Occur::Should, boosted(bonus.query, bonus.boost)));
+            should.push((Occur::Should, boosted(bonus.query(), bonus.boost)));
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !should.is_empty() {
@@ -797,8 +798,6 @@ pub struct SplitQuery {
 
 /// An optional phrase clause of a [`SplitQuery`].
 pub struct Bonus {
-    /// The unboosted query.
-    pub query: Box<dyn Query>,
     pub boost: f32,
     /// What the query matches: its terms at their offsets (one term: a term query), within
     /// `slop` (`search::taat` scores them without the query).
@@ -809,7 +808,6 @@ pub struct Bonus {
 impl Bonus {
     fn new(field: Field, phrase: &Phrase, slop: u32, boost: f32) -> Bonus {
         Bonus {
-            query: phrase_query(field, phrase, slop),
             boost,
             terms: phrase
                 .terms
@@ -817,6 +815,18 @@ impl Bonus {
                 .map(|(offset, text)| (*offset, Term::from_field_text(field, text)))
                 .collect(),
             slop,
+        }
+    }
+
+    /// The unboosted query ([`phrase_query`] of the terms), made when asked: `search::taat`
+    /// scores exact phrases without it.
+    pub fn query(&self) -> Box<dyn Query> {
+        match self.terms.as_slice() {
+            [(_, term)] => Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+            terms => Box::new(PhraseQuery::new_with_offset_and_slop(
+                terms.to_vec(),
+                self.slop,
+            )),
         }
     }
 }

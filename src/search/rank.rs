@@ -122,6 +122,11 @@ impl<'a> Candidates<'a> {
         })
     }
 
+    /// Room for `more` candidates.
+    pub fn reserve(&mut self, more: usize) {
+        self.by_key.reserve(more);
+    }
+
     pub fn add_article(&mut self, addr: DocAddress, score: f32) -> Result<(), SearchError> {
         let key = self.key(addr)?;
         let entry = self.entry(key);
@@ -367,14 +372,25 @@ impl<'w> Probe<'w> {
 /// full score, ties in document order; an article none of whose sections match gets its first
 /// section, and an article of one section that one. Reads only the postings of the keys,
 /// checking each clause at the documents of articles of several sections.
+///
+/// With `required` queries (quoted phrases, at most [`MAX_REQUIRED`]), the query is a
+/// `BooleanQuery` of `split`'s clauses as one optional clause and `required` as required ones:
+/// only sections matching every required query are in the running, scored the required
+/// queries' sum plus the optional clauses' (as tantivy sums them), and an article none of whose
+/// sections match them all gets no section here.
 pub fn best_sections(
     searcher: &Searcher,
     stats: &KindStatistics,
     split: &SplitQuery,
+    required: &[Box<dyn Query>],
     key_field: Field,
     kind_field: Field,
     keys: &[u64],
 ) -> tantivy::Result<HashMap<u64, DocAddress>> {
+    assert!(
+        required.len() <= MAX_REQUIRED,
+        "at most {MAX_REQUIRED} required queries"
+    );
     let section_kind = Term::from_field_text(kind_field, super::index::KIND_SECTION);
     let is_section = TermQuery::new(section_kind, IndexRecordOption::Basic)
         .weight(EnableScoring::disabled_from_searcher(searcher))?;
@@ -411,8 +427,11 @@ pub fn best_sections(
     // (key → (score, address)), best so far; an article of one section needs no scoring.
     let mut best: FxHashMap<u64, (Option<Score>, DocAddress)> = FxHashMap::default();
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
+    let required = weights(required, scoring)?;
+    // Every section is scored when some may not match the required queries.
+    let scored_all = !required.is_empty();
     // The term clauses, then the bonuses, as the whole query sums them.
-    let (terms, phrases, bonuses) = if sections_of.values().any(|&n| n > 1) {
+    let (terms, phrases, bonuses) = if scored_all || sections_of.values().any(|&n| n > 1) {
         let phrases = PhraseClauses::new(searcher, stats, &split.bonuses)?;
         let bonuses = match phrases {
             Some(_) => Vec::new(),
@@ -434,9 +453,23 @@ pub fn best_sections(
     {
         let (scored, scored_keys): (Vec<DocId>, Vec<u64>) = docs
             .iter()
-            .filter(|(_, key)| sections_of[key] > 1)
+            .filter(|(_, key)| scored_all || sections_of[key] > 1)
             .copied()
             .unzip();
+        // The sum of the required queries' scores at each scored section, if it matches them all
+        // (an intersection sums its two clauses in either order: the same float).
+        let mut required_scores: Vec<Option<Score>> = Vec::with_capacity(scored.len());
+        if scored_all {
+            let mut probes = probes(&required);
+            for &doc in &scored {
+                let mut sum: Option<Score> = Some(0.0);
+                for probe in &mut probes {
+                    let score = probe.score(reader, doc)?;
+                    sum = sum.zip(score).map(|(a, b)| a + b);
+                }
+                required_scores.push(sum);
+            }
+        }
         let mut scores: Vec<Option<Score>> = vec![None; scored.len()];
         if let Some(terms) = &terms {
             terms.add_scores_at(ord, reader, &scored, &mut scores)?;
@@ -457,9 +490,11 @@ pub fn best_sections(
                 reader,
                 &scored,
                 &mut |i, bound| {
-                    floors
-                        .get(&scored_keys[i])
-                        .is_some_and(|&floor| cannot_reach(before[i], bound, f64::from(floor)))
+                    // (The required queries' scores differ between sections: no floor then.)
+                    !scored_all
+                        && floors
+                            .get(&scored_keys[i])
+                            .is_some_and(|&floor| cannot_reach(before[i], bound, f64::from(floor)))
                 },
                 &mut |i, s| {
                     *scores[i].get_or_insert(0.0) += s;
@@ -467,10 +502,11 @@ pub fn best_sections(
             )?;
         }
         let mut scores = scores.into_iter();
+        let mut required_scores = required_scores.into_iter();
         let mut probes = probes(&bonuses);
         for (doc, key) in docs {
             let addr = DocAddress::new(ord as u32, doc);
-            if sections_of[&key] == 1 {
+            if !scored_all && sections_of[&key] == 1 {
                 best.insert(key, (None, addr));
                 continue;
             }
@@ -479,6 +515,13 @@ pub fn best_sections(
                 if let Some(s) = probe.score(reader, doc)? {
                     *score.get_or_insert(0.0) += s;
                 }
+            }
+            if scored_all {
+                // Required first, then the optional clauses, as tantivy combines them.
+                let Some(required) = required_scores.next().flatten() else {
+                    continue;
+                };
+                score = Some(score.map_or(required, |optional| required + optional));
             }
             let entry = best.entry(key).or_insert((score, addr));
             // Documents arrive in address order: only a strictly better score replaces.
@@ -497,6 +540,10 @@ pub fn best_sections(
         .map(|(key, (_, addr))| (key, addr))
         .collect())
 }
+
+/// Required queries up to which [`best_sections`] scores like tantivy does, bit for bit: an
+/// intersection of two sums them in either order, of more in the order of their costs.
+pub const MAX_REQUIRED: usize = 2;
 
 fn probes(weights: &[Box<dyn Weight>]) -> Vec<Probe<'_>> {
     weights.iter().map(|w| Probe::new(w.as_ref())).collect()
@@ -635,7 +682,7 @@ fn bonus_weights(
     split
         .bonuses
         .iter()
-        .map(|bonus| BoostQuery::new(bonus.query.box_clone(), bonus.boost).weight(scoring))
+        .map(|bonus| BoostQuery::new(bonus.query(), bonus.boost).weight(scoring))
         .collect()
 }
 
@@ -692,10 +739,27 @@ pub fn two_phase_top(
         (None, Some(TermClauses::new(searcher, stats, &split.terms)?))
     };
     let mut matched = 0usize;
-    let synonyms = match extra {
-        Extra::Matches(query) if !prune => Some(query.weight(unscored)?),
+    // With required queries whose every match the term clauses match (quoted phrases), their
+    // documents, usually few, are the ones scored: not every document of every term. The
+    // documents matched by `extra` alone are then none: admitted, they match the required
+    // queries, hence the term clauses.
+    let driver = match (&clauses, required) {
+        (Some(_), [_, ..]) => Some(
+            tantivy::query::BooleanQuery::new(
+                required
+                    .iter()
+                    .map(|q| (tantivy::query::Occur::Must, q.box_clone()))
+                    .collect(),
+            )
+            .weight(unscored)?,
+        ),
         _ => None,
     };
+    let synonyms = match extra {
+        Extra::Matches(query) if !prune && driver.is_none() => Some(query.weight(unscored)?),
+        _ => None,
+    };
+    let mut driven: Vec<DocId> = Vec::new();
     // Documents the synonyms alone match: no term clause matches them, so their bonuses are
     // their whole score.
     let mut bonus_only: Vec<(Score, DocAddress)> = Vec::new();
@@ -709,6 +773,18 @@ pub fn two_phase_top(
                 }
                 top.threshold
             })?;
+        } else if let (Some(clauses), Some(driver)) = (&clauses, &driver) {
+            driven.clear();
+            driver.for_each_no_score(reader, &mut |docs| driven.extend_from_slice(docs))?;
+            driven.retain(|&doc| admit.admits(doc));
+            let mut scores: Vec<Option<Score>> = vec![None; driven.len()];
+            clauses.add_scores_at(ord as usize, reader, &driven, &mut scores)?;
+            for (&doc, score) in driven.iter().zip(scores) {
+                if let Some(score) = score {
+                    matched += 1;
+                    top.offer(score, DocAddress::new(ord, doc));
+                }
+            }
         } else if let Some(clauses) = &clauses {
             let mut seen = synonyms
                 .as_ref()

@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use crate::analyzer::analyzer;
 
@@ -31,7 +32,7 @@ const MAX_RUN_ON_CHARS: usize = 32;
 const LEAD_CHARS: usize = 20;
 
 /// A snippet of `text` of at most `max_chars` characters around the matches of `terms`.
-pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String {
+pub fn snippet<S: BuildHasher>(text: &str, terms: &HashSet<String, S>, max_chars: usize) -> String {
     snippet_with(text, &Matcher::Analyze(terms), max_chars)
 }
 
@@ -39,10 +40,10 @@ pub fn snippet(text: &str, terms: &HashSet<String>, max_chars: usize) -> String 
 /// nothing is analyzed at query time where they reach; the same snippet as [`snippet`] but where
 /// analysis of a long section's first MAX_ANALYZED_BYTES alone splits its last words differently.
 /// Marks that cannot be read (not made for this text) fall back to analysis.
-pub fn snippet_marked(
+pub fn snippet_marked<S: BuildHasher>(
     text: &str,
     marks: &[u8],
-    terms: &HashSet<String>,
+    terms: &HashSet<String, S>,
     max_chars: usize,
 ) -> String {
     match Marks::decode(marks, terms, text) {
@@ -133,7 +134,11 @@ struct Marks<'t> {
 }
 
 impl<'t> Marks<'t> {
-    fn decode(bytes: &[u8], terms: &'t HashSet<String>, text: &str) -> Option<Marks<'t>> {
+    fn decode<S: BuildHasher>(
+        bytes: &[u8],
+        terms: &'t HashSet<String, S>,
+        text: &str,
+    ) -> Option<Marks<'t>> {
         let mut at = 0;
         let covered = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
         let n_terms = usize::try_from(get_varint(bytes, &mut at)?).ok()?;
@@ -189,7 +194,7 @@ struct TermFilter {
 }
 
 impl TermFilter {
-    fn new(terms: &HashSet<String>) -> TermFilter {
+    fn new<S: BuildHasher>(terms: &HashSet<String, S>) -> TermFilter {
         let mut bits = [0u64; 16];
         for term in terms {
             let at = Self::slot(term);
@@ -214,15 +219,15 @@ impl TermFilter {
 }
 
 /// Where matches come from: analysis of the text, or its marks (analysis past them).
-enum Matcher<'a, 't> {
-    Analyze(&'t HashSet<String>),
-    Marked(&'a Marks<'t>, &'t HashSet<String>),
+enum Matcher<'a, 't, S> {
+    Analyze(&'t HashSet<String, S>),
+    Marked(&'a Marks<'t>, &'t HashSet<String, S>),
 }
 
 /// A match: `(offset_from, offset_to, term)`, byte offsets into the text.
 type Match<'t> = (usize, usize, &'t str);
 
-impl<'t> Matcher<'_, 't> {
+impl<'t, S: BuildHasher> Matcher<'_, 't, S> {
     /// Appends the matches in `text[start..end]`, as [`find_matches`].
     fn find(&self, text: &str, start: usize, end: usize, out: &mut Vec<Match<'t>>) {
         match self {
@@ -252,7 +257,11 @@ fn push_match<'t>(matches: &mut Vec<Match<'t>>, from: usize, to: usize, term: &'
     matches.push((from, to, term));
 }
 
-fn snippet_with(text: &str, matcher: &Matcher<'_, '_>, max_chars: usize) -> String {
+fn snippet_with<S: BuildHasher>(
+    text: &str,
+    matcher: &Matcher<'_, '_, S>,
+    max_chars: usize,
+) -> String {
     // The window is chosen among all the matches of the section's first MAX_ANALYZED_BYTES: the
     // marks hold them (analysis of that much text is only the fallback for a section without).
     let mut matches = Vec::new();
@@ -318,11 +327,11 @@ fn word_break_after(text: &str, at: usize) -> usize {
 
 /// Appends the matches of `terms` in `text[start..end]` (byte offsets into `text`); a word and
 /// its sub-words overlap: the outer span is kept.
-fn find_matches<'t>(
+fn find_matches<'t, S: BuildHasher>(
     text: &str,
     start: usize,
     end: usize,
-    terms: &'t HashSet<String>,
+    terms: &'t HashSet<String, S>,
     matches: &mut Vec<Match<'t>>,
 ) {
     for token in analyzer().analyze(&text[start..end]) {
@@ -355,8 +364,23 @@ fn is_break(c: char) -> bool {
 /// `None` without matches. Characters are counted between matches, never indexed for the whole
 /// text: a section's matches may lie anywhere in its first MAX_ANALYZED_BYTES.
 fn best_window(text: &str, matches: &[Match<'_>], max_chars: usize) -> Option<(usize, usize)> {
-    // Matches in characters (sorted and disjoint: `push_match` merges overlaps).
-    let mut spans: Vec<(usize, usize, &str)> = Vec::with_capacity(matches.len());
+    let first = matches[best_first_match(text, matches, max_chars)?].0;
+    let lead = LEAD_CHARS.min(max_chars / 4);
+    let from = bytes_before(text, first, lead);
+    let to = bytes_after(text, from, max_chars);
+    // Near the end of the text the window starts earlier, to show `max_chars` all the same.
+    Some((bytes_before(text, to, max_chars).min(from), to))
+}
+
+/// The first match of [`best_window`]'s window: of all windows that start at a match and hold
+/// the matches ending within `max_chars` less the lead of its start, the one of the most
+/// distinct terms, then the most matches, the first winning.
+fn best_first_match(text: &str, matches: &[Match<'_>], max_chars: usize) -> Option<usize> {
+    // Matches in characters (sorted and disjoint: `push_match` merges overlaps), each with the
+    // number of its term (the terms come from one set: equal terms are mostly the same string,
+    // compared by address first).
+    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(matches.len());
+    let mut distinct_terms: Vec<&str> = Vec::new();
     let (mut byte, mut chars) = (0, 0);
     for &(from, to, term) in matches {
         chars += text.get(byte..from).map_or(0, |t| t.chars().count());
@@ -365,36 +389,56 @@ fn best_window(text: &str, matches: &[Match<'_>], max_chars: usize) -> Option<(u
             .get(from.max(byte)..to)
             .map_or(0, |t| t.chars().count());
         byte = to.max(byte);
-        spans.push((start, chars, term));
+        let number = match distinct_terms
+            .iter()
+            .position(|t| std::ptr::eq(t.as_ptr(), term.as_ptr()) && t.len() == term.len())
+            .or_else(|| distinct_terms.iter().position(|t| *t == term))
+        {
+            Some(n) => n,
+            None => {
+                distinct_terms.push(term);
+                distinct_terms.len() - 1
+            }
+        };
+        spans.push((start, chars, number));
     }
     let lead = LEAD_CHARS.min(max_chars / 4);
+    let reach = max_chars.saturating_sub(lead);
     let mut best = (0usize, 0usize); // (distinct terms, matches), first wins
     let mut best_match = None;
-    // A window holds a handful of terms: a reused list beats a set per window.
-    let mut distinct: Vec<&str> = Vec::new();
+    // The window of each match: it and the matches after it that end within reach of its
+    // start. Matches end in increasing order, so the window's end only moves forward.
+    let mut in_window = vec![0u32; distinct_terms.len()];
+    let (mut end, mut distinct) = (0usize, 0usize);
     for (i, &(start, _, _)) in spans.iter().enumerate() {
-        distinct.clear();
-        let mut count = 0;
-        for &(s, e, term) in &spans[i..] {
-            if e > start + max_chars.saturating_sub(lead) || s < start {
+        if end < i {
+            end = i;
+        }
+        while let Some(&(_, e, n)) = spans.get(end) {
+            if e > start + reach {
                 break;
             }
-            if !distinct.contains(&term) {
-                distinct.push(term);
+            if in_window[n] == 0 {
+                distinct += 1;
             }
-            count += 1;
+            in_window[n] += 1;
+            end += 1;
         }
-        let score = (distinct.len(), count);
+        let score = (distinct, end - i);
         if score > best {
             best = score;
             best_match = Some(i);
         }
+        // This match leaves the window before the next one's.
+        if end > i {
+            let n = spans[i].2;
+            in_window[n] -= 1;
+            if in_window[n] == 0 {
+                distinct -= 1;
+            }
+        }
     }
-    let first = matches[best_match?].0;
-    let from = bytes_before(text, first, lead);
-    let to = bytes_after(text, from, max_chars);
-    // Near the end of the text the window starts earlier, to show `max_chars` all the same.
-    Some((bytes_before(text, to, max_chars).min(from), to))
+    best_match
 }
 
 /// The byte offset `n` characters after byte `at` of `text` (a character boundary), its end at
@@ -448,7 +492,7 @@ mod tests {
             .chain(["账单", "云盘", "ecs", "a", ""].map(String::from))
             .collect();
         let (kept, others) = words.split_at(100);
-        let filter = TermFilter::new(&kept.iter().cloned().collect());
+        let filter = TermFilter::new(&kept.iter().cloned().collect::<HashSet<String>>());
         assert!(kept.iter().all(|w| filter.may_hold(w)));
         // A filter, not a pass: some words that are not terms are stopped.
         assert!(others.iter().any(|w| !filter.may_hold(w)));
@@ -587,6 +631,71 @@ mod tests {
                 expected,
                 "{marks:?}"
             );
+        }
+    }
+
+    /// The window of the most distinct terms, then matches, the first winning, by trying every
+    /// match as the window's first (what `best_window` finds in one pass).
+    fn best_window_by_every_start(
+        text: &str,
+        matches: &[Match<'_>],
+        max_chars: usize,
+    ) -> Option<usize> {
+        let mut spans: Vec<(usize, usize, &str)> = Vec::new();
+        let (mut byte, mut chars) = (0, 0);
+        for &(from, to, term) in matches {
+            chars += text[byte..from].chars().count();
+            let start = chars;
+            chars += text[from..to].chars().count();
+            byte = to;
+            spans.push((start, chars, term));
+        }
+        let reach = max_chars - LEAD_CHARS.min(max_chars / 4);
+        let mut best = ((0, 0), None);
+        for (i, &(start, _, _)) in spans.iter().enumerate() {
+            let window: Vec<&str> = spans[i..]
+                .iter()
+                .take_while(|&&(_, e, _)| e <= start + reach)
+                .map(|&(_, _, t)| t)
+                .collect();
+            let distinct: HashSet<&str> = window.iter().copied().collect();
+            let score = (distinct.len(), window.len());
+            if score > best.0 {
+                best = (score, Some(i));
+            }
+        }
+        best.1
+    }
+
+    #[test]
+    fn the_window_is_the_best_of_every_start() {
+        let mut rng = crate::route::train::SplitMix::new(7);
+        let words = ["ssh", "port", "账单", "refund", "退款"];
+        for _ in 0..500 {
+            let mut text = String::new();
+            let mut spans = Vec::new();
+            for _ in 0..rng.below(60) {
+                text.push_str(&"x".repeat(rng.below(30)));
+                text.push_str(&"中".repeat(rng.below(3)));
+                let word = words[rng.below(words.len())];
+                let from = text.len();
+                text.push_str(word);
+                spans.push((from, text.len()));
+            }
+            // Each match's term a string of its own: terms are told apart by their text.
+            let owned: Vec<String> = spans.iter().map(|&(f, t)| text[f..t].to_string()).collect();
+            let matches: Vec<Match<'_>> = spans
+                .iter()
+                .zip(&owned)
+                .map(|(&(f, t), term)| (f, t, term.as_str()))
+                .collect();
+            for max_chars in [10, 40, 160] {
+                assert_eq!(
+                    best_first_match(&text, &matches, max_chars),
+                    best_window_by_every_start(&text, &matches, max_chars),
+                    "{text} {max_chars}"
+                );
+            }
         }
     }
 
