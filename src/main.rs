@@ -30,7 +30,7 @@ enum Command {
     /// Search the index.
     Search(search::SearchArgs),
     /// Train a ticket router.
-    Train(route::TrainArgs),
+    Train(Box<route::TrainArgs>),
     /// Classify tickets.
     Classify(route::ClassifyArgs),
     /// Route JSONL tickets (stdin → stdout).

@@ -332,6 +332,41 @@ fn linear_arch_learns_and_reloads() {
 }
 
 #[test]
+fn attention_member_learns_reloads_and_explains() {
+    let data = tiny_data();
+    let mut opts = tiny_options(5);
+    opts.epochs = 8;
+    // The attention network as the ensemble's first member, as a plain network: alone, it has
+    // to learn the tiny data set itself.
+    opts.extra.clear();
+    opts.arch = Arch::Attention;
+    opts.heads = 2;
+    opts.conv = 8;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let report = train::train(&data, Some(&data), &opts, dirs[0].path()).unwrap();
+    assert!(
+        report.epoch_loss.last() < report.epoch_loss.first(),
+        "loss did not fall: {:?}",
+        report.epoch_loss
+    );
+    assert!(report.dev_accuracy >= 0.9, "{}", report.dev_accuracy);
+    let c = Classifier::load(dirs[0].path()).unwrap();
+    assert_eq!(c.config().model.arch, Arch::Attention);
+    let label = |t: &str| c.labels()[c.predict(t).best].clone();
+    assert_eq!(label("请问发票什么时候寄出"), "billing");
+    assert_eq!(label("ssl certificate renewal"), "security");
+    // Explanations credit the words the attention network read.
+    let (p, words) = c.explain("发票抬头写错了", 3);
+    assert_eq!(c.labels()[p.best], "billing");
+    assert!(!words.is_empty() && words[0].weight > 0.0, "{words:?}");
+    // Deterministic for a seed.
+    train::train(&data, Some(&data), &opts, dirs[1].path()).unwrap();
+    let weights =
+        |d: &tempfile::TempDir| std::fs::read(d.path().join("model.safetensors")).unwrap();
+    assert_eq!(weights(&dirs[0]), weights(&dirs[1]));
+}
+
+#[test]
 fn diverging_training_is_an_error_not_a_broken_model() {
     let data = tiny_data();
     let dir = tempfile::tempdir().unwrap();

@@ -73,8 +73,9 @@ pub struct TrainArgs {
     pub optimizer: Option<String>,
     /// Further ensemble members after the one the flags describe: `linear`
     /// (`TrainOptions::linear_member`), `embedding` (the first member again, its own seed),
-    /// `fasttext` (`TrainOptions::fasttext_member`); comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext"])]
+    /// `fasttext` (`TrainOptions::fasttext_member`), `attention`
+    /// (`TrainOptions::attention_member`); comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext", "attention"])]
     pub members: Option<Vec<String>>,
     /// Train the embedding network alone, without the sparse linear TF-IDF member
     /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
@@ -119,6 +120,35 @@ pub struct TrainArgs {
     /// Loss weight of the training examples labelled `oos` (data with that class only).
     #[arg(long)]
     pub oos_weight: Option<f64>,
+    /// Embedding member: max pooling of the feature embeddings next to the weighted mean.
+    #[arg(long)]
+    pub max_pool: bool,
+    /// Candidate members, each kept only when it lowers the ensemble's dev NLL: `fasttext`
+    /// (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`);
+    /// comma-separated (default: the built-in list).
+    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention"])]
+    pub candidates: Option<Vec<String>>,
+    /// Attention member: embedding width.
+    #[arg(long)]
+    pub attention_dim: Option<usize>,
+    /// Attention member: filters of its width-3 convolution (0: none).
+    #[arg(long)]
+    pub attention_conv: Option<usize>,
+    /// Attention member: attention heads.
+    #[arg(long)]
+    pub attention_heads: Option<usize>,
+    /// Attention member: max pooling over positions next to attention pooling.
+    #[arg(long)]
+    pub attention_max_pool: bool,
+    /// Attention member: epochs.
+    #[arg(long)]
+    pub attention_epochs: Option<usize>,
+    /// Attention member: examples per training step.
+    #[arg(long)]
+    pub attention_batch_size: Option<usize>,
+    /// Attention member: peak learning rate.
+    #[arg(long)]
+    pub attention_lr: Option<f64>,
     /// Abstain on tickets more unfamiliar (share of word weight never seen in training) than
     /// all but this share of the in-scope dev rows; 0 turns that abstention off.
     #[arg(long)]
@@ -159,6 +189,7 @@ impl TrainArgs {
             oos_weight: self.oos_weight.unwrap_or(d.oos_weight),
             novelty_share: self.novelty_share.unwrap_or(d.novelty_share),
             joint_temperatures: self.joint_temperatures || d.joint_temperatures,
+            max_pool: self.max_pool || d.max_pool,
             features: FeatureConfig {
                 buckets: self.buckets.unwrap_or(d.features.buckets).max(1),
                 char_ngram_min: self.char_ngram_min.unwrap_or(d.features.char_ngram_min),
@@ -167,6 +198,21 @@ impl TrainArgs {
                 word_buckets: self.word_buckets.unwrap_or(d.features.word_buckets),
                 ..d.features.clone()
             },
+            ..d
+        }
+    }
+
+    /// [`TrainOptions::attention_member`] with the `--attention-*` flags.
+    fn attention_member(&self) -> TrainOptions {
+        let d = TrainOptions::attention_member();
+        TrainOptions {
+            dim: self.attention_dim.unwrap_or(d.dim),
+            conv: self.attention_conv.unwrap_or(d.conv),
+            heads: self.attention_heads.unwrap_or(d.heads),
+            batch_size: self.attention_batch_size.unwrap_or(d.batch_size).max(1),
+            max_pool: self.attention_max_pool || d.max_pool,
+            epochs: self.attention_epochs.unwrap_or(d.epochs),
+            lr: self.attention_lr.unwrap_or(d.lr),
             ..d
         }
     }
@@ -184,6 +230,15 @@ impl TrainArgs {
         }
         let mut opts = self.options();
         opts.extra.clear();
+        if let Some(names) = &self.candidates {
+            opts.candidates = names
+                .iter()
+                .map(|m| match m.as_str() {
+                    "attention" => self.attention_member(),
+                    _ => TrainOptions::fasttext_member(),
+                })
+                .collect();
+        }
         if self.single || self.no_candidates {
             opts.candidates.clear();
         }
@@ -197,6 +252,7 @@ impl TrainArgs {
                     // The first member again (same flags), with its own seed.
                     "embedding" => first.clone(),
                     "fasttext" => TrainOptions::fasttext_member(),
+                    "attention" => self.attention_member(),
                     _ => {
                         let d = opts.linear_member();
                         TrainOptions {

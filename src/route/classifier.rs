@@ -296,7 +296,7 @@ impl Classifier {
         self.members
             .iter()
             .zip(features)
-            .map(|((_, model), f)| model.logits(&f.ids))
+            .map(|((_, model), f)| model.logits_of(&f.ids, &f.token_of))
             .collect()
     }
 
@@ -396,7 +396,7 @@ impl Classifier {
         let share = 1.0 / self.members.len() as f32;
         let mut per_token = vec![0f32; tokens.len()];
         for ((_, model), f) in self.members.iter().zip(&features) {
-            let contributions = model.contrast_contributions(&f.ids, prediction.best);
+            let contributions = model.contrast_contributions(&f.ids, &f.token_of, prediction.best);
             for (c, &t) in contributions.iter().zip(&f.token_of) {
                 per_token[t as usize] += share * c;
             }

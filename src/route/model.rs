@@ -1,14 +1,19 @@
 //! The candle model: a fastText-style bag of feature embeddings, pooled as a weighted mean (each
 //! feature weighs its training IDF, so rare, telling words and n-grams count more than `the` and
 //! `如何`; features never seen in training weigh 0, their rows hold nothing learned), then an
-//! optional hidden layer (ReLU) and a linear layer to the label logits.
+//! optional hidden layer (ReLU) and a linear layer to the label logits. Two other architectures
+//! share the embedding table and its storage: a sparse linear model ([`Arch::Linear`]) and an
+//! attention network over the text's words in order ([`Arch::Attention`]: word vectors built
+//! from their features, an optional width-3 convolution, attention pooling with one or more
+//! heads); see [`Arch`].
 //!
 //! Owns: the layers (`new(vb)` with names via `vb.pp`), `forward`, and [`PlainModel`], the same
 //! weights copied into plain `Vec<f32>` at load time so one ticket costs microseconds, not a
 //! candle graph. Must never: train (that is `train.rs`).
 //!
 //! Weights in `model.safetensors`: `embedding.weight` `[rows, dim]` (stored as f16 to keep the
-//! model directory small), `feature_weight` `[rows]`, `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`.
+//! model directory small), `feature_weight` `[rows]`, `hidden.weight`/`hidden.bias` (when `hidden > 0`), `out.weight`/`out.bias`;
+//! [`Arch::Attention`] adds `query` `[heads, width]` and `conv.weight`/`conv.bias` (when `conv > 0`).
 //! Saved sparse ([`SPARSE_ROWS`]): `embedding.rows` lists the rows stored, the only ones a training
 //! example has (most hash buckets are empty); a model without it is read as dense.
 
@@ -107,6 +112,57 @@ pub enum Arch {
     /// A sparse linear model, as TF-IDF + logistic regression: each feature row holds one weight
     /// per label (`dim` = labels) and the logits are the pooled rows plus a bias, no bottleneck.
     Linear,
+    /// Attention pooling over the text's tokens, in order: each token's vector is the IDF-weighted
+    /// mean of its features' embeddings (as fastText builds a word vector from the word and its
+    /// n-grams), then optionally one convolution of width 3 (`conv` filters, ReLU) over the
+    /// sequence, then a learned query scores each position and the softmax of the scores weighs
+    /// the positions into one vector (with `max_pool`, the maximum over positions next to it),
+    /// then a linear layer. Reads the first [`MAX_TOKENS`] tokens that have a known feature.
+    Attention,
+}
+
+/// Tokens an [`Arch::Attention`] network reads: the first ones with a feature seen in training.
+pub const MAX_TOKENS: usize = 64;
+
+/// Attention priors per position and `(position, index into ids, coefficient)` per feature
+/// occurrence: see [`token_sequence`].
+pub type TokenSequence = (Vec<f32>, Vec<(usize, usize, f32)>);
+
+/// The token sequence of one text for [`Arch::Attention`]: each position's attention prior, the
+/// log of its features' summed pooling weight (IDF), so that attention starts as the IDF-weighted
+/// mean of the bag (at least one position: a text without a known feature is one zero vector
+/// with prior 0), and, for each feature occurrence that counts, `(position, index into ids,
+/// coefficient)`; a position's coefficients add up to 1.
+pub fn token_sequence(ids: &[u32], token_of: &[u32], weights: &[f32]) -> TokenSequence {
+    let w = |id: u32| weights.get(id as usize).copied().unwrap_or(0.0);
+    let mut tokens: Vec<u32> = (0..ids.len())
+        .filter(|&i| w(ids[i]) > 0.0)
+        .map(|i| token_of[i])
+        .collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    tokens.truncate(MAX_TOKENS);
+    let mut total = vec![0f32; tokens.len()];
+    let mut out = Vec::new();
+    for (i, (&id, t)) in ids.iter().zip(token_of).enumerate() {
+        let weight = w(id);
+        if weight <= 0.0 {
+            continue;
+        }
+        if let Ok(pos) = tokens.binary_search(t) {
+            total[pos] += weight;
+            out.push((pos, i, weight));
+        }
+    }
+    for entry in &mut out {
+        entry.2 /= total[entry.0];
+    }
+    let prior = if total.is_empty() {
+        vec![0.0]
+    } else {
+        total.iter().map(|t| t.ln()).collect()
+    };
+    (prior, out)
 }
 
 /// Shape of the network; saved in `config.json`.
@@ -127,12 +183,48 @@ pub struct ModelConfig {
     /// Pool feature ids below this and from this on as two groups (grouped feature layout).
     #[serde(default)]
     pub group_split: Option<u32>,
+    /// [`Arch::Embedding`]: the head sees the pooled mean and, next to it, the element-wise
+    /// maximum over the embeddings of the features that count (pooling coefficient > 0), so
+    /// `2 · dim` values: max pooling adds a non-linearity the weighted mean lacks.
+    #[serde(default)]
+    pub max_pool: bool,
+    /// [`Arch::Attention`]: filters of the width-3 convolution over the token sequence (0: none).
+    #[serde(default)]
+    pub conv: usize,
+    /// [`Arch::Attention`]: attention heads, each a query of its own and a pooled vector of its
+    /// own; the head sees them side by side.
+    #[serde(default = "one_head")]
+    pub heads: usize,
+}
+
+fn one_head() -> usize {
+    1
+}
+
+impl ModelConfig {
+    /// Width of one position of an [`Arch::Attention`] network's sequence.
+    pub fn token_width(&self) -> usize {
+        if self.conv > 0 { self.conv } else { self.dim }
+    }
+
+    /// Width of the pooled vector the head sees.
+    pub fn pooled_width(&self) -> usize {
+        let one = match self.arch {
+            Arch::Linear => return self.labels,
+            Arch::Embedding => self.dim,
+            Arch::Attention => {
+                return self.token_width() * (self.heads.max(1) + self.max_pool as usize);
+            }
+        };
+        if self.max_pool { 2 * one } else { one }
+    }
 }
 
 /// The network, candle style: a struct of layers.
 pub struct RouterModel {
     pub pooling: Pooling,
     pub group_split: Option<u32>,
+    pub max_pool: bool,
     pub embedding: Tensor,
     /// Pooling weight of each feature row (IDF on the training data).
     pub feature_weight: Tensor,
@@ -141,6 +233,9 @@ pub struct RouterModel {
     pub out: Option<Linear>,
     /// `out.bias` of [`Arch::Linear`].
     pub bias: Option<Tensor>,
+    /// [`Arch::Attention`]: the convolution (`[filters, 3·dim]`, over the previous, the current
+    /// and the next position) and the queries `[heads, token width]`.
+    pub attention: Option<(Option<Linear>, Tensor)>,
 }
 
 impl RouterModel {
@@ -163,25 +258,41 @@ impl RouterModel {
             return Ok(RouterModel {
                 pooling: cfg.pooling,
                 group_split: cfg.group_split,
+                max_pool: false,
                 embedding,
                 feature_weight,
                 hidden: None,
                 out: None,
                 bias: Some(bias),
+                attention: None,
             });
         }
+        let pooled = cfg.pooled_width();
         let (hidden, head_in) = if cfg.hidden > 0 {
             (
-                Some(candle_nn::linear(cfg.dim, cfg.hidden, vb.pp("hidden"))?),
+                Some(candle_nn::linear(pooled, cfg.hidden, vb.pp("hidden"))?),
                 cfg.hidden,
             )
         } else {
-            (None, cfg.dim)
+            (None, pooled)
         };
         let out = candle_nn::linear(head_in, cfg.labels, vb.pp("out"))?;
+        let attention = if cfg.arch == Arch::Attention {
+            let conv = (cfg.conv > 0)
+                .then(|| candle_nn::linear(3 * cfg.dim, cfg.conv, vb.pp("conv")))
+                .transpose()?;
+            Some((
+                conv,
+                vb.get((cfg.heads.max(1), cfg.token_width()), "query")?,
+            ))
+        } else {
+            None
+        };
         Ok(RouterModel {
+            attention,
             pooling: cfg.pooling,
             group_split: cfg.group_split,
+            max_pool: cfg.max_pool,
             embedding,
             feature_weight,
             hidden,
@@ -203,19 +314,97 @@ impl RouterModel {
         }
     }
 
-    /// Logits `[batch, labels]` for a batch given as a pooling matrix `[batch, n]` over the
-    /// embedding rows `rows` `[n]` (row `j` of the batch is `Σ pool[j,i] · E[rows[i]]`).
-    pub fn forward_pooled_rows(&self, pool: &Tensor, rows: &Tensor) -> Result<Tensor> {
-        let e = self.embedding.index_select(rows, 0)?;
-        self.head(&pool.matmul(&e)?)
+    /// Pooled vectors `[batch, pooled width]` of a batch laid out by [`batch_layout`], from the
+    /// embeddings `[n, dim]` of its rows (`layout.rows`).
+    pub fn pooled(&self, layout: &BatchLayout, row_embeddings: &Tensor) -> Result<Tensor> {
+        let mean = layout.pool.matmul(row_embeddings)?;
+        let Some(max) = &layout.max else {
+            return Ok(mean);
+        };
+        let (batch, len) = max.mask.dims2()?;
+        let dim = row_embeddings.dim(1)?;
+        let gathered = row_embeddings
+            .index_select(&max.index, 0)?
+            .reshape((batch, len, dim))?
+            .broadcast_add(&max.mask.unsqueeze(2)?)?
+            .max(1)?
+            .broadcast_mul(&max.any)?;
+        Tensor::cat(&[&mean, &gathered], 1)
+    }
+
+    /// [`Arch::Attention`]: pooled vectors `[batch, pooled width]` of a batch laid out by
+    /// [`token_layout`], from the embeddings `[n, dim]` of its rows (`layout.rows`).
+    pub fn attention_pooled(
+        &self,
+        layout: &TokenLayout,
+        row_embeddings: &Tensor,
+    ) -> Result<Tensor> {
+        let Some((conv, query)) = &self.attention else {
+            candle_core::bail!("not an attention network");
+        };
+        let (batch, len) = layout.mask.dims2()?;
+        let dim = row_embeddings.dim(1)?;
+        let parts = row_embeddings
+            .index_select(&layout.feature, 0)?
+            .broadcast_mul(&layout.coefficient)?;
+        let tokens = Tensor::zeros((batch * len, dim), parts.dtype(), parts.device())?
+            .index_add(&layout.position, &parts, 0)?
+            .reshape((batch, len, dim))?;
+        let seq = match conv {
+            Some(conv) => {
+                let prev = tokens.pad_with_zeros(1, 1, 0)?.narrow(1, 0, len)?;
+                let next = tokens.pad_with_zeros(1, 0, 1)?.narrow(1, 1, len)?;
+                let x =
+                    Tensor::cat(&[&prev, &tokens, &next], 2)?.reshape((batch * len, 3 * dim))?;
+                conv.forward(&x)?.relu()?.reshape((batch, len, ()))?
+            }
+            None => tokens,
+        };
+        let width = seq.dim(2)?;
+        let heads = query.dim(0)?;
+        let scores = seq
+            .reshape((batch * len, width))?
+            .matmul(&query.t()?)?
+            .reshape((batch, len, heads))?
+            .broadcast_add(&layout.mask.unsqueeze(2)?)?;
+        // [batch, heads, len] · [batch, len, width] → [batch, heads · width].
+        let attention = candle_nn::ops::softmax(&scores, 1)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let pooled = attention
+            .matmul(&seq.contiguous()?)?
+            .reshape((batch, heads * width))?;
+        if !self.max_pool {
+            return Ok(pooled);
+        }
+        let max = seq.broadcast_add(&layout.padding.unsqueeze(2)?)?.max(1)?;
+        Tensor::cat(&[&pooled, &max], 1)
+    }
+
+    /// [`Arch::Attention`] logits for `(feature ids, token of each)` lists, the reference the
+    /// plain copy is tested against.
+    pub fn forward_tokens(&self, batch: &[(Vec<u32>, Vec<u32>)]) -> Result<Tensor> {
+        let dev = self.embedding.device();
+        let weights: Vec<f32> = self.feature_weight.to_dtype(DType::F32)?.to_vec1()?;
+        let layout = token_layout(batch, &weights, dev)?;
+        let e = self.embedding.index_select(&layout.rows, 0)?;
+        self.head(&self.attention_pooled(&layout, &e)?)
     }
 
     /// Logits for feature-id lists, the reference the plain copy is tested against.
     pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Tensor> {
         let dev = self.embedding.device();
         let weights: Vec<f32> = self.feature_weight.to_dtype(DType::F32)?.to_vec1()?;
-        let (pool, rows) = pooling_matrix(batch, &weights, self.pooling, self.group_split, dev)?;
-        self.forward_pooled_rows(&pool, &rows)
+        let layout = batch_layout(
+            batch,
+            &weights,
+            self.pooling,
+            self.group_split,
+            self.max_pool,
+            dev,
+        )?;
+        let e = self.embedding.index_select(&layout.rows, 0)?;
+        self.head(&self.pooled(&layout, &e)?)
     }
 
     /// Copies the weights into plain vectors for fast inference.
@@ -246,9 +435,18 @@ impl RouterModel {
                 (w, b, dim)
             }
         };
+        let attention = match &self.attention {
+            Some((conv, query)) => Some(PlainAttention {
+                conv: conv.as_ref().map(linear).transpose()?,
+                query: query.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+            }),
+            None => None,
+        };
         Ok(PlainModel {
             pooling: self.pooling,
             group_split: self.group_split,
+            max_pool: self.max_pool,
+            attention,
             dim,
             rows,
             embedding: emb.flatten_all()?.to_vec1()?,
@@ -310,6 +508,170 @@ pub fn sparse_tensors(
     Ok(out)
 }
 
+/// A batch of id lists as tensors: see [`batch_layout`].
+pub struct BatchLayout {
+    /// Pooling matrix `[batch, n]` over `rows`.
+    pub pool: Tensor,
+    /// The batch's unique embedding rows `[n]`.
+    pub rows: Tensor,
+    /// For max pooling: which of `rows` each example has.
+    pub max: Option<MaxLayout>,
+}
+
+/// The positions max pooling reads.
+pub struct MaxLayout {
+    /// `[batch · len]` indices into the batch's rows, example by example (padded).
+    pub index: Tensor,
+    /// `[batch, len]`: 0 where a feature counts, a large negative number at padding.
+    pub mask: Tensor,
+    /// `[batch, 1]`: 1 when an example has a feature that counts, else 0 (its maximum is 0).
+    pub any: Tensor,
+}
+
+/// A training batch laid out for a network's pooling.
+pub enum Layout {
+    Bag(BatchLayout),
+    Tokens(TokenLayout),
+}
+
+impl Layout {
+    /// The batch's unique embedding rows.
+    pub fn rows(&self) -> &Tensor {
+        match self {
+            Layout::Bag(l) => &l.rows,
+            Layout::Tokens(l) => &l.rows,
+        }
+    }
+}
+
+/// A batch of `(feature ids, token of each)` lists as tensors for [`Arch::Attention`].
+pub struct TokenLayout {
+    /// The batch's unique embedding rows `[n]`.
+    pub rows: Tensor,
+    /// `[m]`: for each feature occurrence that counts, its index into `rows`…
+    pub feature: Tensor,
+    /// …`[m, 1]` its coefficient in its token's vector…
+    pub coefficient: Tensor,
+    /// …`[m]` and its position, `example · len + token`.
+    pub position: Tensor,
+    /// `[batch, len]`: an example's attention priors at its positions, a large negative number
+    /// at padding.
+    pub mask: Tensor,
+    /// `[batch, len]`: 0 at an example's positions, a large negative number at padding.
+    pub padding: Tensor,
+}
+
+/// The [`TokenLayout`] of a batch (`weights[id]`: the pooling weight of a feature row; features
+/// of weight 0 do not count), see [`token_sequence`].
+pub fn token_layout(
+    batch: &[(Vec<u32>, Vec<u32>)],
+    weights: &[f32],
+    dev: &Device,
+) -> Result<TokenLayout> {
+    let sequences: Vec<TokenSequence> = batch
+        .iter()
+        .map(|(ids, token_of)| token_sequence(ids, token_of, weights))
+        .collect();
+    let len = sequences.iter().map(|s| s.0.len()).max().unwrap_or(1);
+    let mut index = std::collections::HashMap::new();
+    let mut rows: Vec<u32> = Vec::new();
+    let (mut feature, mut coefficient, mut position) = (Vec::new(), Vec::new(), Vec::new());
+    let mut mask = vec![-1e4f32; batch.len() * len];
+    let mut padding = vec![-1e4f32; batch.len() * len];
+    for (j, ((ids, _), (prior, entries))) in batch.iter().zip(&sequences).enumerate() {
+        mask[j * len..j * len + prior.len()].copy_from_slice(prior);
+        padding[j * len..j * len + prior.len()].fill(0.0);
+        for &(pos, i, c) in entries {
+            let local = *index.entry(ids[i]).or_insert_with(|| {
+                rows.push(ids[i]);
+                rows.len() - 1
+            });
+            feature.push(local as u32);
+            coefficient.push(c);
+            position.push((j * len + pos) as u32);
+        }
+    }
+    if rows.is_empty() {
+        // No feature counts anywhere: one zero-weighted read keeps the shapes valid.
+        rows.push(0);
+        feature.push(0);
+        coefficient.push(0.0);
+        position.push(0);
+    }
+    let m = feature.len();
+    Ok(TokenLayout {
+        rows: Tensor::from_vec(rows.clone(), rows.len(), dev)?,
+        feature: Tensor::from_vec(feature, m, dev)?,
+        coefficient: Tensor::from_vec(coefficient, (m, 1), dev)?,
+        position: Tensor::from_vec(position, m, dev)?,
+        mask: Tensor::from_vec(mask, (batch.len(), len), dev)?,
+        padding: Tensor::from_vec(padding, (batch.len(), len), dev)?,
+    })
+}
+
+/// [`pooling_matrix`], plus the max-pooling positions when `max_pool`.
+pub fn batch_layout(
+    batch: &[Vec<u32>],
+    weights: &[f32],
+    pooling: Pooling,
+    split: Option<u32>,
+    max_pool: bool,
+    dev: &Device,
+) -> Result<BatchLayout> {
+    let (pool, rows) = pooling_matrix(batch, weights, pooling, split, dev)?;
+    if !max_pool {
+        return Ok(BatchLayout {
+            pool,
+            rows,
+            max: None,
+        });
+    }
+    let row_list: Vec<u32> = rows.to_vec1()?;
+    let local: std::collections::HashMap<u32, u32> = row_list
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (r, i as u32))
+        .collect();
+    let counted: Vec<Vec<u32>> = batch
+        .iter()
+        .map(|ids| {
+            let mut seen: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|&id| weights.get(id as usize).copied().unwrap_or(0.0) > 0.0)
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen.into_iter().map(|id| local[&id]).collect()
+        })
+        .collect();
+    let len = counted.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut index = vec![0u32; batch.len() * len];
+    let mut mask = vec![-1e4f32; batch.len() * len];
+    let mut any = vec![0f32; batch.len()];
+    for (j, ids) in counted.iter().enumerate() {
+        for (i, &r) in ids.iter().enumerate() {
+            index[j * len + i] = r;
+            mask[j * len + i] = 0.0;
+        }
+        if ids.is_empty() {
+            // Nothing counts: the maximum is read from one padding position and zeroed by `any`.
+            mask[j * len] = 0.0;
+        } else {
+            any[j] = 1.0;
+        }
+    }
+    Ok(BatchLayout {
+        pool,
+        rows,
+        max: Some(MaxLayout {
+            index: Tensor::from_vec(index, batch.len() * len, dev)?,
+            mask: Tensor::from_vec(mask, (batch.len(), len), dev)?,
+            any: Tensor::from_vec(any, (batch.len(), 1), dev)?,
+        }),
+    })
+}
+
 /// Weighted-mean pooling matrix `[batch, unique rows]` and the unique rows, for a batch of id
 /// lists (`weights[id]`: the pooling weight of a feature row).
 pub fn pooling_matrix(
@@ -350,6 +712,11 @@ pub fn pooling_matrix(
 pub struct PlainModel {
     pub pooling: Pooling,
     pub group_split: Option<u32>,
+    /// The pooled vector is the weighted mean and the element-wise maximum (see
+    /// [`ModelConfig::max_pool`]).
+    pub max_pool: bool,
+    /// [`Arch::Attention`]'s convolution and query.
+    pub attention: Option<PlainAttention>,
     pub dim: usize,
     pub rows: usize,
     pub embedding: Vec<f32>,
@@ -362,6 +729,26 @@ pub struct PlainModel {
     pub out_w: Vec<f32>,
     pub out_b: Vec<f32>,
     pub labels: usize,
+}
+
+/// [`Arch::Attention`]'s layers as plain vectors.
+#[derive(Debug, Clone)]
+pub struct PlainAttention {
+    /// `(weight [filters × 3·dim], bias, filters)`.
+    pub conv: Option<(Vec<f32>, Vec<f32>, usize)>,
+    /// `[heads × width]`.
+    pub query: Vec<f32>,
+}
+
+/// One text's positions after the attention network's convolution, and where each came from.
+struct Sequence {
+    /// `[positions × width]`.
+    values: Vec<f32>,
+    width: usize,
+    /// Softmax weight of each position, head after head (`[heads × positions]`).
+    attention: Vec<f32>,
+    /// `(position, index into ids, coefficient)`, see [`token_sequence`].
+    entries: Vec<(usize, usize, f32)>,
 }
 
 fn affine(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
@@ -393,13 +780,26 @@ impl PlainModel {
 
     /// [`PlainModel::pool`] with the pooling coefficients already computed.
     fn pool_with(&self, ids: &[u32], coefficients: &[f32]) -> Vec<f32> {
-        let mut pooled = vec![0f32; self.dim];
+        let d = self.dim;
+        let mut pooled = vec![0f32; if self.max_pool { 2 * d } else { d }];
+        let (mean, max) = pooled.split_at_mut(d);
+        let mut any = false;
         for (&id, &w) in ids.iter().zip(coefficients) {
             if w == 0.0 {
                 continue;
             }
-            for (p, e) in pooled.iter_mut().zip(self.row(id)) {
+            for (p, e) in mean.iter_mut().zip(self.row(id)) {
                 *p += w * e;
+            }
+            if self.max_pool {
+                if any {
+                    max.iter_mut()
+                        .zip(self.row(id))
+                        .for_each(|(m, &e)| *m = m.max(e));
+                } else {
+                    max.copy_from_slice(self.row(id));
+                    any = true;
+                }
             }
         }
         pooled
@@ -420,9 +820,149 @@ impl PlainModel {
         }
     }
 
-    /// Logits for feature ids.
+    /// Logits for feature ids (a network that reads tokens, [`Arch::Attention`], needs
+    /// [`PlainModel::logits_of`]).
     pub fn logits(&self, ids: &[u32]) -> Vec<f32> {
         self.head(&self.pool(ids))
+    }
+
+    /// Logits for feature ids and the token each belongs to (`token_of`, as in
+    /// [`Features`](super::features::Features)).
+    pub fn logits_of(&self, ids: &[u32], token_of: &[u32]) -> Vec<f32> {
+        match &self.attention {
+            Some(attention) => {
+                let seq = self.sequence(attention, ids, token_of);
+                self.head(&self.attention_pool(&seq))
+            }
+            None => self.logits(ids),
+        }
+    }
+
+    /// The positions of [`Arch::Attention`] and their softmax weights.
+    fn sequence(&self, attention: &PlainAttention, ids: &[u32], token_of: &[u32]) -> Sequence {
+        let d = self.dim;
+        let (prior, entries) = token_sequence(ids, token_of, &self.weight[..self.rows]);
+        let n = prior.len();
+        let mut tokens = vec![0f32; n * d];
+        for &(pos, i, c) in &entries {
+            for (t, e) in tokens[pos * d..(pos + 1) * d]
+                .iter_mut()
+                .zip(self.row(ids[i]))
+            {
+                *t += c * e;
+            }
+        }
+        let (values, width) = match &attention.conv {
+            None => (tokens, d),
+            Some((w, b, filters)) => {
+                let mut out = Vec::with_capacity(n * filters);
+                for pos in 0..n {
+                    for (f, &bias) in b.iter().enumerate() {
+                        let row = &w[f * 3 * d..(f + 1) * 3 * d];
+                        let mut z = bias;
+                        for (k, at) in [pos.checked_sub(1), Some(pos), Some(pos + 1)]
+                            .into_iter()
+                            .enumerate()
+                        {
+                            if let Some(at) = at.filter(|&at| at < n) {
+                                let x = &tokens[at * d..(at + 1) * d];
+                                z += row[k * d..(k + 1) * d]
+                                    .iter()
+                                    .zip(x)
+                                    .map(|(a, b)| a * b)
+                                    .sum::<f32>();
+                            }
+                        }
+                        out.push(z.max(0.0));
+                    }
+                }
+                (out, *filters)
+            }
+        };
+        let mut weights = Vec::with_capacity(attention.query.len() / width * n);
+        for query in attention.query.chunks(width) {
+            let scores: Vec<f32> = values
+                .chunks(width)
+                .zip(&prior)
+                .map(|(u, p)| p + u.iter().zip(query).map(|(a, b)| a * b).sum::<f32>())
+                .collect();
+            let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exp: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
+            let total: f32 = exp.iter().sum();
+            weights.extend(exp.into_iter().map(|e| e / total));
+        }
+        Sequence {
+            values,
+            width,
+            attention: weights,
+            entries,
+        }
+    }
+
+    /// Each head's attention-weighted sum of the positions (and their maximum with `max_pool`).
+    fn attention_pool(&self, seq: &Sequence) -> Vec<f32> {
+        let w = seq.width;
+        let n = seq.values.len() / w;
+        let heads = seq.attention.len() / n;
+        let mut pooled = vec![0f32; w * (heads + self.max_pool as usize)];
+        let (sums, max) = pooled.split_at_mut(heads * w);
+        for (sum, weights) in sums.chunks_mut(w).zip(seq.attention.chunks(n)) {
+            for (u, &a) in seq.values.chunks(w).zip(weights) {
+                sum.iter_mut().zip(u).for_each(|(s, &x)| *s += a * x);
+            }
+        }
+        if self.max_pool {
+            max.iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
+            for u in seq.values.chunks(w) {
+                max.iter_mut().zip(u).for_each(|(m, &x)| *m = m.max(x));
+            }
+        }
+        pooled
+    }
+
+    /// [`Arch::Attention`]: `out_row · pooled` split over the features exactly: position `j`
+    /// contributed `a_j · out_row · u_j` (plus `out_row[w + k] · u_jk` for each maximum `k` it
+    /// holds), shared among its features by their coefficients.
+    fn attention_contributions(
+        &self,
+        attention: &PlainAttention,
+        ids: &[u32],
+        token_of: &[u32],
+        out_row: &[f32],
+    ) -> Vec<f32> {
+        let seq = self.sequence(attention, ids, token_of);
+        let w = seq.width;
+        let positions = seq.values.len() / w;
+        let heads = seq.attention.len() / positions;
+        let mut per_position = vec![0f32; positions];
+        for (h, weights) in seq.attention.chunks(positions).enumerate() {
+            let row = &out_row[h * w..(h + 1) * w];
+            for ((p, u), &a) in per_position
+                .iter_mut()
+                .zip(seq.values.chunks(w))
+                .zip(weights)
+            {
+                *p += a * u.iter().zip(row).map(|(x, o)| x * o).sum::<f32>();
+            }
+        }
+        if self.max_pool {
+            let out_row = &out_row[(heads - 1) * w..];
+            for k in 0..w {
+                let holder = (0..positions)
+                    .max_by(|&i, &j| {
+                        seq.values[i * w + k]
+                            .total_cmp(&seq.values[j * w + k])
+                            .then(j.cmp(&i))
+                    })
+                    .unwrap_or(0);
+                per_position[holder] += out_row[w + k] * seq.values[holder * w + k];
+            }
+        }
+        let mut out = vec![0f32; ids.len()];
+        for &(pos, i, c) in &seq.entries {
+            out[i] += c * per_position[pos];
+        }
+        out
     }
 
     /// Gradient with respect to the pooled vector of `out_row · hidden(pooled)` (a logit when
@@ -431,7 +971,7 @@ impl PlainModel {
     /// `grad · E[f] · w[f] / Σw`
     /// ("gradient × input").
     fn gradient_for_row(&self, pooled: &[f32], out_row: &[f32]) -> Vec<f32> {
-        let d = self.dim;
+        let d = pooled.len();
         match &self.hidden {
             None => out_row.to_vec(),
             Some((w, b, h)) => {
@@ -459,25 +999,45 @@ impl PlainModel {
         let coefficients = self.coefficients(ids);
         let pooled = self.pool_with(ids, &coefficients);
         let g = self.gradient_for_row(&pooled, out_row);
-        ids.iter()
-            .zip(coefficients)
-            .map(|(&id, w)| {
+        let d = self.dim;
+        let mut out: Vec<f32> = ids
+            .iter()
+            .zip(&coefficients)
+            .map(|(&id, &w)| {
                 if w == 0.0 {
                     return 0.0;
                 }
                 w * self.row(id).iter().zip(&g).map(|(e, g)| e * g).sum::<f32>()
             })
-            .collect()
+            .collect();
+        if self.max_pool {
+            // Each maximum is credited to the first feature holding it.
+            for k in 0..d {
+                let holder = (0..ids.len())
+                    .find(|&i| coefficients[i] != 0.0 && self.row(ids[i])[k] == pooled[d + k]);
+                if let Some(i) = holder {
+                    out[i] += pooled[d + k] * g[d + k];
+                }
+            }
+        }
+        out
     }
 
     /// Contribution of each feature to logit `label`.
-    pub fn contributions(&self, ids: &[u32], label: usize) -> Vec<f32> {
-        self.contributions_for_row(ids, self.out_row(label))
+    pub fn contributions(&self, ids: &[u32], token_of: &[u32], label: usize) -> Vec<f32> {
+        self.contributions_of(ids, token_of, self.out_row(label))
     }
 
-    /// Contribution of each feature to logit `label` minus the mean logit, so features that
-    /// raise every label alike get no credit.
-    pub fn contrast_contributions(&self, ids: &[u32], label: usize) -> Vec<f32> {
+    fn contributions_of(&self, ids: &[u32], token_of: &[u32], row: &[f32]) -> Vec<f32> {
+        match &self.attention {
+            Some(attention) => self.attention_contributions(attention, ids, token_of, row),
+            None => self.contributions_for_row(ids, row),
+        }
+    }
+
+    /// Contribution of each feature (ids and the token each belongs to) to logit `label` minus
+    /// the mean logit, so features that raise every label alike get no credit.
+    pub fn contrast_contributions(&self, ids: &[u32], token_of: &[u32], label: usize) -> Vec<f32> {
         let width = self.out_w.len() / self.labels;
         let mut row = self.out_row(label).to_vec();
         for l in 0..self.labels {
@@ -486,7 +1046,7 @@ impl PlainModel {
             }
         }
         debug_assert_eq!(row.len(), width);
-        self.contributions_for_row(ids, &row)
+        self.contributions_of(ids, token_of, &row)
     }
 }
 
@@ -497,7 +1057,7 @@ mod tests {
 
     #[test]
     fn plain_copy_matches_candle_forward() {
-        for hidden in [0, 8] {
+        for (hidden, max_pool) in [(0, false), (8, false), (0, true), (8, true)] {
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
             let cfg = ModelConfig {
@@ -507,6 +1067,9 @@ mod tests {
                 labels: 3,
                 arch: Arch::Embedding,
                 group_split: None,
+                max_pool,
+                conv: 0,
+                heads: 1,
                 pooling: if hidden == 0 {
                     Pooling::Mean
                 } else {
@@ -544,7 +1107,10 @@ mod tests {
             if hidden == 0 {
                 // Linear head: contributions add up to logit − bias exactly.
                 let ids = &batch[0];
-                let c: f32 = plain.contributions(ids, 1).iter().sum();
+                let c: f32 = plain
+                    .contributions(ids, &vec![0; ids.len()], 1)
+                    .iter()
+                    .sum();
                 assert!((c + plain.out_b[1] - logits[0][1]).abs() < 1e-4);
             }
         }
@@ -582,6 +1148,9 @@ mod tests {
             pooling: Pooling::Tfidf,
             arch: Arch::Linear,
             group_split: Some(10),
+            max_pool: false,
+            conv: 0,
+            heads: 1,
         };
         let dev = Device::Cpu;
         let mut tensors = std::collections::HashMap::new();
@@ -630,9 +1199,89 @@ mod tests {
             }
             // Contributions add up to logit − bias.
             for (label, (logit, bias)) in got.iter().zip(&plain.out_b).enumerate() {
-                let c: f32 = plain.contributions(ids, label).iter().sum();
+                let c: f32 = plain.contributions(ids, &[], label).iter().sum();
                 assert!((c + bias - logit).abs() < 1e-5);
             }
+        }
+    }
+
+    #[test]
+    fn attention_plain_copy_matches_candle_forward() {
+        let dev = Device::Cpu;
+        for (conv, max_pool, heads) in [(0, false, 1), (5, false, 2), (5, true, 1), (0, true, 3)] {
+            let cfg = ModelConfig {
+                rows: 30,
+                dim: 4,
+                hidden: 0,
+                labels: 3,
+                pooling: Pooling::Tfidf,
+                arch: Arch::Attention,
+                group_split: None,
+                max_pool,
+                conv,
+                heads,
+            };
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+            let model = RouterModel::new(&cfg, vb).unwrap();
+            // Non-trivial values for every parameter (the query starts at zero otherwise).
+            for (k, (name, var)) in varmap.data().lock().unwrap().iter().enumerate() {
+                let n = var.elem_count();
+                let t = Tensor::arange(0f32, n as f32, &dev)
+                    .and_then(|t| t.affine(0.37 + 0.05 * name.len() as f64, k as f64))
+                    .and_then(|t| t.sin())
+                    .and_then(|t| t.reshape(var.dims()))
+                    .unwrap();
+                var.set(&t).unwrap();
+            }
+            let emb = Tensor::arange(0f32, 120f32, &dev)
+                .and_then(|t| t.affine(0.013, -0.7))
+                .and_then(|t| t.cos())
+                .and_then(|t| t.reshape((30, 4)))
+                .unwrap();
+            // Rows 20.. were never seen in training.
+            let w: Vec<f32> = (0..30)
+                .map(|i| if i < 20 { 1.0 + 0.1 * i as f32 } else { 0.0 })
+                .collect();
+            let model = RouterModel {
+                embedding: emb,
+                feature_weight: Tensor::from_vec(w, 30, &dev).unwrap(),
+                ..model
+            };
+            let batch = vec![
+                (vec![1, 2, 3, 4, 5, 25, 6], vec![0, 0, 1, 2, 2, 3, 1]),
+                (vec![7, 8], vec![1, 0]),
+                // Nothing known: one zero position.
+                (vec![21, 22], vec![0, 1]),
+            ];
+            let logits: Vec<Vec<f32>> = model.forward_tokens(&batch).unwrap().to_vec2().unwrap();
+            let plain = model.to_plain().unwrap();
+            for ((ids, token_of), want) in batch.iter().zip(&logits) {
+                let got = plain.logits_of(ids, token_of);
+                for (a, b) in got.iter().zip(want) {
+                    assert!((a - b).abs() < 1e-4, "conv {conv}: {a} vs {b}");
+                }
+                // Contributions add up to logit − bias (when a feature is known: else the one
+                // zero position has no feature to credit); unknown features get none.
+                let known = ids.iter().any(|&id| id < 20);
+                for (label, (logit, bias)) in got.iter().zip(&plain.out_b).enumerate() {
+                    let c = plain.contributions(ids, token_of, label);
+                    let sum = c.iter().sum::<f32>();
+                    assert!(!known || (sum + bias - logit).abs() < 1e-4, "conv {conv}");
+                    for (&id, c) in ids.iter().zip(&c) {
+                        assert!(id < 20 || *c == 0.0);
+                    }
+                }
+            }
+            // Word order counts once there is a convolution.
+            let (ids, token_of) = &batch[0];
+            let reversed: Vec<u32> = token_of.iter().map(|t| 3 - t).collect();
+            let differs = plain
+                .logits_of(ids, token_of)
+                .iter()
+                .zip(plain.logits_of(ids, &reversed))
+                .any(|(a, b)| (a - b).abs() > 1e-4);
+            assert_eq!(differs, conv > 0);
         }
     }
 }
