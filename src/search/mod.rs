@@ -596,16 +596,7 @@ impl SearchEngine {
         // matched by the term clauses when each phrase word is a term clause in every field
         // (else the whole query ranks).
         let (split, required) = if self.two_phase && p.title_bonus <= 0.0 {
-            let unquoted;
-            let scored = if parsed.phrases.is_empty() {
-                parsed
-            } else {
-                unquoted = ParsedQuery {
-                    phrases: Vec::new(),
-                    ..parsed.clone()
-                };
-                &unquoted
-            };
+            let scored = parsed.unquoted();
             match scored.build_split(&article_fields, &article_phrase_fields, p) {
                 Some(split)
                     if parsed.phrases.iter().all(|phrase| {
@@ -841,16 +832,7 @@ impl SearchEngine {
             .iter()
             .map(|phrase| parsed.any_field(phrase, &section_fields))
             .collect();
-        let unquoted;
-        let optional = if parsed.phrases.is_empty() {
-            parsed
-        } else {
-            unquoted = ParsedQuery {
-                phrases: Vec::new(),
-                ..parsed.clone()
-            };
-            &unquoted
-        };
+        let optional = parsed.unquoted();
         let split = (self.probe_sections && required.len() <= rank::MAX_REQUIRED)
             .then(|| optional.build_split(&section_fields, &body_fields, p))
             .flatten();

@@ -13,6 +13,7 @@
 //! assert_eq!(q.exclusions[0].terms[0].1, "window");
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{LazyLock, OnceLock};
 
@@ -349,6 +350,19 @@ fn is_quote(c: char) -> bool {
 }
 
 impl ParsedQuery {
+    /// The query without its quoted phrases (borrowed when it has none): what the term clauses
+    /// score when the phrases are required clauses of their own.
+    pub fn unquoted(&self) -> Cow<'_, ParsedQuery> {
+        if self.phrases.is_empty() {
+            Cow::Borrowed(self)
+        } else {
+            Cow::Owned(ParsedQuery {
+                phrases: Vec::new(),
+                ..self.clone()
+            })
+        }
+    }
+
     /// Parses the query syntax and analyzes each part.
     pub fn parse(query: &str) -> ParsedQuery {
         ParsedQuery::parse_with(query, &RankParams::default())
