@@ -514,17 +514,22 @@ impl TrainReport {
 ///
 /// Rows from `rare_from` on that fewer than `min_df` documents have weigh 0 as well (as
 /// scikit-learn's `min_df` drops them from the vocabulary).
-fn idf(docs: &[Vec<u32>], rows: usize, rare_from: u32, min_df: usize) -> Vec<f32> {
+fn idf<'a>(
+    docs: impl ExactSizeIterator<Item = &'a [u32]>,
+    rows: usize,
+    rare_from: u32,
+    min_df: usize,
+) -> Vec<f32> {
+    let n = docs.len() as f64;
     let mut df = vec![0u32; rows];
     for ids in docs {
-        let mut seen: Vec<u32> = ids.clone();
+        let mut seen: Vec<u32> = ids.to_vec();
         seen.sort_unstable();
         seen.dedup();
         for id in seen {
             df[id as usize] += 1;
         }
     }
-    let n = docs.len() as f64;
     df.into_iter()
         .enumerate()
         .map(|(row, d)| {
@@ -598,11 +603,15 @@ fn fit(
             (f.ids, f.token_of)
         })
         .collect();
-    let train_ids: Vec<Vec<u32>> = train_features.iter().map(|f| f.0.clone()).collect();
     let rare_from = featurizer
         .group_split()
         .unwrap_or_else(|| featurizer.vocab_size());
-    let feature_weight = idf(&train_ids, featurizer.rows(), rare_from, opts.ngram_min_df);
+    let feature_weight = idf(
+        train_features.iter().map(|(ids, _)| ids.as_slice()),
+        featurizer.rows(),
+        rare_from,
+        opts.ngram_min_df,
+    );
     let linear = opts.arch == Arch::Linear;
     let model_cfg = ModelConfig {
         rows: featurizer.rows(),

@@ -17,8 +17,8 @@
 //!
 //! Map: `index.rs` (schema, fingerprint, documents), `text.rs` (Markdown → indexed text),
 //! `query.rs` (query syntax, synonyms, boosts), `rank.rs` (grouping sections per article, the two
-//! ranking phases, per-segment caches), `paraphrase.rs` (character and bigram similarity between
-//! one-sentence questions), `taat.rs` (term and phrase clauses scored without tantivy's scorers,
+//! ranking phases, per-segment caches), `paraphrase.rs` (the character channel and character similarity
+//! between one-sentence questions), `taat.rs` (term and phrase clauses scored without tantivy's scorers,
 //! same scores; cached term lookups), `snippet.rs` (highlighting, from the analyzed tokens each
 //! section stores: no analysis at query time).
 
