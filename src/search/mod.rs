@@ -643,7 +643,15 @@ impl SearchEngine {
                 let extra = match synonyms {
                     None => rank::Extra::Nothing,
                     // Counting visits every term match: the synonyms' other matches are known.
-                    Some(synonyms) if wanted == Wanted::Total => rank::Extra::Matches(synonyms),
+                    Some(_) if wanted == Wanted::Total => rank::Extra::Matches(
+                        parsed
+                            .synonym_phrases
+                            .iter()
+                            .flat_map(|(phrase, _)| {
+                                parsed.any_field_parts(phrase, &article_phrase_fields)
+                            })
+                            .collect(),
+                    ),
                     Some(synonyms) => {
                         let required_too: Vec<Box<dyn Query>> = filters
                             .iter()

@@ -623,9 +623,11 @@ pub enum Extra {
     Nothing,
     /// These documents (the best of them by those clauses).
     Found(Vec<DocAddress>),
-    /// Those this query (unscored, unfiltered) matches; used when every term match is visited,
-    /// else nothing is added.
-    Matches(Box<dyn Query>),
+    /// Those any of these queries (unscored, unfiltered) matches, each `(candidates, query)`
+    /// with `candidates` matching every document `query` matches (the words of a phrase, for
+    /// the phrase): only the candidates no term clause matches are checked against `query`.
+    /// Used when every term match is visited, else nothing is added.
+    Matches(Vec<(Box<dyn Query>, Box<dyn Query>)>),
 }
 
 /// A document of a top-k heap: the lowest score first out, and of equal scores the later
@@ -756,9 +758,17 @@ pub fn two_phase_top(
         _ => None,
     };
     let synonyms = match extra {
-        Extra::Matches(query) if !prune && driver.is_none() => Some(query.weight(unscored)?),
+        Extra::Matches(parts) if !prune && driver.is_none() => Some(
+            parts
+                .iter()
+                .map(|(candidates, query)| {
+                    Ok((candidates.weight(unscored)?, query.weight(unscored)?))
+                })
+                .collect::<tantivy::Result<Vec<_>>>()?,
+        ),
         _ => None,
     };
+    let mut only_synonyms: Vec<DocId> = Vec::new();
     let mut driven: Vec<DocId> = Vec::new();
     // Documents the synonyms alone match: no term clause matches them, so their bonuses are
     // their whole score.
@@ -798,16 +808,39 @@ pub fn two_phase_top(
                     top.offer(score, DocAddress::new(ord, doc));
                 }
             })?;
-            if let (Some(weight), Some(seen)) = (&synonyms, &seen) {
-                let mut admit = Admit::new(reader, &filters, &exclusions);
-                weight.for_each_no_score(reader, &mut |docs| {
-                    for &doc in docs {
-                        if !seen.contains(doc) && admit.admits(doc) {
-                            matched += 1;
-                            bonus_only.push((0.0, DocAddress::new(ord, doc)));
+            if let (Some(parts), Some(seen)) = (&synonyms, &mut seen) {
+                // Positions are read only at the candidates no term clause matches (most are).
+                only_synonyms.clear();
+                for (candidates, query) in parts {
+                    let mut probe = Probe::new(query.as_ref());
+                    let mut failed = None;
+                    candidates.for_each_no_score(reader, &mut |docs| {
+                        for &doc in docs {
+                            if seen.contains(doc) || failed.is_some() {
+                                continue;
+                            }
+                            match probe.matches(reader, doc) {
+                                Ok(true) => {
+                                    seen.insert(doc);
+                                    only_synonyms.push(doc);
+                                }
+                                Ok(false) => {}
+                                Err(err) => failed = Some(err),
+                            }
                         }
+                    })?;
+                    if let Some(err) = failed {
+                        return Err(err);
                     }
-                })?;
+                }
+                only_synonyms.sort_unstable();
+                let mut admit = Admit::new(reader, &filters, &exclusions);
+                for &doc in &only_synonyms {
+                    if admit.admits(doc) {
+                        matched += 1;
+                        bonus_only.push((0.0, DocAddress::new(ord, doc)));
+                    }
+                }
                 if let Some(err) = admit.failed {
                     return Err(err);
                 }
