@@ -397,13 +397,25 @@ pub fn best_sections(
     // The section documents of the keys, per segment in document order (probes go forward).
     let mut by_segment: Vec<Vec<(DocId, u64)>> = Vec::new();
     let mut sections_of: FxHashMap<u64, usize> = FxHashMap::default();
-    for reader in searcher.segment_readers() {
-        let index = reader.inverted_index(key_field)?;
+    let readers = searcher.segment_readers();
+    let key_indexes: Vec<Arc<InvertedIndexReader>> = readers
+        .iter()
+        .map(|r| r.inverted_index(key_field))
+        .collect::<tantivy::Result<_>>()?;
+    // Each key looked up once for every segment (through the term cache: an article met again
+    // skips the dictionary).
+    let key_infos: Vec<Vec<Option<TermInfo>>> = keys
+        .iter()
+        .map(|&key| stats.term_infos(readers, &key_indexes, &Term::from_field_u64(key_field, key)))
+        .collect::<std::io::Result<_>>()?;
+    for (ord, reader) in readers.iter().enumerate() {
+        let index = &key_indexes[ord];
         let alive = reader.alive_bitset();
         let mut docs: Vec<(DocId, u64)> = Vec::new();
-        for &key in keys {
-            let term = Term::from_field_u64(key_field, key);
-            if let Some(mut postings) = index.read_postings(&term, IndexRecordOption::Basic)? {
+        for (&key, infos) in keys.iter().zip(&key_infos) {
+            if let Some(info) = &infos[ord] {
+                let mut postings =
+                    index.read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
                     if !alive.is_some_and(|a| a.is_deleted(doc)) {
