@@ -1447,6 +1447,48 @@ mod tests {
         );
     }
 
+    /// Counting: an article only a multi-word synonym matches (`退款` → `money back`) counts
+    /// once, one holding the synonym's words apart does not, and a replaced version not at all,
+    /// in two phases (the phrase checked only where no term matched) as in one.
+    #[test]
+    fn articles_only_a_synonym_phrase_matches_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let articles = [
+            Article::new("refund", "退款说明", "退款将在三个工作日内到账。"),
+            Article::new(
+                "phrase",
+                "Getting your money back",
+                "Ask for your money back within seven days.",
+            ),
+            Article::new(
+                "apart",
+                "Money matters",
+                "Keep the money and come back later.",
+            ),
+        ];
+        engine.upsert(&articles).unwrap();
+        engine.upsert(&articles[1..2]).unwrap();
+        for two_phase in [true, false] {
+            engine.set_two_phase(two_phase);
+            for lang in [None, Some("en")] {
+                let found = engine
+                    .search(&SearchRequest {
+                        query: "退款".into(),
+                        lang: lang.map(Into::into),
+                        limit: 10,
+                        ..Default::default()
+                    })
+                    .unwrap();
+                let ids: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
+                let expected = if lang.is_some() { 1 } else { 2 };
+                assert_eq!(found.total, expected, "{two_phase} {lang:?} {ids:?}");
+                assert!(ids.contains(&"phrase"), "{two_phase} {lang:?} {ids:?}");
+                assert!(!ids.contains(&"apart"), "{two_phase} {lang:?} {ids:?}");
+            }
+        }
+    }
+
     /// Tantivy's scoring loops (used by the two phases) do not skip deleted documents: a
     /// replaced article's old version is neither ranked nor counted, on either path.
     #[test]
