@@ -643,7 +643,15 @@ impl SearchEngine {
                 let extra = match synonyms {
                     None => rank::Extra::Nothing,
                     // Counting visits every term match: the synonyms' other matches are known.
-                    Some(synonyms) if wanted == Wanted::Total => rank::Extra::Matches(synonyms),
+                    Some(_) if wanted == Wanted::Total => rank::Extra::Matches(
+                        parsed
+                            .synonym_phrases
+                            .iter()
+                            .flat_map(|(phrase, _)| {
+                                parsed.any_field_parts(phrase, &article_phrase_fields)
+                            })
+                            .collect(),
+                    ),
                     Some(synonyms) => {
                         let required_too: Vec<Box<dyn Query>> = filters
                             .iter()
@@ -1437,6 +1445,48 @@ mod tests {
             phrases_compared > 10,
             "only {phrases_compared} phrase scores compared"
         );
+    }
+
+    /// Counting: an article only a multi-word synonym matches (`退款` → `money back`) counts
+    /// once, one holding the synonym's words apart does not, and a replaced version not at all,
+    /// in two phases (the phrase checked only where no term matched) as in one.
+    #[test]
+    fn articles_only_a_synonym_phrase_matches_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let articles = [
+            Article::new("refund", "退款说明", "退款将在三个工作日内到账。"),
+            Article::new(
+                "phrase",
+                "Getting your money back",
+                "Ask for your money back within seven days.",
+            ),
+            Article::new(
+                "apart",
+                "Money matters",
+                "Keep the money and come back later.",
+            ),
+        ];
+        engine.upsert(&articles).unwrap();
+        engine.upsert(&articles[1..2]).unwrap();
+        for two_phase in [true, false] {
+            engine.set_two_phase(two_phase);
+            for lang in [None, Some("en")] {
+                let found = engine
+                    .search(&SearchRequest {
+                        query: "退款".into(),
+                        lang: lang.map(Into::into),
+                        limit: 10,
+                        ..Default::default()
+                    })
+                    .unwrap();
+                let ids: Vec<&str> = found.hits.iter().map(|h| h.id.as_str()).collect();
+                let expected = if lang.is_some() { 1 } else { 2 };
+                assert_eq!(found.total, expected, "{two_phase} {lang:?} {ids:?}");
+                assert!(ids.contains(&"phrase"), "{two_phase} {lang:?} {ids:?}");
+                assert!(!ids.contains(&"apart"), "{two_phase} {lang:?} {ids:?}");
+            }
+        }
     }
 
     /// Tantivy's scoring loops (used by the two phases) do not skip deleted documents: a

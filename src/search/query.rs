@@ -582,6 +582,37 @@ impl ParsedQuery {
         Box::new(BooleanQuery::new(alternatives))
     }
 
+    /// What [`ParsedQuery::any_field`] matches, field by field: for each field, `(words,
+    /// phrase)`, where `phrase` (unscored) matches `phrase` in that field and `words` matches
+    /// the documents holding all its words there (every match of `phrase`, and more), to go
+    /// through cheaply before checking positions.
+    pub fn any_field_parts(
+        &self,
+        phrase: &Phrase,
+        fields: &[(Field, f32)],
+    ) -> Vec<(Box<dyn Query>, Box<dyn Query>)> {
+        fields
+            .iter()
+            .map(|&(field, _)| {
+                let words = BooleanQuery::new(
+                    phrase
+                        .terms
+                        .iter()
+                        .map(|(_, text)| {
+                            let word: Box<dyn Query> = Box::new(TermQuery::new(
+                                Term::from_field_text(field, text),
+                                IndexRecordOption::Basic,
+                            ));
+                            (Occur::Must, word)
+                        })
+                        .collect(),
+                );
+                let words: Box<dyn Query> = Box::new(words);
+                (words, phrase_query(field, phrase, 0))
+            })
+            .collect()
+    }
+
     /// [`ParsedQuery::build`] split into its clauses, to score a few known documents clause by
     /// clause (`search::rank::best_sections`): the same clauses with the same boosts, the score
     /// being the sum of the matching ones. `None` when the query has quoted phrases (required clauses), which only the

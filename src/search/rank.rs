@@ -397,13 +397,25 @@ pub fn best_sections(
     // The section documents of the keys, per segment in document order (probes go forward).
     let mut by_segment: Vec<Vec<(DocId, u64)>> = Vec::new();
     let mut sections_of: FxHashMap<u64, usize> = FxHashMap::default();
-    for reader in searcher.segment_readers() {
-        let index = reader.inverted_index(key_field)?;
+    let readers = searcher.segment_readers();
+    let key_indexes: Vec<Arc<InvertedIndexReader>> = readers
+        .iter()
+        .map(|r| r.inverted_index(key_field))
+        .collect::<tantivy::Result<_>>()?;
+    // Each key looked up once for every segment (through the term cache: an article met again
+    // skips the dictionary).
+    let key_infos: Vec<Vec<Option<TermInfo>>> = keys
+        .iter()
+        .map(|&key| stats.term_infos(readers, &key_indexes, &Term::from_field_u64(key_field, key)))
+        .collect::<std::io::Result<_>>()?;
+    for (ord, reader) in readers.iter().enumerate() {
+        let index = &key_indexes[ord];
         let alive = reader.alive_bitset();
         let mut docs: Vec<(DocId, u64)> = Vec::new();
-        for &key in keys {
-            let term = Term::from_field_u64(key_field, key);
-            if let Some(mut postings) = index.read_postings(&term, IndexRecordOption::Basic)? {
+        for (&key, infos) in keys.iter().zip(&key_infos) {
+            if let Some(info) = &infos[ord] {
+                let mut postings =
+                    index.read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
                     if !alive.is_some_and(|a| a.is_deleted(doc)) {
@@ -623,9 +635,11 @@ pub enum Extra {
     Nothing,
     /// These documents (the best of them by those clauses).
     Found(Vec<DocAddress>),
-    /// Those this query (unscored, unfiltered) matches; used when every term match is visited,
-    /// else nothing is added.
-    Matches(Box<dyn Query>),
+    /// Those any of these queries (unscored, unfiltered) matches, each `(candidates, query)`
+    /// with `candidates` matching every document `query` matches (the words of a phrase, for
+    /// the phrase): only the candidates no term clause matches are checked against `query`.
+    /// Used when every term match is visited, else nothing is added.
+    Matches(Vec<(Box<dyn Query>, Box<dyn Query>)>),
 }
 
 /// A document of a top-k heap: the lowest score first out, and of equal scores the later
@@ -756,9 +770,17 @@ pub fn two_phase_top(
         _ => None,
     };
     let synonyms = match extra {
-        Extra::Matches(query) if !prune && driver.is_none() => Some(query.weight(unscored)?),
+        Extra::Matches(parts) if !prune && driver.is_none() => Some(
+            parts
+                .iter()
+                .map(|(candidates, query)| {
+                    Ok((candidates.weight(unscored)?, query.weight(unscored)?))
+                })
+                .collect::<tantivy::Result<Vec<_>>>()?,
+        ),
         _ => None,
     };
+    let mut only_synonyms: Vec<DocId> = Vec::new();
     let mut driven: Vec<DocId> = Vec::new();
     // Documents the synonyms alone match: no term clause matches them, so their bonuses are
     // their whole score.
@@ -798,16 +820,39 @@ pub fn two_phase_top(
                     top.offer(score, DocAddress::new(ord, doc));
                 }
             })?;
-            if let (Some(weight), Some(seen)) = (&synonyms, &seen) {
-                let mut admit = Admit::new(reader, &filters, &exclusions);
-                weight.for_each_no_score(reader, &mut |docs| {
-                    for &doc in docs {
-                        if !seen.contains(doc) && admit.admits(doc) {
-                            matched += 1;
-                            bonus_only.push((0.0, DocAddress::new(ord, doc)));
+            if let (Some(parts), Some(seen)) = (&synonyms, &mut seen) {
+                // Positions are read only at the candidates no term clause matches (most are).
+                only_synonyms.clear();
+                for (candidates, query) in parts {
+                    let mut probe = Probe::new(query.as_ref());
+                    let mut failed = None;
+                    candidates.for_each_no_score(reader, &mut |docs| {
+                        for &doc in docs {
+                            if seen.contains(doc) || failed.is_some() {
+                                continue;
+                            }
+                            match probe.matches(reader, doc) {
+                                Ok(true) => {
+                                    seen.insert(doc);
+                                    only_synonyms.push(doc);
+                                }
+                                Ok(false) => {}
+                                Err(err) => failed = Some(err),
+                            }
                         }
+                    })?;
+                    if let Some(err) = failed {
+                        return Err(err);
                     }
-                })?;
+                }
+                only_synonyms.sort_unstable();
+                let mut admit = Admit::new(reader, &filters, &exclusions);
+                for &doc in &only_synonyms {
+                    if admit.admits(doc) {
+                        matched += 1;
+                        bonus_only.push((0.0, DocAddress::new(ord, doc)));
+                    }
+                }
                 if let Some(err) = admit.failed {
                     return Err(err);
                 }

@@ -216,11 +216,11 @@ impl TermClauses {
 
     /// Calls `found(doc, score)` for every document of segment `ord` that a clause matches, in
     /// document order, with the sum of its clauses' scores (deleted documents included).
-    pub fn for_each(
+    pub fn for_each<F: FnMut(DocId, Score)>(
         &self,
         ord: usize,
         reader: &SegmentReader,
-        found: &mut dyn FnMut(DocId, Score),
+        found: &mut F,
     ) -> tantivy::Result<()> {
         if self.clauses.iter().all(|c| c.infos[ord].is_none()) {
             return Ok(());
@@ -232,12 +232,12 @@ impl TermClauses {
         })
     }
 
-    fn accumulate(
+    fn accumulate<F: FnMut(DocId, Score)>(
         &self,
         ord: usize,
         reader: &SegmentReader,
         scratch: &mut Scratch,
-        found: &mut dyn FnMut(DocId, Score),
+        found: &mut F,
     ) -> tantivy::Result<()> {
         let max_doc = reader.max_doc() as usize;
         let Scratch { scores, seen } = scratch;
@@ -265,13 +265,21 @@ impl TermClauses {
                         break;
                     }
                     let freqs = block.freqs();
-                    for (i, &doc) in docs.iter().enumerate() {
-                        // A field indexed without frequencies counts each match once.
-                        let tf = freqs.get(i).copied().unwrap_or(1);
+                    let mut add = |doc: DocId, tf: u32| {
                         let norm = field.norms[fieldnorms.fieldnorm_id(doc) as usize];
                         let d = doc as usize;
                         scores[d] += score(clause.weight, norm, tf);
                         seen[d / 64] |= 1 << (d % 64);
+                    };
+                    if freqs.len() == docs.len() {
+                        for (&doc, &tf) in docs.iter().zip(freqs) {
+                            add(doc, tf);
+                        }
+                    } else {
+                        // A field indexed without frequencies counts each match once.
+                        for (i, &doc) in docs.iter().enumerate() {
+                            add(doc, freqs.get(i).copied().unwrap_or(1));
+                        }
                     }
                     block.advance();
                 }
