@@ -81,7 +81,8 @@ pub struct TrainArgs {
     /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
     #[arg(long)]
     pub single: bool,
-    /// Do not try the candidate member (`TrainOptions::fasttext_member`, kept by default only
+    /// Do not try the candidate members (`TrainOptions::fasttext_member` and
+    /// `TrainOptions::attention_member`, each kept by default only
     /// when it lowers the ensemble's dev NLL).
     #[arg(long)]
     pub no_candidates: bool,
@@ -124,9 +125,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub max_pool: bool,
     /// Candidate members, each kept only when it lowers the ensemble's dev NLL: `fasttext`
-    /// (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`);
-    /// comma-separated (default: the built-in list).
-    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention"])]
+    /// (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`),
+    /// `attention-ngrams` (`TrainOptions::attention_ngrams_member`); comma-separated (default:
+    /// the built-in list).
+    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention", "attention-ngrams"])]
     pub candidates: Option<Vec<String>>,
     /// Attention member: embedding width.
     #[arg(long)]
@@ -235,9 +237,17 @@ impl TrainArgs {
                 .iter()
                 .map(|m| match m.as_str() {
                     "attention" => self.attention_member(),
+                    "attention-ngrams" => TrainOptions::attention_ngrams_member(),
                     _ => TrainOptions::fasttext_member(),
                 })
                 .collect();
+        } else {
+            // The built-in list, with the `--attention-*` flags applied.
+            for c in &mut opts.candidates {
+                if c.arch == Arch::Attention {
+                    *c = self.attention_member();
+                }
+            }
         }
         if self.single || self.no_candidates {
             opts.candidates.clear();
