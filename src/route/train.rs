@@ -624,6 +624,71 @@ pub fn member_prefix(k: usize) -> String {
     }
 }
 
+/// One batch through candle's graph: the batch's embedding rows, gathered from `table` into
+/// `rows_var`, the mean loss ([`smoothed_cross_entropy`]) and candle's gradients.
+struct CandleStep {
+    rows: Vec<u32>,
+    rows_var: Var,
+    loss: Tensor,
+    grads: candle_core::backprop::GradStore,
+}
+
+/// The candle training path of one batch (`batch[j]`: an example's `(feature ids, token of
+/// each)`, `target[j]` its label, `example_weight[j]` its loss weight; `feature_weight` the
+/// pooling weights), for every shape; [`backprop::gradients`] computes the same for the default
+/// shapes.
+#[allow(clippy::too_many_arguments)]
+fn candle_step(
+    model: &RouterModel,
+    cfg: &ModelConfig,
+    table: &[f32],
+    feature_weight: &[f32],
+    batch: Vec<(Vec<u32>, Vec<u32>)>,
+    target: Vec<u32>,
+    example_weight: Option<Vec<f32>>,
+    label_smoothing: f64,
+) -> candle_core::Result<CandleStep> {
+    let dev = Device::Cpu;
+    let n = batch.len();
+    let layout = if cfg.arch == Arch::Attention {
+        Layout::Tokens(token_layout(&batch, feature_weight, &dev)?)
+    } else {
+        let ids: Vec<Vec<u32>> = batch.into_iter().map(|(ids, _)| ids).collect();
+        Layout::Bag(batch_layout(
+            &ids,
+            feature_weight,
+            cfg.pooling,
+            cfg.group_split,
+            cfg.max_pool,
+            &dev,
+        )?)
+    };
+    let rows: Vec<u32> = layout.rows().to_vec1()?;
+    let d = cfg.dim;
+    let mut gathered = Vec::with_capacity(rows.len() * d);
+    for &r in &rows {
+        gathered.extend_from_slice(&table[r as usize * d..(r as usize + 1) * d]);
+    }
+    let rows_var = Var::from_vec(gathered, (rows.len(), d), &dev)?;
+    let target = Tensor::from_vec(target, n, &dev)?;
+    let pooled = match &layout {
+        Layout::Bag(l) => model.pooled(l, rows_var.as_tensor()),
+        Layout::Tokens(l) => model.attention_pooled(l, rows_var.as_tensor()),
+    }?;
+    let logits = model.head(&pooled)?;
+    let weights = example_weight
+        .map(|w| Tensor::from_vec(w, n, &dev))
+        .transpose()?;
+    let loss = smoothed_cross_entropy(&logits, &target, weights.as_ref(), label_smoothing)?;
+    let grads = loss.backward()?;
+    Ok(CandleStep {
+        rows,
+        rows_var,
+        loss,
+        grads,
+    })
+}
+
 type Fitted = (ModelConfig, HashMap<String, Tensor>, Vec<f64>);
 
 /// Trains one network on `texts` → `targets` with `opts`; returns its shape, its tensors (the
@@ -672,7 +737,6 @@ fn fit(
         },
         heads: opts.heads.max(1),
     };
-    let attention = opts.arch == Arch::Attention;
     let dev_cpu = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev_cpu);
@@ -831,46 +895,24 @@ fn fit(
                 bar.inc(1);
                 continue;
             }
-            let layout = if attention {
-                Layout::Tokens(token_layout(&batch, &feature_weight, &dev_cpu).map_err(internal)?)
-            } else {
-                let ids: Vec<Vec<u32>> = batch.into_iter().map(|(ids, _)| ids).collect();
-                Layout::Bag(
-                    batch_layout(
-                        &ids,
-                        &feature_weight,
-                        opts.pooling,
-                        model_cfg.group_split,
-                        model_cfg.max_pool,
-                        &dev_cpu,
-                    )
-                    .map_err(internal)?,
-                )
-            };
-            let rows: Vec<u32> = layout.rows().to_vec1().map_err(internal)?;
-            let d = model_cfg.dim;
-            let mut gathered = Vec::with_capacity(rows.len() * d);
-            for &r in &rows {
-                gathered.extend_from_slice(&table[r as usize * d..(r as usize + 1) * d]);
-            }
-            let rows_var = Var::from_vec(gathered, (rows.len(), d), &dev_cpu).map_err(internal)?;
             let target: Vec<u32> = chunk.iter().map(|&i| targets[i]).collect();
-            let target = Tensor::from_vec(target, chunk.len(), &dev_cpu).map_err(internal)?;
-            let pooled = match &layout {
-                Layout::Bag(l) => model.pooled(l, rows_var.as_tensor()),
-                Layout::Tokens(l) => model.attention_pooled(l, rows_var.as_tensor()),
-            }
+            let CandleStep {
+                rows,
+                rows_var,
+                loss,
+                grads,
+            } = candle_step(
+                &model,
+                &model_cfg,
+                &table,
+                &feature_weight,
+                batch,
+                target,
+                example_weight,
+                opts.label_smoothing,
+            )
             .map_err(internal)?;
-            let logits = model.head(&pooled).map_err(internal)?;
-            let weights = example_weight
-                .map(|w| Tensor::from_vec(w, chunk.len(), &dev_cpu))
-                .transpose()
-                .map_err(internal)?;
-            let loss =
-                smoothed_cross_entropy(&logits, &target, weights.as_ref(), opts.label_smoothing)
-                    .map_err(internal)?;
             loss_sum += loss.to_scalar::<f32>().map_err(internal)? as f64 * chunk.len() as f64;
-            let grads = loss.backward().map_err(internal)?;
             if let Some(g) = grads.get(rows_var.as_tensor()) {
                 let g: Vec<f32> = g
                     .flatten_all()

@@ -3,8 +3,9 @@
 //! [`Arch::Attention`] without convolution or max pooling. A batch touches a few hundred
 //! embedding rows and a head of a few thousand weights: candle's graph (a dense pooling matrix,
 //! allocations for every node) costs far more than the arithmetic, so these shapes skip it.
-//! Other shapes train through candle (`fit` in `train.rs`); a test checks that both paths give
-//! the same gradients.
+//! Other shapes train through candle (`candle_step` in `train.rs`, which `fit` calls). Tests check
+//! that both paths give the same loss and gradients for each of these shapes (with and without
+//! per-example weights and label smoothing), and that the gradients match finite differences.
 //!
 //! Owns: the loss (cross-entropy with optional per-example weights and label smoothing, as
 //! `smoothed_cross_entropy`) and its gradient. Must never: update weights (the optimizers in
@@ -34,7 +35,8 @@ pub struct Head<'a> {
 pub struct Gradients {
     /// Summed loss (each example's, before dividing by the batch size).
     pub loss_sum: f64,
-    /// The batch's embedding rows (first occurrence order) and the gradient of each, `dim` wide.
+    /// The batch's embedding rows (first occurrence order; for [`Arch::Attention`] only features
+    /// whose pooling weight is not 0) and the gradient of each, `dim` wide.
     pub rows: Vec<u32>,
     pub row_grads: Vec<f32>,
     pub out_w: Vec<f32>,
@@ -361,6 +363,205 @@ mod tests {
                 }
             }
             assert!(checked > 10, "{arch:?}: only {checked} non-zero gradients");
+        }
+    }
+
+    /// The candle path (`candle_step`, the graph `fit` trains every other shape with: the model's
+    /// candle forward pass and `smoothed_cross_entropy`) and [`gradients`] agree on the loss and
+    /// on every gradient for the same weights and batch, with IDF pooling weights (some 0),
+    /// repeated features, an example without a feature that counts, per-example weights and
+    /// label smoothing, and without the last two.
+    #[test]
+    fn gradients_match_candle_autodiff() {
+        use crate::route::model::RouterModel;
+        use crate::route::train::{CandleStep, candle_step, idf};
+        use candle_core::{DType, Device, Tensor};
+        use candle_nn::{VarBuilder, VarMap};
+
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()) + 1e-6;
+        for (arch, pooling) in [
+            (Arch::Linear, Pooling::Tfidf),
+            (Arch::Embedding, Pooling::Mean),
+            (Arch::Embedding, Pooling::Tfidf),
+            (Arch::Attention, Pooling::Tfidf),
+            (Arch::Attention, Pooling::Mean),
+        ] {
+            let labels = 5;
+            let cfg = ModelConfig {
+                rows: 30,
+                dim: if arch == Arch::Linear { labels } else { 4 },
+                labels,
+                group_split: (pooling == Pooling::Tfidf).then_some(18),
+                ..config(arch, pooling)
+            };
+            assert!(supports(&cfg));
+            let mut rng = SplitMix::new(11);
+            let mut r = |n: usize| -> Vec<f32> {
+                (0..n).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect()
+            };
+            let table = r(cfg.rows * cfg.dim);
+            // The candle model's head, seeded as in `fit` (the embedding is `table`).
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let model = RouterModel::new(&cfg, vb).unwrap();
+            let names = ["out.weight", "out.bias", "query"];
+            let head: Vec<Vec<f32>> = {
+                let data = varmap.data().lock().unwrap();
+                names
+                    .iter()
+                    .map(|n| match data.get(*n) {
+                        Some(var) => {
+                            let w = r(var.elem_count());
+                            var.set(
+                                &Tensor::from_vec(w.clone(), var.dims(), &Device::Cpu).unwrap(),
+                            )
+                            .unwrap();
+                            w
+                        }
+                        None => Vec::new(),
+                    })
+                    .collect()
+            };
+            assert_eq!(head[2].is_empty(), arch != Arch::Attention);
+            assert_eq!(head[0].is_empty(), arch == Arch::Linear);
+            // Random examples over rows 0..28 (words in order, a word's features together,
+            // repeats allowed); rows 28 and 29 no training document has (weight 0).
+            let mut rng = SplitMix::new(5);
+            let mut batch: Vec<(Vec<u32>, Vec<u32>)> = (0..7)
+                .map(|_| {
+                    let n = 1 + rng.below(9);
+                    let mut token = 0;
+                    (0..n)
+                        .map(|_| {
+                            token += (rng.unit() < 0.4) as u32;
+                            (rng.below(cfg.rows - 2) as u32, token)
+                        })
+                        .unzip()
+                })
+                .collect();
+            let train_docs: Vec<&[u32]> = batch.iter().map(|(ids, _)| ids.as_slice()).collect();
+            let rare_from = cfg.group_split.unwrap_or(cfg.rows as u32 / 2);
+            let feature_weight = idf(train_docs.into_iter(), cfg.rows, rare_from, 2);
+            batch[0].0.push(29);
+            batch[0].1.push(0);
+            batch.push((vec![28, 29, 28], vec![0, 1, 1]));
+            assert!(feature_weight.iter().filter(|&&w| w == 0.0).count() > 2);
+            // The batch's rows that count.
+            let mut counted: Vec<u32> = batch.iter().flat_map(|(ids, _)| ids.clone()).collect();
+            counted.retain(|&id| feature_weight[id as usize] > 0.0);
+            counted.sort_unstable();
+            counted.dedup();
+            let counted = counted.len();
+            assert!(counted > 10, "{counted}");
+            let targets: Vec<u32> = (0..batch.len()).map(|j| (j % labels) as u32).collect();
+            let example_weight: Vec<f32> = (0..batch.len()).map(|j| 1.0 + (j % 3) as f32).collect();
+
+            for (weights, eps) in [(Some(example_weight.as_slice()), 0.1), (None, 0.0)] {
+                let what = format!("{arch:?} {pooling:?} weights {} ε {eps}", weights.is_some());
+                let mut scratch = Scratch::new(cfg.rows);
+                let g = gradients(
+                    &cfg,
+                    &table,
+                    &Head {
+                        out_w: &head[0],
+                        out_b: &head[1],
+                        query: &head[2],
+                    },
+                    &feature_weight,
+                    &batch,
+                    &targets,
+                    weights,
+                    eps,
+                    &mut scratch,
+                );
+                let CandleStep {
+                    rows,
+                    rows_var,
+                    loss,
+                    grads,
+                } = candle_step(
+                    &model,
+                    &cfg,
+                    &table,
+                    &feature_weight,
+                    batch.clone(),
+                    targets.clone(),
+                    weights.map(<[f32]>::to_vec),
+                    eps,
+                )
+                .unwrap();
+                let loss = loss.to_scalar::<f32>().unwrap();
+                let plain_loss = (g.loss_sum / batch.len() as f64) as f32;
+                assert!(
+                    close(plain_loss, loss),
+                    "{what}: loss {plain_loss} vs candle {loss}"
+                );
+
+                // Embedding gradients, scattered into the full table on both sides.
+                let d = cfg.dim;
+                let dense = |rows: &[u32], grads: &[f32]| {
+                    let mut t = vec![0f32; cfg.rows * d];
+                    for (k, &row) in rows.iter().enumerate() {
+                        for (tv, &gv) in t[row as usize * d..(row as usize + 1) * d]
+                            .iter_mut()
+                            .zip(&grads[k * d..(k + 1) * d])
+                        {
+                            *tv += gv;
+                        }
+                    }
+                    t
+                };
+                let candle_rows: Vec<f32> = grads
+                    .get(rows_var.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let mut compared = vec![(
+                    "embedding",
+                    dense(&g.rows, &g.row_grads),
+                    dense(&rows, &candle_rows),
+                )];
+                let data = varmap.data().lock().unwrap();
+                for (name, plain) in names.iter().zip([&g.out_w, &g.out_b, &g.query]) {
+                    match data.get(*name) {
+                        Some(var) => {
+                            let candle: Vec<f32> = grads
+                                .get(var.as_tensor())
+                                .unwrap()
+                                .flatten_all()
+                                .unwrap()
+                                .to_vec1()
+                                .unwrap();
+                            compared.push((name, plain.clone(), candle));
+                        }
+                        None => assert!(plain.is_empty(), "{what}: {name} has no weights"),
+                    }
+                }
+                for (name, plain, candle) in &compared {
+                    assert_eq!(plain.len(), candle.len(), "{what}: {name}");
+                    for (i, (&a, &b)) in plain.iter().zip(candle).enumerate() {
+                        assert!(close(a, b), "{what}: {name}[{i}]: plain {a}, candle {b}");
+                    }
+                    // Not a comparison of zeros: most of the batch's weights get a gradient.
+                    let nonzero = candle.iter().filter(|v| v.abs() > 1e-4).count();
+                    let touched = if *name == "embedding" {
+                        counted * d
+                    } else {
+                        candle.len()
+                    };
+                    assert!(2 * nonzero > touched, "{what}: {name}: {nonzero} non-zero");
+                }
+                // Rows of weight 0 get no gradient.
+                for row in [28, 29] {
+                    assert!(
+                        compared[0].1[row * d..(row + 1) * d]
+                            .iter()
+                            .all(|&v| v == 0.0)
+                    );
+                }
+            }
         }
     }
 }
