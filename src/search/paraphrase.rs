@@ -43,6 +43,13 @@
 //! 0.066 for unigrams and bigrams), idf-weighted Dice of characters or bigrams, how central an
 //! article is among the pool's best (mean Dice to them), a deeper channel (100: same MRR@10).
 //!
+//! Contrasts ([`Contrasts`]): frequent units that a bank writes in the same places but never
+//! together are its mutually exclusive topics (花 / 借 for 花呗 / 借呗, learned from the short
+//! articles themselves); an article on the other side of a contrast the query names loses
+//! [`CONTRAST_WEIGHT`] and is not looked for by the character channel. atec-faq dev, `kefu eval
+//! search --exclude-query-id`: MRR@10 0.0711 → 0.0758, Recall@100 0.440 → 0.458 (halves 0.0712 →
+//! 0.0761, 0.0710 → 0.0756); aliyun-faq and stackfaq unchanged (no short-article pools).
+//!
 //! ```
 //! use kefu::search::paraphrase::{chars, dice, form};
 //! let a = chars(&form("借呗还款为什么没有到帐"));
@@ -99,6 +106,8 @@ pub const CONTRAST_MIN_COSINE: f64 = 0.85;
 /// Most articles holding both units of a contrast, as a share of what independence predicts
 /// (`df(a) df(b) / n`).
 pub const CONTRAST_MAX_LIFT: f64 = 0.3;
+/// Share by which the number of short articles must move for [`Contrasts`] to be learned again.
+pub const CONTRAST_RELEARN_SHARE: f64 = 0.1;
 /// Score taken off an article that names one side of a contrast the query does not while the
 /// query names the other side (relative to the best BM25 score of the pool).
 pub const CONTRAST_WEIGHT: f32 = 1.5;
@@ -223,10 +232,15 @@ pub fn units(form: &str) -> Vec<&str> {
 ///
 /// Why: on atec-faq dev, many articles ranked above a query's labelled partner ask the same about
 /// the other product (借呗 for 花呗); the wording's similarity cannot see it, since one character
-/// differs. Learned on atec-faq's 77,512 questions, the only contrast is 花 / 借 (at a cosine of
-/// 0.75 怎 / 什 joins it and costs 0.001). MRR@10 by `scripts/atec-halves.sh`, in the replay
-/// (the pool's scores dumped, first half / second half): 0.0708 / 0.0709 without, 0.0751 /
-/// 0.0746 with; weights 0.5 / 1.5 / 2 give 0.0744 / 0.0740, 0.0754 / 0.0745, 0.0754 / 0.0745.
+/// differs. Learned on atec-faq's 77,512 questions, the only contrast is 花 / 借 (the same with
+/// a least share of 0.02, a cosine of 0.8 or a lift of 0.5; a share of 0.01 adds 久 / 少, which
+/// changes nothing; a cosine of 0.75 adds 怎 / 什 and costs 0.001). In a replay of the pool's
+/// scores (first half / second half of the dev queries, as `scripts/atec-halves.sh` cuts them):
+/// 0.0708 / 0.0709 without; with the article lacking the query's side and naming the other
+/// only, weight 0.5 / 1 / 1.5 / 2: 0.0744 / 0.0740, 0.0751 / 0.0746, 0.0754 / 0.0746, 0.0754 /
+/// 0.0746; with the rule of [`Contrasts::mismatch`], 1.5: 0.0762 / 0.0752. The channel's
+/// exclusion then adds Recall@100 0.445 → 0.462 and 0.436 → 0.454 (MRR@10 0.0761 / 0.0752 →
+/// 0.0761 / 0.0756, `scripts/atec-halves.sh`).
 #[derive(Default, Debug, PartialEq)]
 pub struct Contrasts {
     pairs: Vec<(String, String)>,
@@ -345,8 +359,16 @@ impl Contrasts {
 #[derive(Default)]
 pub struct FormCache {
     segments: SegmentCache<SegmentForms>,
-    /// The [`Contrasts`] of the short articles of the segments listed, learned once.
-    contrasts: Mutex<Option<(Vec<SegmentId>, Arc<Contrasts>)>>,
+    /// The [`Contrasts`] of the short articles, and when they were learned.
+    contrasts: Mutex<Option<LearnedContrasts>>,
+}
+
+/// [`Contrasts`] with the segments they were last used for and the number of short articles
+/// they were learned from.
+struct LearnedContrasts {
+    segments: Vec<SegmentId>,
+    articles: u64,
+    contrasts: Arc<Contrasts>,
 }
 
 /// One segment's column of form ordinals, the forms by ordinal and how many documents have one.
@@ -380,7 +402,10 @@ impl FormCache {
         })
     }
 
-    /// The [`Contrasts`] of the searcher's short articles, learned when its segments change.
+    /// The [`Contrasts`] of the searcher's short articles. They are learned again (150–200 ms
+    /// for atec-faq's 77,512 questions) only when the number of short articles moved by more than
+    /// [`CONTRAST_RELEARN_SHARE`] since they were learned: a few upserts do not change which
+    /// units a bank's questions avoid pairing, and a reader reload after each must not pay it.
     fn contrasts(&self, searcher: &Searcher, field: Field) -> Result<Arc<Contrasts>, SearchError> {
         let ids: Vec<SegmentId> = searcher
             .segment_readers()
@@ -388,21 +413,36 @@ impl FormCache {
             .map(|r| r.segment_id())
             .collect();
         let lock = || self.contrasts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached, contrasts)) = lock().as_ref()
-            && *cached == ids
+        if let Some(learned) = lock().as_ref()
+            && learned.segments == ids
         {
-            return Ok(contrasts.clone());
+            return Ok(learned.contrasts.clone());
         }
         let mut segments = Vec::with_capacity(ids.len());
         for segment_ord in 0..ids.len() {
             segments.push(self.segment(searcher, segment_ord as u32, field)?);
         }
+        let articles: u64 = segments.iter().map(|segment| segment.count).sum();
+        let mut cache = lock();
+        if let Some(learned) = cache.as_mut()
+            && learned.articles >= CONTRAST_MIN_ARTICLES as u64
+            && learned.articles.abs_diff(articles) as f64
+                <= CONTRAST_RELEARN_SHARE * learned.articles as f64
+        {
+            learned.segments = ids;
+            return Ok(learned.contrasts.clone());
+        }
+        drop(cache);
         let contrasts = Arc::new(Contrasts::learn(
             segments
                 .iter()
                 .flat_map(|segment| segment.forms.iter().map(String::as_str)),
         ));
-        *lock() = Some((ids, contrasts.clone()));
+        *lock() = Some(LearnedContrasts {
+            segments: ids,
+            articles,
+            contrasts: contrasts.clone(),
+        });
         Ok(contrasts)
     }
 
@@ -820,8 +860,9 @@ mod tests {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let at = |id: &str| ids.iter().position(|x| x == id).unwrap();
+        let at = |id: &str| ids.iter().position(|x| x == id).unwrap_or(usize::MAX);
         assert!(at("same") < at("other"), "{ids:?}");
+        assert_eq!(at("same"), 0, "{ids:?}");
     }
 
     /// jieba writes the query 提额 as one word and the question 额度提高的方法 as 额度 / 提高 /
