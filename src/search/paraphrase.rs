@@ -446,6 +446,13 @@ impl FormCache {
         Ok(contrasts)
     }
 
+    /// Reads the searcher's short-article forms and learns their [`Contrasts`] now, so that no
+    /// search pays for it: the engine calls this after opening the index and after each of its
+    /// own commits.
+    pub fn warm(&self, searcher: &Searcher, field: Field) -> Result<(), SearchError> {
+        self.contrasts(searcher, field).map(drop)
+    }
+
     /// The form of each document, or `None` as soon as one is not a short article.
     fn forms(
         &self,
