@@ -642,25 +642,11 @@ impl SearchEngine {
                 // The articles that get their bonuses: a pool of term scores, at least 3 pages.
                 let pool = self.rerank_pool.max(article_limit * 3);
                 // Documents matched only by a multi-word synonym (no query term of their own).
-                let synonyms: Option<Box<dyn Query>> =
-                    (!parsed.synonym_phrases.is_empty()).then(|| {
-                        Box::new(BooleanQuery::new(
-                            parsed
-                                .synonym_phrases
-                                .iter()
-                                .map(|(phrase, _)| {
-                                    (
-                                        Occur::Should,
-                                        parsed.any_field(phrase, &article_phrase_fields),
-                                    )
-                                })
-                                .collect(),
-                        )) as Box<dyn Query>
-                    });
-                let extra = match synonyms {
-                    None => rank::Extra::Nothing,
+                let extra = if parsed.synonym_phrases.is_empty() {
+                    rank::Extra::Nothing
+                } else if wanted == Wanted::Total {
                     // Counting visits every term match: the synonyms' other matches are known.
-                    Some(_) if wanted == Wanted::Total => rank::Extra::Matches(
+                    rank::Extra::Matches(
                         parsed
                             .synonym_phrases
                             .iter()
@@ -668,26 +654,37 @@ impl SearchEngine {
                                 parsed.any_field_parts(phrase, &article_phrase_fields)
                             })
                             .collect(),
-                    ),
-                    Some(synonyms) => {
-                        let required_too: Vec<Box<dyn Query>> = filters
+                    )
+                } else {
+                    let synonyms: Box<dyn Query> = Box::new(BooleanQuery::new(
+                        parsed
+                            .synonym_phrases
                             .iter()
-                            .chain(&required)
-                            .map(|q| q.box_clone())
-                            .collect();
-                        let synonyms = filtered(
-                            synonyms,
-                            &required_too,
-                            exclusions.iter().map(|q| q.box_clone()).collect(),
-                        );
-                        rank::Extra::Found(
-                            searcher
-                                .search(&synonyms, &TopDocs::with_limit(pool).order_by_score())?
-                                .into_iter()
-                                .map(|(_, addr)| addr)
-                                .collect(),
-                        )
-                    }
+                            .map(|(phrase, _)| {
+                                (
+                                    Occur::Should,
+                                    parsed.any_field(phrase, &article_phrase_fields),
+                                )
+                            })
+                            .collect(),
+                    ));
+                    let required_too: Vec<Box<dyn Query>> = filters
+                        .iter()
+                        .chain(&required)
+                        .map(|q| q.box_clone())
+                        .collect();
+                    let synonyms = filtered(
+                        synonyms,
+                        &required_too,
+                        exclusions.iter().map(|q| q.box_clone()).collect(),
+                    );
+                    rank::Extra::Found(
+                        searcher
+                            .search(&synonyms, &TopDocs::with_limit(pool).order_by_score())?
+                            .into_iter()
+                            .map(|(_, addr)| addr)
+                            .collect(),
+                    )
                 };
                 let rank::TwoPhase { top, matched } = rank::two_phase_top(
                     searcher,
