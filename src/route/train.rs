@@ -1056,7 +1056,7 @@ pub fn train(
     };
     // The members are independent: trained side by side (one per core), each with its own
     // seeded RNG, collected in order, so the result does not depend on the thread count.
-    let fitted: Vec<(Fitted, f64)> = all_members
+    let fitted: Vec<(Featurizer, Fitted, f64)> = all_members
         .par_iter()
         .enumerate()
         .map(|(k, member)| {
@@ -1072,19 +1072,20 @@ pub fn train(
                 opts.seed.wrapping_add(k as u64),
                 &bar,
             )?;
-            Ok((fitted, clock.elapsed().as_secs_f64()))
+            Ok((featurizer, fitted, clock.elapsed().as_secs_f64()))
         })
         .collect::<Result<_, TrainError>>()?;
     bar.finish_and_clear();
     let mut members: Vec<(Featurizer, ModelConfig, HashMap<String, Tensor>)> = Vec::new();
     let mut epoch_loss = Vec::new();
     let mut member_seconds = Vec::new();
-    for (k, ((model_cfg, member_tensors, loss), seconds)) in fitted.into_iter().enumerate() {
+    for (k, (featurizer, (model_cfg, member_tensors, loss), seconds)) in
+        fitted.into_iter().enumerate()
+    {
         if k == 0 {
             epoch_loss = loss;
         }
         member_seconds.push(seconds);
-        let featurizer = Featurizer::new(tokenizer.clone(), all_members[k].features.clone());
         members.push((featurizer, model_cfg, member_tensors));
     }
     let dev_cpu = Device::Cpu;
