@@ -5,6 +5,7 @@
 //! cargo run --release --example search_latency -- \
 //!     ../shared/data/search/aliyun-faq/docs ../shared/data/search/aliyun-faq/queries.dev.jsonl \
 //!     [--index DIR] [--rounds N] [--dump FILE] [--reference] [--one-phase] [--pool N] [--slowest N]
+//!     [--only search|rank]
 //! ```
 //!
 //! `--index DIR` keeps the index between runs (built there when absent); `--dump FILE` writes
@@ -12,7 +13,7 @@
 //! left the results as they were; `--reference` finds best
 //! sections by plain tantivy queries (what the default must agree with); `--one-phase` scores every
 //! match with the whole query instead of ranking in two phases; `--pool N` sets how many articles the
-//! first phase keeps; `--slowest N` lists the N queries of the most CPU time on each path. With
+//! first phase keeps; `--only search` (or `rank`) times one path alone (profiling); `--slowest N` lists the N queries of the most CPU time on each path. With
 //! several rounds, it also gives the percentiles of each query's least CPU time over the rounds
 //! (steadier on a shared machine).
 
@@ -24,6 +25,9 @@ use anyhow::{Context, Result, bail};
 use kefu::search::{SearchEngine, SearchRequest};
 
 fn percentiles(mut ms: Vec<f64>) -> String {
+    if ms.is_empty() {
+        return "(not run)".to_string();
+    }
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     format!(
@@ -52,6 +56,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut positional, mut index, mut rounds, mut dump) = (Vec::new(), None, 3usize, None);
     let (mut probe, mut two_phase, mut pool, mut slowest) = (true, true, None, 0usize);
+    let (mut product_path, mut ranking_path) = (true, true);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--index" => index = args.next().map(PathBuf::from),
@@ -61,6 +66,11 @@ fn main() -> Result<()> {
             "--one-phase" => two_phase = false,
             "--pool" => pool = Some(args.next().context("--pool N")?.parse()?),
             "--slowest" => slowest = args.next().context("--slowest N")?.parse()?,
+            "--only" => match args.next().as_deref() {
+                Some("search") => ranking_path = false,
+                Some("rank") => product_path = false,
+                _ => bail!("--only search|rank"),
+            },
             _ => positional.push(arg),
         }
     }
@@ -119,28 +129,39 @@ fn main() -> Result<()> {
                 limit: 10,
                 ..Default::default()
             };
-            let cpu = thread_cpu_ms();
-            let t = Instant::now();
-            let response = engine.search(&request)?;
-            product.push(t.elapsed().as_secs_f64() * 1000.0);
-            if let (Some(before), Some(after)) = (cpu, thread_cpu_ms()) {
-                product_cpu.push(after - before);
-                product_by_query.push((after - before, qi));
-            }
-            let cpu = thread_cpu_ms();
-            let t = Instant::now();
-            let ids = engine.rank_ids(q, 101)?;
-            ranking.push(t.elapsed().as_secs_f64() * 1000.0);
-            if let (Some(before), Some(after)) = (cpu, thread_cpu_ms()) {
-                ranking_cpu.push(after - before);
-                ranking_by_query.push((after - before, qi));
-            }
+            let response = if product_path {
+                let cpu = thread_cpu_ms();
+                let t = Instant::now();
+                let response = engine.search(&request)?;
+                product.push(t.elapsed().as_secs_f64() * 1000.0);
+                if let (Some(before), Some(after)) = (cpu, thread_cpu_ms()) {
+                    product_cpu.push(after - before);
+                    product_by_query.push((after - before, qi));
+                }
+                Some(response)
+            } else {
+                None
+            };
+            let ids = if ranking_path {
+                let cpu = thread_cpu_ms();
+                let t = Instant::now();
+                let ids = engine.rank_ids(q, 101)?;
+                ranking.push(t.elapsed().as_secs_f64() * 1000.0);
+                if let (Some(before), Some(after)) = (cpu, thread_cpu_ms()) {
+                    ranking_cpu.push(after - before);
+                    ranking_by_query.push((after - before, qi));
+                }
+                ids
+            } else {
+                Vec::new()
+            };
             if round == 0
                 && let Some(out) = out.as_mut()
             {
                 let ids: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
-                writeln!(out, "Q\t{q}\ttotal={}\t{}", response.total, ids.join("|"))?;
-                for hit in &response.hits {
+                let (total, hits) = response.map_or((0, Vec::new()), |r| (r.total, r.hits));
+                writeln!(out, "Q\t{q}\ttotal={total}\t{}", ids.join("|"))?;
+                for hit in &hits {
                     writeln!(
                         out,
                         "H\t{}\t{:?}\t{:?}\t{}",
@@ -152,7 +173,7 @@ fn main() -> Result<()> {
     }
     println!("search top 10 with snippets: {}", percentiles(product));
     println!("rank_ids 101:                {}", percentiles(ranking));
-    if !product_cpu.is_empty() {
+    if !product_cpu.is_empty() || !ranking_cpu.is_empty() {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         println!(
             "CPU time, search top 10:     {} mean {:.3}",

@@ -48,7 +48,7 @@ pub struct Fields {
     pub title: Field,
     pub heading: Field,
     pub body: Field,
-    /// Stored plain text of the section (snippets).
+    /// Stored plain text of the section, as far as snippets read it (`snippet::encode_marks`).
     pub text: Field,
     /// Stored analyzed tokens of `text` (`snippet::encode_marks`): snippets without analysis.
     pub marks: Field,
@@ -343,12 +343,15 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<IndexDoc> {
             ..t.clone()
         }));
         position += body.last().map_or(0, |t| t.position + 1) + SECTION_POSITION_GAP;
-        let marks = super::snippet::encode_marks(
+        let (marks, shown) = super::snippet::encode_marks(
             &text,
             body.iter()
                 .map(|t| (t.offset_from, t.offset_to, t.text.as_str())),
         );
         doc.add(fields.body, pre_tokenized(body));
+        // Only what snippets can show: each hit reads (and checks) its section's stored text.
+        let mut text = text;
+        text.truncate(shown);
         doc.add(fields.text, OwnedValue::Str(text));
         doc.add(fields.marks, OwnedValue::Bytes(marks));
         docs.push(doc);

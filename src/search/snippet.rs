@@ -56,15 +56,31 @@ pub fn snippet_marked<S: BuildHasher>(
 /// a section (analysis stops at MAX_ANALYZED_BYTES, the window runs on a few hundred bytes).
 const MARKED_BYTES: usize = MAX_ANALYZED_BYTES + 4 * 1024;
 
+/// Snippets of up to this many characters read nothing of a text past what its marks cover
+/// (and the last marked token): see [`encode_marks`]. The analyzed start, the longest window
+/// and a word break after it, at 4 bytes a character, fit in the marked bytes.
+pub const MAX_STORED_SNIPPET_CHARS: usize = 512;
+
+const _: () = assert!(
+    SNIPPET_CHARS <= MAX_STORED_SNIPPET_CHARS
+        && MAX_ANALYZED_BYTES + 4 * (2 * MAX_RUN_ON_CHARS + MAX_STORED_SNIPPET_CHARS + 2)
+            < MARKED_BYTES
+);
+
 /// The analyzed tokens of `text` (not stop words; `(offset_from, offset_to, term)` in analyzer
 /// order) as compact bytes for [`snippet_marked`]: the end of the marked text, the terms that
 /// differ from the text they were analyzed from (normalized, stemmed: the rest are their own
 /// text, as most Chinese words are), then each token's offset (zigzag delta from the previous
 /// one), its length times two, plus one when the number of its term follows; all LEB128 varints.
+///
+/// Also returns how many bytes of `text` snippets read with these marks: the marked start and
+/// the rest of its last token. A snippet of at most [`MAX_STORED_SNIPPET_CHARS`] characters from
+/// `&text[..n]` and the marks is the snippet from the whole text, so the index stores no more:
+/// the text of a long section past its first 12 KB is never shown.
 pub fn encode_marks<'t>(
     text: &str,
     tokens: impl Iterator<Item = (usize, usize, &'t str)>,
-) -> Vec<u8> {
+) -> (Vec<u8>, usize) {
     let covered = if text.len() <= MARKED_BYTES {
         text.len()
     } else {
@@ -74,10 +90,12 @@ pub fn encode_marks<'t>(
     let mut number: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut spans = Vec::new();
     let mut last_from = 0i64;
+    let mut read = covered;
     for (from, to, term) in tokens {
         if from >= covered || to < from || to > text.len() {
             continue;
         }
+        read = read.max(to);
         let delta = from as i64 - last_from;
         last_from = from as i64;
         put_varint(&mut spans, ((delta << 1) ^ (delta >> 63)) as u64);
@@ -101,7 +119,7 @@ pub fn encode_marks<'t>(
         out.extend_from_slice(term.as_bytes());
     }
     out.extend_from_slice(&spans);
-    out
+    (out, read)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -568,6 +586,7 @@ mod tests {
                 .iter()
                 .map(|t| (t.offset_from, t.offset_to, t.text.as_str())),
         )
+        .0
     }
 
     #[test]
@@ -615,6 +634,71 @@ mod tests {
         assert!(decoded.covered >= MARKED_BYTES && decoded.covered < text.len());
         assert!(decoded.tokens.iter().all(|t| t.0 < decoded.covered));
         assert!(!decoded.tokens.is_empty());
+    }
+
+    #[test]
+    fn the_stored_start_of_a_text_gives_its_snippets() {
+        // Long sections: matches at the start, near the end of the analyzed bytes, past them
+        // and past the marks; Chinese runs without breaks, so tokens cross the marked end.
+        let mut rng = crate::route::train::SplitMix::new(11);
+        let pieces = [
+            "退款规则说明",
+            "数据库",
+            "查看帳單明細",
+            "refund policy, ",
+            "ssh port 22 ",
+            "filler words ",
+            "云盘性能",
+            "。",
+        ];
+        for round in 0..60 {
+            let mut text = String::new();
+            let target = 9_000 + rng.below(12_000);
+            // Every third text is one run of Chinese: its marks end inside a word.
+            let kinds = if round % 3 == 0 { 3 } else { pieces.len() };
+            while text.len() < target {
+                text.push_str(pieces[rng.below(kinds)]);
+            }
+            // A word found only at the end of the analyzed bytes: the window reaches past them.
+            let mut at = MAX_ANALYZED_BYTES - rng.below(600);
+            while !text.is_char_boundary(at) {
+                at += 1;
+            }
+            text.insert_str(at, " zebra ");
+            let tokens: Vec<_> = analyzer()
+                .analyze(&text)
+                .into_iter()
+                .filter(|t| !t.stop)
+                .collect();
+            let (marks, shown) = encode_marks(
+                &text,
+                tokens
+                    .iter()
+                    .map(|t| (t.offset_from, t.offset_to, t.text.as_str())),
+            );
+            assert!(text.is_char_boundary(shown));
+            if text.len() > MARKED_BYTES + 4 * MAX_RUN_ON_CHARS {
+                assert!(shown < text.len(), "round {round}: nothing left out");
+            }
+            let stored = &text[..shown];
+            assert!(Marks::decode(&marks, &terms(&["退款"]), stored).is_some());
+            for words in [
+                vec!["退款", "规则"],
+                vec!["账单", "明细"],
+                vec!["refund", "polici", "ssh"],
+                vec!["云盘", "性能", "port"],
+                vec!["zebra"],
+                vec!["absent"],
+            ] {
+                for max_chars in [10, 40, SNIPPET_CHARS, MAX_STORED_SNIPPET_CHARS] {
+                    assert_eq!(
+                        snippet_marked(stored, &marks, &terms(&words), max_chars),
+                        snippet_marked(&text, &marks, &terms(&words), max_chars),
+                        "round {round}, {words:?}, {max_chars}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
