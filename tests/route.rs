@@ -483,6 +483,138 @@ fn training_data_errors_name_the_line() {
     assert!(m.contains("train.jsonl:3:"), "{m}");
 }
 
+/// Rows that look like nothing in `tiny_data`, for `billing`; at least one of them would be in
+/// the held-back slice (sha1 ≡ 0 mod 10) if it were part of the training file.
+fn article_like_rows() -> Vec<Example> {
+    let mut rows: Vec<Example> = (0..40)
+        .map(|i| Example {
+            text: format!("quuxbill statement zorblax {i}"),
+            label: "billing".into(),
+        })
+        .collect();
+    let first_held = rows
+        .iter()
+        .position(|e| train::is_held_back(&e.text))
+        .unwrap();
+    rows.truncate(first_held + 1);
+    rows
+}
+
+#[test]
+fn extra_rows_train_but_never_join_the_held_back_dev_slice() {
+    // Five variants of each tiny row: enough for a held-back slice.
+    let data: Vec<Example> = (0..5)
+        .flat_map(|i| {
+            tiny_data().into_iter().map(move |e| Example {
+                text: format!("{} {i}", e.text),
+                label: e.label,
+            })
+        })
+        .collect();
+    let held = data.iter().filter(|e| train::is_held_back(&e.text)).count();
+    assert!(held > 0);
+    let extra = article_like_rows();
+    let opts = tiny_options(3);
+    let with = tempfile::tempdir().unwrap();
+    let report = train::train_with_extra(&data, &extra, None, &opts, with.path()).unwrap();
+    assert_eq!(report.dev_examples, held);
+    assert_eq!(report.train_examples, data.len() - held + extra.len());
+    assert_eq!(report.extra_examples, extra.len());
+    assert!(report.markdown().contains("from help articles"));
+    let without = tempfile::tempdir().unwrap();
+    let plain = train::train(&data, None, &opts, without.path()).unwrap();
+    assert_eq!(plain.extra_examples, 0);
+    // The extra rows' words are known to the model trained with them (they trained it), not
+    // to the other.
+    let text = "quuxbill zorblax";
+    let known = Classifier::load(with.path()).unwrap().novelty(text);
+    let unknown = Classifier::load(without.path()).unwrap().novelty(text);
+    assert!(known < 0.5 && unknown > 0.99, "{known} {unknown}");
+}
+
+#[test]
+fn article_rows_that_the_probe_confidently_files_elsewhere_are_dropped() {
+    use kefu::route::train::articles::agreeing_rows;
+    let probe = Classifier::load(&repo("models/router")).unwrap();
+    let text = "发票怎么开";
+    let p = probe.predict(text);
+    let best = probe.labels()[p.best].clone();
+    let other = probe.labels().iter().find(|l| **l != best).unwrap().clone();
+    let rows = vec![
+        Example {
+            text: text.into(),
+            label: other,
+        },
+        Example {
+            text: text.into(),
+            label: best.clone(),
+        },
+    ];
+    // At its own confidence the probe contradicts the first row: dropped; the second agrees.
+    let kept = agreeing_rows(rows.clone(), &probe, p.confidence);
+    assert_eq!(kept, rows[1..]);
+    // Asked for more confidence than it has, it contradicts nothing.
+    let kept = agreeing_rows(rows.clone(), &probe, p.confidence + 1e-3);
+    assert_eq!(kept, rows);
+}
+
+#[test]
+fn train_learns_from_help_articles_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    let lines: String = tiny_data()
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    std::fs::write(&data, lines).unwrap();
+    let out = dir.path().join("model");
+    let args = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--dev",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--no-candidates",
+        "--articles",
+        "kb",
+    ];
+    let (_, err, ok) = kefu(&args, b"");
+    assert!(ok, "{err}");
+    // tiny_data's labels are billing, security and storage: the bundled kb's articles of
+    // those categories give their title and tags, after the first model's vetting.
+    let kept: usize = err
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("--articles: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(kept > 20, "{err}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains(&format!(
+            "train examples: {} ({kept} of them from help articles",
+            tiny_data().len() + kept
+        )),
+        "{report}"
+    );
+    // A folder with no article of those labels is an error, not a silent no-op.
+    let mut args = args.to_vec();
+    *args.last_mut().unwrap() = "kb/network";
+    let (_, err, ok) = kefu(&args, b"");
+    assert!(
+        !ok && err.contains("category among the training labels"),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------- default model
 
 #[test]

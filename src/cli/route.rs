@@ -5,6 +5,7 @@
 //! classified in parallel (rayon) in batches of what is already buffered, so a pipeline that
 //! sends one ticket and waits gets its answer at once.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ use crate::route::eval;
 use crate::route::features::FeatureConfig;
 use crate::route::model::{Arch, Pooling};
 use crate::route::train::OptimizerKind;
+use crate::route::train::articles::{ArticlePart, agreeing_rows, article_examples};
 use crate::route::train::{self, TrainOptions};
 use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
@@ -155,9 +157,48 @@ pub struct TrainArgs {
     /// all but this share of the in-scope dev rows; 0 turns that abstention off.
     #[arg(long)]
     pub novelty_share: Option<f64>,
+    /// Help articles to learn from as well (folders, `.md`, `.jsonl`, `.html`, read as
+    /// `kefu index` reads them): each article whose `category` is a label of --data gives
+    /// training rows (--article-parts). They only train: never dev, never the held-back slice.
+    #[arg(long, num_args = 1..)]
+    pub articles: Vec<PathBuf>,
+    /// Parts of an article that become rows: `title`, `tags`, `headings` (title + each section
+    /// heading), `sentences` (each section's heading + first sentence); comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "title,tags")]
+    pub article_parts: Vec<ArticlePart>,
+    /// Drop an article row that a model trained first without the articles (same data and
+    /// flags) puts under another label with at least this confidence: where the articles file
+    /// a topic elsewhere than --data does, --data wins. 1 keeps every row (no first model).
+    #[arg(long, default_value_t = 0.8)]
+    pub article_agreement: f32,
+    /// Times each article row is repeated in the training data.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub article_repeat: u32,
 }
 
 impl TrainArgs {
+    /// The --articles rows for the labels of `data`. An article that cannot be read stops
+    /// training (a silently smaller set would train another model).
+    fn article_rows(&self, data: &[train::Example]) -> anyhow::Result<Vec<train::Example>> {
+        if self.articles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ingested = crate::ingest::read_paths(&self.articles);
+        if let Some(p) = ingested.problems.first() {
+            let line = p.line.map(|l| format!(":{l}")).unwrap_or_default();
+            anyhow::bail!("--articles: {}{line}: {}", p.source, p.message);
+        }
+        let labels: BTreeSet<String> = data.iter().map(|e| e.label.clone()).collect();
+        let rows = article_examples(&ingested.articles, &labels, &self.article_parts);
+        if rows.is_empty() {
+            anyhow::bail!(
+                "--articles: none of the {} articles has a category among the training labels",
+                ingested.articles.len()
+            );
+        }
+        Ok(rows)
+    }
+
     pub fn options(&self) -> TrainOptions {
         let d = TrainOptions::default();
         TrainOptions {
@@ -277,7 +318,27 @@ impl TrainArgs {
         }
         let data = train::read_examples(&self.data)?;
         let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
-        let report = train::train(&data, dev.as_deref(), &opts, &self.out)?;
+        let mut extra = self.article_rows(&data)?;
+        if !extra.is_empty() && self.article_agreement < 1.0 {
+            let probe_dir = tempfile::tempdir().context("temporary folder for the first model")?;
+            eprintln!(
+                "--articles: training a model without the {} article rows first, to drop the rows it puts under another label with confidence ≥ {}",
+                extra.len(),
+                self.article_agreement
+            );
+            train::train(&data, dev.as_deref(), &opts, probe_dir.path())?;
+            let probe = Classifier::load(probe_dir.path())?;
+            let before = extra.len();
+            extra = agreeing_rows(extra, &probe, self.article_agreement);
+            eprintln!(
+                "--articles: {} of {before} rows kept, {} dropped",
+                extra.len(),
+                before - extra.len()
+            );
+        }
+        let repeat = self.article_repeat as usize;
+        let extra: Vec<train::Example> = (0..repeat).flat_map(|_| extra.iter().cloned()).collect();
+        let report = train::train_with_extra(&data, &extra, dev.as_deref(), &opts, &self.out)?;
         eprint!("{}", report.markdown());
         eprintln!("model written to {}", self.out.display());
         Ok(())

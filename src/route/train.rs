@@ -34,6 +34,7 @@ use super::model::{
 };
 use super::vocab;
 
+pub mod articles;
 mod backprop;
 
 /// What can go wrong while training.
@@ -439,6 +440,9 @@ fn sgd_step(table: &mut [f32], rows: &[u32], grads: &[f32], lr: f32, wd: f32) {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
     pub train_examples: usize,
+    /// Of `train_examples`, the rows that only train ([`train_with_extra`]: help articles).
+    #[serde(default)]
+    pub extra_examples: usize,
     pub dev_examples: usize,
     pub dev_source: String,
     pub labels: usize,
@@ -474,8 +478,12 @@ pub struct TrainReport {
 impl TrainReport {
     pub fn markdown(&self) -> String {
         let mut s = String::from("# kefu router training report\n\n");
+        let extra = match self.extra_examples {
+            0 => String::new(),
+            n => format!(" ({n} of them from help articles, training only)"),
+        };
         s += &format!(
-            "- train examples: {}, labels: {}, vocabulary: {}\n- dev: {} examples ({})\n- epochs: {}, {:.1} s\n- loss per epoch: {}\n",
+            "- train examples: {}{extra}, labels: {}, vocabulary: {}\n- dev: {} examples ({})\n- epochs: {}, {:.1} s\n- loss per epoch: {}\n",
             self.train_examples,
             self.labels,
             self.vocab_size,
@@ -987,8 +995,21 @@ pub fn train(
     opts: &TrainOptions,
     out: &Path,
 ) -> Result<TrainReport, TrainError> {
+    train_with_extra(train, &[], dev, opts, out)
+}
+
+/// [`train`] with `extra` rows that only train: appended to the training rows after the dev
+/// slice is held back, so they never calibrate the model or set its threshold (help articles,
+/// [`articles::article_examples`]).
+pub fn train_with_extra(
+    train: &[Example],
+    extra: &[Example],
+    dev: Option<&[Example]>,
+    opts: &TrainOptions,
+    out: &Path,
+) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
-    let (train, dev, dev_source): (Vec<&Example>, Vec<&Example>, String) = match dev {
+    let (mut train, dev, dev_source): (Vec<&Example>, Vec<&Example>, String) = match dev {
         Some(dev) => (
             train.iter().collect(),
             dev.iter().collect(),
@@ -1004,6 +1025,7 @@ pub fn train(
             )
         }
     };
+    train.extend(extra);
     if train.is_empty() {
         return Err(TrainError::Data("no training examples".into()));
     }
@@ -1332,6 +1354,7 @@ pub fn train(
     let n_dev = dev.len().max(1) as f64;
     let report = TrainReport {
         train_examples: train.len(),
+        extra_examples: extra.len(),
         dev_examples: dev.len(),
         dev_source,
         labels: labels.len(),
