@@ -48,7 +48,10 @@
 //! coefficient of the characters' toneless syllables joins that of the characters. atec-faq dev,
 //! `scripts/atec-halves.sh`: MRR@10 0.0761 → 0.0773 and 0.0756 → 0.0763. Tried in the replay and
 //! dropped: Dice of sound bigrams (both halves lower), characters replaced by the homophones that
-//! the bank writes in the same places (0.0765 / 0.0757 alone, nothing more with the sounds).
+//! the bank writes in the same places (0.0765 / 0.0757 alone, nothing more with the sounds),
+//! syllables with their tones (no better), Jaccard or overlap instead of Dice (lower), and, on
+//! top of the sounds, the candidate's length, the idf share of the query's characters it lacks or
+//! of its own the query lacks (fitted on one half, none helps the other).
 //!
 //! Contrasts ([`Contrasts`]): frequent units that a bank writes in the same places but never
 //! together are its mutually exclusive topics (花 / 借 for 花呗 / 借呗, learned from the short
@@ -90,7 +93,8 @@ pub const POOL: usize = 30;
 /// channel (MRR@10 of characters / bigrams: 1 / 0.5 0.0698, 1 / 0 0.0696, 1 / 1 0.0683,
 /// 1.5 / 0.5 0.0696, 2 / 0.5 0.0684, 0 / 1 0.0678; BM25 alone 0.0650), then again with it (the
 /// replay, first half / second half: 1.5 / 0 0.0724 / 0.0726, 1 / 0.5 0.0707 / 0.0722,
-/// 1 / 0 0.0719 / 0.0721; the channel's score weighs more than the bigrams).
+/// 1 / 0 0.0719 / 0.0721; the channel's score weighs more than the bigrams). 1.5 until the
+/// sounds joined ([`SOUND_WEIGHT`]); 1 with them.
 pub const CHAR_WEIGHT: f32 = 1.0;
 /// Weight of the Dice coefficient of sounds ([`sounds`]), relative to the best BM25 score of the
 /// pool. Tuned with [`CHAR_WEIGHT`] on the first half of the atec-faq dev queries (a replay of
@@ -102,7 +106,9 @@ pub const SOUND_WEIGHT: f32 = 1.0;
 pub const CHANNEL_POOL: usize = 50;
 /// Grams in more than this share of the short articles are left out of the character channel.
 /// 0.03 rather than the best-scoring 0.1 (MRR@10 0.0711 against 0.0720): the tail latency on
-/// a FAQ bank is 2.77 ms instead of 4.56, well under the 5 ms ceiling.
+/// a FAQ bank is 2.77 ms instead of 4.56, well under the 5 ms ceiling. Checked again with the
+/// sounds (`scripts/atec-halves.sh`): 0.1 gives halves 0.0779 / 0.0760 against 0.0773 / 0.0763
+/// (Recall@100 0.480 / 0.469 against 0.462 / 0.454), no gain on both.
 pub const CHANNEL_MAX_SHARE: f64 = 0.03;
 /// Grams in at most this many short articles are always searched, whatever their share.
 pub const CHANNEL_MIN_DF: u64 = 1000;
