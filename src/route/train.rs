@@ -884,11 +884,7 @@ fn fit(
                 let g = backprop::gradients(
                     &model_cfg,
                     &table,
-                    &backprop::Head {
-                        out_w: &head[0],
-                        out_b: &head[1],
-                        query: &head[2],
-                    },
+                    &backprop::Head::from_params(&head),
                     &feature_weight,
                     &batch,
                     &target,

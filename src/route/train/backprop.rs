@@ -30,6 +30,17 @@ pub struct Head<'a> {
     pub query: &'a [f32],
 }
 
+impl<'a> Head<'a> {
+    /// The head in the training loop's parameter order: `[out_w, out_b, query]`.
+    pub fn from_params(params: &'a [Vec<f32>]) -> Head<'a> {
+        Head {
+            out_w: &params[0],
+            out_b: &params[1],
+            query: &params[2],
+        }
+    }
+}
+
 /// Gradients of one batch's loss.
 #[derive(Debug, Default)]
 pub struct Gradients {
@@ -321,11 +332,7 @@ mod tests {
                 gradients(
                     &cfg,
                     &p[0],
-                    &Head {
-                        out_w: &p[1],
-                        out_b: &p[2],
-                        query: &p[3],
-                    },
+                    &Head::from_params(&p[1..]),
                     &weight,
                     &batch,
                     &targets,
@@ -462,11 +469,7 @@ mod tests {
                 let g = gradients(
                     &cfg,
                     &table,
-                    &Head {
-                        out_w: &head[0],
-                        out_b: &head[1],
-                        query: &head[2],
-                    },
+                    &Head::from_params(&head),
                     &feature_weight,
                     &batch,
                     &targets,
