@@ -191,6 +191,8 @@ pub struct SearchEngine {
     paraphrases: bool,
     /// Forms of short articles by segment, across queries.
     forms: paraphrase::FormCache,
+    /// Whether each segment has short articles (`paraphrase::short_form`), across queries.
+    shorts: rank::SegmentCache<bool>,
 }
 
 /// Articles ranked by their term scores alone before their proximity bonuses are added (at least;
@@ -251,6 +253,7 @@ impl SearchEngine {
             rerank_pool: RERANK_POOL,
             paraphrases: true,
             forms: paraphrase::FormCache::default(),
+            shorts: rank::SegmentCache::default(),
         };
         engine.warm()?;
         Ok(engine)
@@ -601,11 +604,14 @@ impl SearchEngine {
         let article_phrase_fields = [(f.atitle, p.atitle), (f.abody, p.abody)];
         let mut candidates = Candidates::new(searcher, f.key);
         // Without section scores nothing is merged, so the page is all that is needed, or the
-        // pool that paraphrase matching may reorder (`paraphrase::rerank`).
+        // pool that paraphrase matching may reorder (`paraphrase::rerank`), which it leaves as
+        // it is unless the pool is all short articles: with none in the index, the page.
         let article_limit = if p.section > 0.0 {
             p.candidates.max(needed * 2)
-        } else {
+        } else if self.paraphrases && self.has_short_articles(searcher)? {
             needed.max(paraphrase::POOL)
+        } else {
+            needed
         };
         // Two phases (`rank::two_phase_top`) unless the query has clauses only the whole query
         // expresses (the title coverage bonus) or the reference is asked for. Quoted phrases
@@ -801,6 +807,24 @@ impl SearchEngine {
             Vec::new()
         };
         Ok((ranked, total, ids))
+    }
+
+    /// Whether an article of the searcher is one short sentence (`Fields::short`, counting
+    /// deleted ones): only then may `paraphrase::rerank` reorder a ranking.
+    fn has_short_articles(&self, searcher: &Searcher) -> Result<bool, SearchError> {
+        let name = searcher.schema().get_field_name(self.fields.short);
+        for reader in searcher.segment_readers() {
+            let has = self.shorts.get_or_load(searcher, reader, || {
+                Ok(reader
+                    .fast_fields()
+                    .str(name)?
+                    .is_some_and(|column| column.ords().values.num_vals() > 0))
+            })?;
+            if *has {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Ids and scores of the top `limit` articles, without building hits (evaluation).

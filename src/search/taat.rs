@@ -675,20 +675,16 @@ fn retain_shared(left: &mut [u32], positions: &[u32], shift: u32) -> usize {
             }
         }
     } else {
-        let mut j = 0;
-        for k in 0..left.len() {
-            let at = left[k];
-            while j < positions.len() && positions[j] + shift < at {
-                j += 1;
-            }
-            if j == positions.len() {
-                break;
-            }
-            if positions[j] + shift == at {
-                left[kept] = at;
-                kept += 1;
-                j += 1;
-            }
+        // A merge without branches on the values (which mispredict): each step keeps the
+        // smaller value's list moving, and both on a shared value, kept.
+        let (mut i, mut j) = (0, 0);
+        while i < left.len() && j < positions.len() {
+            let at = left[i];
+            let p = positions[j] + shift;
+            left[kept] = at;
+            kept += usize::from(at == p);
+            i += usize::from(at <= p);
+            j += usize::from(p <= at);
         }
     }
     kept
