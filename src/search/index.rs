@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use tantivy::Term;
+use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
 use tantivy::schema::{
     Document, FAST, Field, INDEXED, IndexRecordOption, OwnedValue, STORED, STRING, Schema,
     TextFieldIndexing, TextOptions,
@@ -268,6 +269,45 @@ impl IndexDoc {
             .iter()
             .filter(move |(f, _)| *f == field)
             .map(|(_, v)| v)
+    }
+
+    /// The first text value of `field`, if any.
+    pub fn first_str(&self, field: Field) -> Option<&str> {
+        self.get_all(field).find_map(|v| match v {
+            OwnedValue::Str(text) => Some(text.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The first bytes value of `field`, if any.
+    pub fn first_bytes(&self, field: Field) -> Option<&[u8]> {
+        self.get_all(field).find_map(|v| match v {
+            OwnedValue::Bytes(bytes) => Some(bytes.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// The first text value of `field`, moved out (left empty).
+    pub fn take_str(&mut self, field: Field) -> Option<String> {
+        self.values.iter_mut().find_map(|(f, v)| match v {
+            OwnedValue::Str(text) if *f == field => Some(std::mem::take(text)),
+            _ => None,
+        })
+    }
+}
+
+/// A stored document read back as its values (`Searcher::doc`): tantivy's own
+/// `TantivyDocument` deserializes each value and then copies it into its packed form, a second
+/// copy of a section's stored text and marks on every hit.
+impl DocumentDeserialize for IndexDoc {
+    fn deserialize<'de, D: DocumentDeserializer<'de>>(
+        mut deserializer: D,
+    ) -> Result<Self, DeserializeError> {
+        let mut values = Vec::with_capacity(deserializer.size_hint());
+        while let Some(value) = deserializer.next_field::<OwnedValue>()? {
+            values.push(value);
+        }
+        Ok(IndexDoc { values })
     }
 }
 

@@ -969,18 +969,11 @@ impl SearchEngine {
             }
         };
         let addr = section.unwrap_or(candidate.article.unwrap_or(DocAddress::new(0, 0)));
-        let doc: TantivyDocument = searcher.doc(addr)?;
-        let text = |field| {
-            doc.get_first(field)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
+        let mut doc: index::IndexDoc = searcher.doc(addr)?;
         // The body is only read in place, for the snippet.
-        let body = snippets
-            .then(|| doc.get_first(f.text).and_then(|v| v.as_str()))
-            .flatten();
+        let body = snippets.then(|| doc.first_str(f.text)).flatten();
         let snippet = match body {
-            Some(body) => match doc.get_first(f.marks).and_then(|v| v.as_bytes()) {
+            Some(body) => match doc.first_bytes(f.marks) {
                 Some(marks) => {
                     snippet::snippet_marked(body, marks, highlight, snippet::SNIPPET_CHARS)
                 }
@@ -988,6 +981,7 @@ impl SearchEngine {
             },
             None => String::new(),
         };
+        let mut text = |field| doc.take_str(field);
         Ok(SearchHit {
             id: text(f.id).unwrap_or_default(),
             title: text(f.title).unwrap_or_default(),
