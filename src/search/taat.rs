@@ -361,7 +361,6 @@ struct PhraseClause {
 
 /// A distinct term of the clauses.
 struct Slot {
-    term: Term,
     field: usize,
     /// Its info in each segment, if there.
     infos: Vec<Option<TermInfo>>,
@@ -393,30 +392,34 @@ impl PhraseClauses {
         let doc_count = stats.total_num_docs()?;
         let mut fields: Vec<FieldInfo> = Vec::new();
         let mut slots: Vec<Slot> = Vec::new();
+        // Each distinct term's slot (a long question has dozens: no search through them all).
+        let mut slot_of: FxHashMap<&Term, usize> = FxHashMap::default();
         let mut phrases = Vec::with_capacity(bonuses.len());
+        let mut terms: Vec<&(usize, Term)> = Vec::new();
         for bonus in bonuses {
-            let mut terms = bonus.terms.clone();
+            terms.clear();
+            terms.extend(&bonus.terms);
             // As `PhraseQuery` orders them (a stable sort).
-            terms.sort_by_key(|&(offset, _)| offset);
+            terms.sort_by_key(|&&(offset, _)| offset);
             let field = terms[0].1.field();
             if terms.iter().any(|(_, t)| t.field() != field) {
                 return Ok(None);
             }
             let at = field_index(&mut fields, field, readers, stats)?;
-            let last = terms.last().map_or(0, |&(offset, _)| offset);
+            let last = terms.last().map_or(0, |&&(offset, _)| offset);
             let mut idf_sum: Score = 0.0;
             let mut clause_terms = Vec::with_capacity(terms.len());
             let mut doc_freq = 0;
-            for (offset, term) in &terms {
-                let slot = match slots.iter().position(|s| s.term == *term) {
-                    Some(slot) => slot,
+            for &(offset, ref term) in terms.iter().copied() {
+                let slot = match slot_of.get(term) {
+                    Some(&slot) => slot,
                     None => {
                         slots.push(Slot {
-                            term: term.clone(),
                             field: at,
                             infos: stats.term_infos(readers, &fields[at].inverted, term)?,
                             positions: false,
                         });
+                        slot_of.insert(term, slots.len() - 1);
                         slots.len() - 1
                     }
                 };
