@@ -1595,4 +1595,45 @@ mod tests {
         check("如何申请退款");
         check("reset password");
     }
+
+    /// A page is the head of a longer page, whether its articles get their bonuses as the
+    /// page's k best (no article of the index is one short sentence) or as paraphrase's pool
+    /// (once one is).
+    #[test]
+    fn a_page_is_the_head_of_a_longer_page() {
+        let (_dir, engine) = kb_engine();
+        let view = |query: &str, limit: usize| {
+            let request = SearchRequest {
+                query: query.into(),
+                limit,
+                ..Default::default()
+            };
+            hit_view(&engine.search(&request).unwrap())
+        };
+        let check = || {
+            for query in [
+                "如何申请退款",
+                "reset password",
+                "instance fails to start after ssh login",
+                "发票 开具 增值税 专用发票",
+            ] {
+                let page = view(query, 3);
+                let longer = view(query, 30);
+                assert!(!page.is_empty() && longer.len() >= page.len(), "{query}");
+                assert_eq!(page[..], longer[..page.len()], "{query}");
+            }
+        };
+        let has_short = || {
+            engine
+                .has_short_articles(&engine.reader.searcher())
+                .unwrap()
+        };
+        assert!(!has_short());
+        check();
+        engine
+            .upsert(&[Article::new("faq/refund-time.md", "退款多久到账", "")])
+            .unwrap();
+        assert!(has_short());
+        check();
+    }
 }
