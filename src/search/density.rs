@@ -363,7 +363,7 @@ mod tests {
         for a in 0..3 {
             let row = &rows[a * DIMS..(a + 1) * DIMS];
             let length = dot(row, row).sqrt();
-            let expected = u[a] * dot(&u, &u).sqrt();
+            let expected = u[a] * u.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!(
                 (length - expected).abs() < 1e-3,
                 "{a}: {length} vs {expected}"
