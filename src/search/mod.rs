@@ -22,6 +22,7 @@
 //! same scores; cached term lookups), `snippet.rs` (highlighting, from the analyzed tokens each
 //! section stores: no analysis at query time).
 
+pub mod density;
 pub mod index;
 pub mod paraphrase;
 pub mod query;
