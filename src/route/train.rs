@@ -176,6 +176,18 @@ pub struct TrainOptions {
     /// rows plus the dev rows whose label training has (the held-back slice is no longer left
     /// out of training; the temperatures, threshold and limits fitted on dev are kept). The
     /// training report's dev figures are then those of the first fit.
+    ///
+    /// Not a default: the dev figures are no longer held out, so a model refitted on a dev file
+    /// cannot be judged on it (the CI gate and the team's dev numbers would be train-set
+    /// numbers). Measured held out, 3 seeds (42/7/1234): clinc150 trained on train, calibrated
+    /// on the half of dev whose text's SHA-1 is even (1,536 rows, 43 out-of-scope), scored on the
+    /// other half (1,564, 57): in-scope accuracy 0.9283/0.9323/0.9171 → 0.9463/0.9449/0.9343 and
+    /// out-of-scope recall 0.912/0.912/0.947 → 0.947/0.947/0.930 with the model's abstention
+    /// (anchors' protocol, 10th percentile of in-scope confidence: 0.8894 → 0.8950 in scope,
+    /// 0.936 → 0.953 out of scope); banking77 trained on the 81% of train outside the issue's
+    /// hold-back and a second one (`(sha1 / 10) % 10 == 0`), calibrated on that second slice,
+    /// scored on the hold-back: 0.9221/0.9310/0.9221 → 0.9250/0.9260/0.9270. Training
+    /// takes about twice as long (banking77 ≈ 9 → 16 s on a quiet machine).
     #[serde(default)]
     pub refit: bool,
     /// Draw a progress bar (on a terminal only).
@@ -1513,6 +1525,58 @@ mod tests {
             .filter(|i| is_held_back(&format!("text {i}")))
             .count();
         assert!((70..130).contains(&held), "{held}");
+    }
+
+    #[test]
+    fn refit_trains_again_with_the_dev_rows() {
+        let words = [
+            (
+                "billing",
+                ["invoice", "refund", "payment", "charge", "receipt"],
+            ),
+            (
+                "compute",
+                ["server", "restart", "instance", "reboot", "cpu"],
+            ),
+        ];
+        let rows = |from: usize, to: usize| -> Vec<Example> {
+            (from..to)
+                .flat_map(|i| {
+                    words.iter().map(move |(label, w)| Example {
+                        text: format!("{} {} please {i}", w[i % 5], w[(i + 2) % 5]),
+                        label: label.to_string(),
+                    })
+                })
+                .collect()
+        };
+        let (train_rows, dev_rows) = (rows(0, 20), rows(20, 26));
+        let opts = TrainOptions {
+            progress: false,
+            epochs: 3,
+            ..TrainOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, refit) = (dir.path().join("plain"), dir.path().join("refit"));
+        let first = train(&train_rows, Some(&dev_rows), &opts, &plain).unwrap();
+        assert_eq!(first.refit_examples, 0);
+        let opts = TrainOptions {
+            refit: true,
+            ..opts
+        };
+        let report = train(&train_rows, Some(&dev_rows), &opts, &refit).unwrap();
+        assert_eq!(report.refit_examples, dev_rows.len());
+        // Calibrated on the same first fit: same dev figures, other weights.
+        assert_eq!(report.temperature, first.temperature);
+        let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+        assert_ne!(weights(&plain), weights(&refit));
+        let classifier = super::super::classifier::Classifier::load(&refit).unwrap();
+        let p = classifier.predict("refund this invoice please");
+        assert_eq!(classifier.labels()[p.best], "billing");
+        assert!(
+            report
+                .markdown()
+                .contains("trained again with the 12 dev rows")
+        );
     }
 
     #[test]
