@@ -1,7 +1,9 @@
 //! `kefu eval classify`: accuracy, macro-F1, per-label precision/recall/F1, confusion matrix,
 //! expected calibration error (15 bins), coverage and answered accuracy, and — when the data has
 //! the gold label `oos` — in-scope accuracy (abstaining counts as wrong) and out-of-scope recall
-//! (abstaining or predicting `oos` counts as right).
+//! (abstaining or predicting `oos` counts as right). With `oos` rows it also scores the issue's
+//! anchor protocol, which ignores the model's own abstention: a threshold at the 10th percentile of
+//! the in-scope rows' confidence, below which a row counts as out-of-scope.
 //!
 //! Gold labels the model does not know are counted as errors (the model cannot predict them) and
 //! listed in `unknown_labels`; they are never an error of the command.
@@ -35,6 +37,12 @@ pub struct ClassifyReport {
     pub answered_accuracy: f64,
     pub in_scope_accuracy: Option<f64>,
     pub oos_recall: Option<f64>,
+    /// The anchors' protocol (`shared/anchors/classify_anchors.py`), for side-by-side numbers:
+    /// in-scope accuracy and out-of-scope recall when every row whose top confidence is below
+    /// the 10th percentile of the in-scope rows' confidence counts as out-of-scope (the model's
+    /// own threshold and margin are not used; a top label `oos` is out-of-scope as well).
+    pub percentile_in_scope_accuracy: Option<f64>,
+    pub percentile_oos_recall: Option<f64>,
     pub per_label: BTreeMap<String, LabelScores>,
     /// `confusion[gold][predicted]` = count.
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
@@ -134,6 +142,12 @@ pub fn evaluate(classifier: &Classifier, data: &[Example]) -> ClassifyReport {
     };
     unknown.sort();
     let has_oos = oos > 0;
+    let is_oos: Vec<bool> = data.iter().map(|e| e.label == OOS_LABEL).collect();
+    let predicted_oos: Vec<bool> = predictions
+        .iter()
+        .map(|p| labels[p.best] == OOS_LABEL)
+        .collect();
+    let percentile = has_oos.then(|| percentile_scores(&conf, &correct, &predicted_oos, &is_oos));
     ClassifyReport {
         examples: n,
         accuracy: ratio(correct.iter().filter(|&&c| c).count(), n),
@@ -143,10 +157,52 @@ pub fn evaluate(classifier: &Classifier, data: &[Example]) -> ClassifyReport {
         answered_accuracy: ratio(answered_right, answered),
         in_scope_accuracy: has_oos.then(|| ratio(in_scope_right, in_scope)),
         oos_recall: has_oos.then(|| ratio(oos_right, oos)),
+        percentile_in_scope_accuracy: percentile.map(|p| p.0),
+        percentile_oos_recall: percentile.map(|p| p.1),
         per_label,
         confusion,
         unknown_labels: unknown,
     }
+}
+
+/// The `q`-quantile of `values` with linear interpolation between the sorted values (numpy's
+/// default `percentile`); `None` when there are none.
+fn quantile(values: &[f32], q: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len().checked_sub(1)?;
+    let pos = q.clamp(0.0, 1.0) * last as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
+}
+
+/// In-scope accuracy and out-of-scope recall under the anchors' protocol (see
+/// [`ClassifyReport::percentile_in_scope_accuracy`]): rows with confidence below the 10th
+/// percentile of the in-scope rows' confidence, or whose top label is `oos`, count as
+/// out-of-scope. `is_oos[i]`: gold label `oos`.
+fn percentile_scores(
+    conf: &[f32],
+    correct: &[bool],
+    predicted_oos: &[bool],
+    is_oos: &[bool],
+) -> (f64, f64) {
+    let in_scope: Vec<f32> = (0..conf.len())
+        .filter(|&i| !is_oos[i])
+        .map(|i| conf[i])
+        .collect();
+    let Some(threshold) = quantile(&in_scope, 0.1) else {
+        return (
+            0.0,
+            ratio(predicted_oos.iter().filter(|&&p| p).count(), conf.len()),
+        );
+    };
+    let out = |i: usize| predicted_oos[i] || (conf[i] as f64) < threshold;
+    let right_in = (0..conf.len())
+        .filter(|&i| !is_oos[i] && correct[i] && !out(i))
+        .count();
+    let caught = (0..conf.len()).filter(|&i| is_oos[i] && out(i)).count();
+    let n_oos = is_oos.iter().filter(|&&o| o).count();
+    (ratio(right_in, in_scope.len()), ratio(caught, n_oos))
 }
 
 impl ClassifyReport {
@@ -164,6 +220,14 @@ impl ClassifyReport {
         if let (Some(a), Some(r)) = (self.in_scope_accuracy, self.oos_recall) {
             s += &format!("in_scope_accuracy {a:.4}\noos_recall {r:.4}\n");
         }
+        if let (Some(a), Some(r)) = (
+            self.percentile_in_scope_accuracy,
+            self.percentile_oos_recall,
+        ) {
+            s += &format!(
+                "anchor protocol (out-of-scope below the 10th percentile of in-scope confidence): in_scope_accuracy {a:.4}, oos_recall {r:.4}\n"
+            );
+        }
         if !self.unknown_labels.is_empty() {
             s += &format!(
                 "gold labels the model does not know: {}\n",
@@ -178,5 +242,39 @@ impl ClassifyReport {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates_as_numpy() {
+        // numpy.percentile([1, 2, 3, 4, 5], 10) == 1.4; [7] -> 7.
+        let q = quantile(&[5.0, 1.0, 3.0, 2.0, 4.0], 0.1).unwrap();
+        assert!((q - 1.4).abs() < 1e-9, "{q}");
+        assert_eq!(quantile(&[7.0], 0.1), Some(7.0));
+        assert_eq!(quantile(&[], 0.1), None);
+    }
+
+    #[test]
+    fn percentile_protocol_counts_low_confidence_rows_as_out_of_scope() {
+        // Ten in-scope rows at confidence 0.1..1.0 (threshold 0.19: only the 0.1 row falls
+        // under it), the 0.5 one wrong; three out-of-scope rows: one under the threshold, one
+        // predicted `oos`, one confidently in scope.
+        let mut conf: Vec<f32> = (1..=10).map(|i| i as f32 / 10.0).collect();
+        let mut correct: Vec<bool> = (1..=10).map(|i| i != 5).collect();
+        let mut predicted_oos = vec![false; 10];
+        let mut is_oos = vec![false; 10];
+        for (c, p) in [(0.05, false), (0.9, true), (0.95, false)] {
+            conf.push(c);
+            correct.push(false);
+            predicted_oos.push(p);
+            is_oos.push(true);
+        }
+        let (acc, recall) = percentile_scores(&conf, &correct, &predicted_oos, &is_oos);
+        assert!((acc - 0.8).abs() < 1e-12, "{acc}");
+        assert!((recall - 2.0 / 3.0).abs() < 1e-12, "{recall}");
     }
 }

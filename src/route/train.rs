@@ -172,6 +172,24 @@ pub struct TrainOptions {
     /// on dev (the ensemble's NLL), which weighs members by what they add.
     #[serde(default)]
     pub joint_temperatures: bool,
+    /// After the members are chosen and calibrated on dev, train them again on the training
+    /// rows plus the dev rows whose label training has (the held-back slice is no longer left
+    /// out of training; the temperatures, threshold and limits fitted on dev are kept). The
+    /// training report's dev figures are then those of the first fit.
+    ///
+    /// Not a default: the dev figures are no longer held out, so a model refitted on a dev file
+    /// cannot be judged on it (the CI gate and the team's dev numbers would be train-set
+    /// numbers). Measured held out, 3 seeds (42/7/1234): clinc150 trained on train, calibrated
+    /// on the half of dev whose text's SHA-1 is even (1,536 rows, 43 out-of-scope), scored on the
+    /// other half (1,564, 57): in-scope accuracy 0.9283/0.9323/0.9171 → 0.9463/0.9449/0.9343 and
+    /// out-of-scope recall 0.912/0.912/0.947 → 0.947/0.947/0.930 with the model's abstention
+    /// (anchors' protocol, 10th percentile of in-scope confidence: 0.8894 → 0.8950 in scope,
+    /// 0.936 → 0.953 out of scope); banking77 trained on the 81% of train outside the issue's
+    /// hold-back and a second one (`(sha1 / 10) % 10 == 0`), calibrated on that second slice,
+    /// scored on the hold-back: 0.9221/0.9310/0.9221 → 0.9250/0.9260/0.9270. Training
+    /// takes about twice as long (banking77 ≈ 9 → 16 s on a quiet machine).
+    #[serde(default)]
+    pub refit: bool,
     /// Draw a progress bar (on a terminal only).
     pub progress: bool,
     /// Further networks trained on the same data (their own features, shape and schedule;
@@ -329,6 +347,7 @@ impl TrainOptions {
             oos_recall_target: 0.9,
             novelty_share: NOVELTY_SHARE,
             joint_temperatures: false,
+            refit: false,
             progress: true,
             extra: Vec::new(),
             candidates: Vec::new(),
@@ -477,6 +496,9 @@ pub struct TrainReport {
     /// Of `train_examples`, the rows that only train ([`train_with_extra`]: help articles).
     #[serde(default)]
     pub extra_examples: usize,
+    /// [`TrainOptions::refit`]: dev rows trained on as well after calibration (0: none).
+    #[serde(default)]
+    pub refit_examples: usize,
     pub dev_examples: usize,
     pub dev_source: String,
     pub labels: usize,
@@ -531,6 +553,12 @@ impl TrainReport {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        if self.refit_examples > 0 {
+            s += &format!(
+                "- after calibration, the chosen members trained again with the {} dev rows as well (dev figures below are the first fit's)\n",
+                self.refit_examples
+            );
+        }
         s += &format!(
             "- dev accuracy: {:.4}\n- temperature: {:.3} (dev ECE {:.4} → {:.4}, 15 bins)\n- {}: {}\n- dev coverage {:.4}, answered accuracy {:.4}\n",
             self.dev_accuracy,
@@ -1382,9 +1410,10 @@ pub fn train_with_extra(
     }
     let answered: Vec<usize> = (0..dev.len()).filter(|&i| !abstain[i]).collect();
     let n_dev = dev.len().max(1) as f64;
-    let report = TrainReport {
+    let mut report = TrainReport {
         train_examples: train.len(),
         extra_examples: extra.len(),
+        refit_examples: 0,
         dev_examples: dev.len(),
         dev_source,
         labels: labels.len(),
@@ -1410,6 +1439,32 @@ pub fn train_with_extra(
         member_seconds,
     };
     config.train_examples = train.len();
+    if opts.refit {
+        let rows: Vec<(&str, u32)> = texts
+            .iter()
+            .copied()
+            .zip(targets.iter().copied())
+            .chain(
+                dev.iter()
+                    .zip(&gold)
+                    .filter_map(|(e, g)| g.map(|g| (e.text.as_str(), g as u32))),
+            )
+            .collect();
+        let chosen_members: Vec<(u64, &TrainOptions)> = chosen
+            .iter()
+            .map(|&k| (opts.seed.wrapping_add(k as u64), all_members[k]))
+            .collect();
+        tensors = refit(
+            &tokenizer,
+            &chosen_members,
+            &rows,
+            labels.len(),
+            label_index.get(OOS_LABEL).map(|&i| i as u32),
+        )?;
+        report.refit_examples = rows.len() - texts.len();
+        config.train_examples = rows.len();
+        report.seconds = started.elapsed().as_secs_f64();
+    }
 
     // Write the model directory.
     let io = |what: &Path, e| TrainError::Io(what.display().to_string(), e);
@@ -1438,6 +1493,45 @@ pub fn train_with_extra(
     Ok(report)
 }
 
+/// [`TrainOptions::refit`]: `members` (each with its seed) trained again on `rows` (text, label
+/// index) over the same vocabulary, side by side; their tensors as saved, named as in the model
+/// directory (member `k` of `members` gets [`member_prefix`] `k`).
+fn refit(
+    tokenizer: &tokenizers::Tokenizer,
+    members: &[(u64, &TrainOptions)],
+    rows: &[(&str, u32)],
+    n_labels: usize,
+    oos: Option<u32>,
+) -> Result<HashMap<String, Tensor>, TrainError> {
+    let texts: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let targets: Vec<u32> = rows.iter().map(|r| r.1).collect();
+    let bar = ProgressBar::hidden();
+    let fitted: Vec<HashMap<String, Tensor>> = members
+        .par_iter()
+        .map(|&(seed, member)| {
+            let featurizer = Featurizer::new(tokenizer.clone(), member.features.clone());
+            let (_, tensors, _) = fit(
+                &featurizer,
+                &texts,
+                &targets,
+                n_labels,
+                oos,
+                member,
+                seed,
+                &bar,
+            )?;
+            Ok(tensors)
+        })
+        .collect::<Result<_, TrainError>>()?;
+    let mut out = HashMap::new();
+    for (k, member_tensors) in fitted.iter().enumerate() {
+        for (name, t) in sparse_tensors(member_tensors).map_err(internal)? {
+            out.insert(format!("{}{name}", member_prefix(k)), t);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1452,6 +1546,58 @@ mod tests {
             .filter(|i| is_held_back(&format!("text {i}")))
             .count();
         assert!((70..130).contains(&held), "{held}");
+    }
+
+    #[test]
+    fn refit_trains_again_with_the_dev_rows() {
+        let words = [
+            (
+                "billing",
+                ["invoice", "refund", "payment", "charge", "receipt"],
+            ),
+            (
+                "compute",
+                ["server", "restart", "instance", "reboot", "cpu"],
+            ),
+        ];
+        let rows = |from: usize, to: usize| -> Vec<Example> {
+            (from..to)
+                .flat_map(|i| {
+                    words.iter().map(move |(label, w)| Example {
+                        text: format!("{} {} please {i}", w[i % 5], w[(i + 2) % 5]),
+                        label: label.to_string(),
+                    })
+                })
+                .collect()
+        };
+        let (train_rows, dev_rows) = (rows(0, 20), rows(20, 26));
+        let opts = TrainOptions {
+            progress: false,
+            epochs: 3,
+            ..TrainOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, refit) = (dir.path().join("plain"), dir.path().join("refit"));
+        let first = train(&train_rows, Some(&dev_rows), &opts, &plain).unwrap();
+        assert_eq!(first.refit_examples, 0);
+        let opts = TrainOptions {
+            refit: true,
+            ..opts
+        };
+        let report = train(&train_rows, Some(&dev_rows), &opts, &refit).unwrap();
+        assert_eq!(report.refit_examples, dev_rows.len());
+        // Calibrated on the same first fit: same dev figures, other weights.
+        assert_eq!(report.temperature, first.temperature);
+        let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+        assert_ne!(weights(&plain), weights(&refit));
+        let classifier = super::super::classifier::Classifier::load(&refit).unwrap();
+        let p = classifier.predict("refund this invoice please");
+        assert_eq!(classifier.labels()[p.best], "billing");
+        assert!(
+            report
+                .markdown()
+                .contains("trained again with the 12 dev rows")
+        );
     }
 
     #[test]
