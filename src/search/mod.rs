@@ -267,10 +267,11 @@ impl SearchEngine {
     }
 
     /// Prepares what the first search over new segments would otherwise pay for: the short
-    /// articles' forms and the contrasts learned from them (150–200 ms over atec-faq's 77,512
-    /// questions, see `paraphrase::Contrasts`). Segments merged in the background are picked up
-    /// by the next search; their contrasts are learned again only when the number of short
-    /// articles moved.
+    /// articles' forms, the contrasts learned from them and their density (about 4 s together
+    /// over atec-faq's 77,512 questions on a loaded machine, the density's neighbour search most
+    /// of it; see `paraphrase::Contrasts` and `density`). Segments merged in the background are
+    /// picked up by the next search; contrasts and density are learned again only when the
+    /// number of short articles moved.
     pub fn warm(&self) -> Result<(), SearchError> {
         self.forms.warm(&self.reader.searcher(), self.fields.short)
     }

@@ -463,8 +463,8 @@ impl FormCache {
         })
     }
 
-    /// The [`Contrasts`] of the searcher's short articles. They are learned again (150–200 ms
-    /// for atec-faq's 77,512 questions) only when the number of short articles moved by more than
+    /// The [`Contrasts`] (and density) of the searcher's short articles. They are learned again
+    /// (about 4 s for atec-faq's 77,512 questions, mostly the density) only when the number of short articles moved by more than
     /// [`CONTRAST_RELEARN_SHARE`] since they were learned: a few upserts do not change which
     /// units a bank's questions avoid pairing, and a reader reload after each must not pay it.
     fn contrasts(&self, searcher: &Searcher, field: Field) -> Result<Arc<Learned>, SearchError> {
