@@ -464,9 +464,10 @@ impl FormCache {
     }
 
     /// The [`Contrasts`] (and density) of the searcher's short articles. They are learned again
-    /// (about 4 s for atec-faq's 77,512 questions, mostly the density) only when the number of short articles moved by more than
-    /// [`CONTRAST_RELEARN_SHARE`] since they were learned: a few upserts do not change which
-    /// units a bank's questions avoid pairing, and a reader reload after each must not pay it.
+    /// (about 4 s for atec-faq's 77,512 questions, mostly the density) only when the number of
+    /// short articles moved by more than [`CONTRAST_RELEARN_SHARE`] since they were learned: a
+    /// few upserts do not change which units a bank's questions avoid pairing, and a reader
+    /// reload after each must not pay it.
     fn contrasts(&self, searcher: &Searcher, field: Field) -> Result<Arc<Learned>, SearchError> {
         let ids: Vec<SegmentId> = searcher
             .segment_readers()
