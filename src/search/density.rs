@@ -220,31 +220,30 @@ fn truncated_rows(matrix: &[(usize, usize, f32)], size: usize) -> Vec<f32> {
         .map(|i| (((i as f32 + 1.0) * 0.618_034).fract() - 0.5) * ((i % 7) as f32 + 1.0))
         .collect();
     orthonormalize(&mut z, size);
-    let times = |z: &[f32]| -> Vec<f32> {
-        let mut out = vec![0f32; size * DIMS];
-        for &(a, b, value) in matrix {
-            let (row, col) = (a * DIMS, b * DIMS);
-            for d in 0..DIMS {
-                out[row + d] += value * z[col + d];
-            }
-        }
-        out
-    };
-    let times_transposed = |y: &[f32]| -> Vec<f32> {
-        let mut out = vec![0f32; size * DIMS];
-        for &(a, b, value) in matrix {
-            let (row, col) = (a * DIMS, b * DIMS);
-            for d in 0..DIMS {
-                out[col + d] += value * y[row + d];
-            }
-        }
-        out
-    };
     for _ in 0..POWER_ITERATIONS {
-        z = times_transposed(&times(&z));
+        z = sparse_product(matrix, &sparse_product(matrix, &z, size, false), size, true);
         orthonormalize(&mut z, size);
     }
-    times(&z)
+    sparse_product(matrix, &z, size, false)
+}
+
+/// `P X` (or `Pᵀ X` when `transposed`) of a sparse `size × size` matrix `P` (`(row, column,
+/// value)`) and a `size × DIMS` row-major `X`.
+fn sparse_product(
+    matrix: &[(usize, usize, f32)],
+    x: &[f32],
+    size: usize,
+    transposed: bool,
+) -> Vec<f32> {
+    let mut out = vec![0f32; size * DIMS];
+    for &(a, b, value) in matrix {
+        let (to, from) = if transposed { (b, a) } else { (a, b) };
+        let (to, from) = (to * DIMS, from * DIMS);
+        for d in 0..DIMS {
+            out[to + d] += value * x[from + d];
+        }
+    }
+    out
 }
 
 /// Makes the [`DIMS`] columns of a `size × DIMS` row-major matrix orthonormal (modified
