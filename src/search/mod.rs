@@ -356,11 +356,20 @@ impl SearchEngine {
                     .par_iter()
                     .map(|a| index::article_documents(&self.fields, a))
                     .collect();
-                for (article, docs) in chunk.iter().zip(docs) {
+                for article in chunk {
                     writer.delete_term(index::id_term(&self.fields, &article.id));
+                }
+                // Every section of the chunk, then every article document: a hit reads its
+                // section's doc-store block, which then rarely holds an article's stored JSON.
+                let mut articles = Vec::with_capacity(docs.len());
+                for mut docs in docs {
+                    articles.extend(docs.pop());
                     for doc in docs {
                         writer.add_document(doc)?;
                     }
+                }
+                for doc in articles {
+                    writer.add_document(doc)?;
                 }
                 progress(chunk.len());
             }
