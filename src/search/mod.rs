@@ -1191,6 +1191,52 @@ mod tests {
         (dir, engine)
     }
 
+    /// An upsert batch stores its section documents before its article documents (so a hit's
+    /// small doc-store block seldom holds an article's JSON), and every article still reads back.
+    #[test]
+    fn a_batch_stores_sections_before_articles() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        assert_eq!(
+            engine.index.settings().docstore_blocksize,
+            DOCSTORE_BLOCK_SIZE
+        );
+        let articles: Vec<Article> = (0..5)
+            .map(|i| {
+                Article::new(
+                    format!("a{i}.md"),
+                    format!("Title {i}"),
+                    format!("intro {i}\n\n## One\nfirst {i}\n\n## Two\nsecond {i}\n"),
+                )
+            })
+            .collect();
+        engine.upsert(&articles).unwrap();
+        let searcher = engine.reader.searcher();
+        let docs_of = |kind: &str| {
+            searcher
+                .search(
+                    &term_query(Term::from_field_text(engine.fields.kind, kind)),
+                    &DocSetCollector,
+                )
+                .unwrap()
+        };
+        let (sections, article_docs) = (docs_of(KIND_SECTION), docs_of(KIND_ARTICLE));
+        assert_eq!((sections.len(), article_docs.len()), (15, 5));
+        let last_section = sections.iter().max().unwrap();
+        let first_article = article_docs.iter().min().unwrap();
+        assert!(
+            last_section < first_article,
+            "{last_section:?} {first_article:?}"
+        );
+        for article in &articles {
+            let stored = engine.get(&article.id).unwrap().expect("stored");
+            assert_eq!(
+                (stored.title, stored.body),
+                (article.title.clone(), article.body.clone())
+            );
+        }
+    }
+
     /// A top-10 request for each query: unfiltered, then for each language.
     fn requests_in_each_language(queries: &[&str]) -> Vec<SearchRequest> {
         let mut requests = Vec::new();
