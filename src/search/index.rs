@@ -10,7 +10,9 @@
 //!
 //! Layout: every section is a document (`kind = s`) with `title`, `heading`, `body`; every article
 //! has one more document (`kind = a`) with `atitle` and `abody` (the whole text) and the stored
-//! article JSON. The fields of the two kinds are disjoint, so one query never mixes them.
+//! article JSON. The fields of the two kinds are disjoint, so one query never mixes them. An
+//! upsert adds a chunk's section documents before its article documents, so the small doc-store
+//! blocks a hit reads seldom hold an article's JSON (`SearchEngine::upsert_with_progress`).
 
 use std::path::Path;
 
