@@ -2,7 +2,7 @@
 # Search quality gate: runs `kefu eval search --json` on the dev sets and fails when MRR@10 drops
 # below its floor (a regression guard: aliyun-faq at 0.47, under the 0.50 it reaches, stackfaq
 # at 0.88, under the 0.895 it reaches; the issue's CI floors are 0.38/0.37 and 0.86; atec-faq, only with
-# KEFU_EVAL_ATEC=1, at 0.077, under the 0.0781 it reaches). Skipped when the data sets
+# KEFU_EVAL_ATEC=1, at 0.080, under the 0.0812 it reaches). Skipped when the data sets
 # (../shared/data) are absent. Usage: scripts/eval-gate.sh [path/to/kefu] (default target/release/kefu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +40,6 @@ check stackfaq "$stack" "mrr@10" 0.88
 if [ "${KEFU_EVAL_ATEC:-0}" = 1 ]; then
   atec=$("$KEFU" eval search --docs "$DATA/atec-faq/docs.jsonl" --queries "$DATA/atec-faq/queries.dev.jsonl" --exclude-query-id --json)
   echo "atec-faq: $atec"
-  check atec-faq "$atec" "mrr@10" 0.077
+  check atec-faq "$atec" "mrr@10" 0.080
 fi
 exit $failed
