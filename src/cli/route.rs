@@ -366,8 +366,7 @@ impl TrainArgs {
         }
         let repeat = self.article_repeat as usize;
         let extra: Vec<train::Example> = (0..repeat).flat_map(|_| extra.iter().cloned()).collect();
-        let report =
-            train::train_with_aux(&data, &aux, &extra, dev.as_deref(), &opts, &self.out)?;
+        let report = train::train_with_aux(&data, &aux, &extra, dev.as_deref(), &opts, &self.out)?;
         eprint!("{}", report.markdown());
         eprintln!("model written to {}", self.out.display());
         Ok(())

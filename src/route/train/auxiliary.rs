@@ -121,8 +121,18 @@ impl AuxHead {
                     .map(|(a, b)| a * b)
                     .sum::<f32>();
         }
-        let max = self.logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let log_z = max + self.logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+        let max = self
+            .logits
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        let log_z = max
+            + self
+                .logits
+                .iter()
+                .map(|l| (l - max).exp())
+                .sum::<f32>()
+                .ln();
         let target = target as usize;
         self.loss_sum += (log_z - self.logits[target]) as f64;
         for k in 0..self.logits.len() {
@@ -241,7 +251,7 @@ mod tests {
                     table_grad[i]
                 );
             }
-            for i in 0..aux.w.len() {
+            for (i, &analytic) in aux_grad_w.iter().enumerate() {
                 let keep = aux.w[i];
                 aux.w[i] = keep + h;
                 let up = run(&table, &mut aux).0;
@@ -250,9 +260,8 @@ mod tests {
                 aux.w[i] = keep;
                 let numeric = ((up - down) / (2.0 * h as f64)) as f32;
                 assert!(
-                    close(numeric, aux_grad_w[i]),
-                    "{arch:?}: aux w[{i}]: analytic {}, numeric {numeric}",
-                    aux_grad_w[i]
+                    close(numeric, analytic),
+                    "{arch:?}: aux w[{i}]: analytic {analytic}, numeric {numeric}"
                 );
             }
             // The auxiliary loss changes the embedding gradients, and without any auxiliary
