@@ -295,6 +295,67 @@ mod tests {
         }
     }
 
+    /// Training with the auxiliary field changes the weights (and still learns the labels);
+    /// without any value it trains exactly as without the field; a field of another length is
+    /// an error.
+    #[test]
+    fn training_with_the_field_changes_the_model_only_when_it_has_values() {
+        use super::super::{Example, TrainOptions, train, train_with_aux};
+        let words = [
+            (
+                "billing",
+                ["invoice", "refund", "payment", "charge", "receipt"],
+            ),
+            (
+                "compute",
+                ["server", "restart", "instance", "reboot", "cpu"],
+            ),
+        ];
+        let rows = |from: usize, to: usize| -> Vec<Example> {
+            (from..to)
+                .flat_map(|i| {
+                    words.iter().map(move |(label, w)| Example {
+                        text: format!("{} {} please {i}", w[i % 5], w[(i + 2) % 5]),
+                        label: label.to_string(),
+                    })
+                })
+                .collect()
+        };
+        let (train_rows, dev_rows) = (rows(0, 20), rows(20, 26));
+        let products: Vec<Option<String>> = (0..train_rows.len())
+            .map(|i| (i % 5 != 0).then(|| ["ecs", "oss", "slb"][i % 3].to_string()))
+            .collect();
+        let opts = TrainOptions {
+            progress: false,
+            epochs: 3,
+            ..TrainOptions::default()
+        };
+        assert!(opts.aux_weight > 0.0);
+        let dir = tempfile::tempdir().unwrap();
+        let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+        let [plain, none, with, held] =
+            ["plain", "none", "with", "held"].map(|n| dir.path().join(n));
+        train(&train_rows, Some(&dev_rows), &opts, &plain).unwrap();
+        let nothing = vec![None; train_rows.len()];
+        train_with_aux(&train_rows, &nothing, &[], Some(&dev_rows), &opts, &none).unwrap();
+        assert_eq!(weights(&plain), weights(&none));
+        train_with_aux(&train_rows, &products, &[], Some(&dev_rows), &opts, &with).unwrap();
+        assert_ne!(weights(&plain), weights(&with));
+        let classifier = crate::route::classifier::Classifier::load(&with).unwrap();
+        let p = classifier.predict("refund this invoice please");
+        assert_eq!(classifier.labels()[p.best], "billing");
+        // Without a dev file the held-back slice leaves training with its field values.
+        let all: Vec<Example> = train_rows.iter().chain(&dev_rows).cloned().collect();
+        let all_products: Vec<Option<String>> = (0..all.len())
+            .map(|i| Some(["ecs", "oss"][i % 2].to_string()))
+            .collect();
+        train_with_aux(&all, &all_products, &[], None, &opts, &held).unwrap();
+        let err = train_with_aux(&train_rows, &products[1..], &[], None, &opts, &held)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auxiliary values"), "{err}");
+    }
+
     #[test]
     fn aux_targets_index_values_and_need_two() {
         let t = AuxTargets::new([Some("oss"), None, Some("ecs"), Some("oss")].into_iter()).unwrap();
