@@ -176,6 +176,15 @@ pub struct TrainArgs {
     /// a topic elsewhere than --data does, --data wins. 1 keeps every row (no first model).
     #[arg(long, default_value_t = 0.8)]
     pub article_agreement: f32,
+    /// A string field of the --data rows (cloud-queues' `product`) whose value, paired with the
+    /// label, is learnt as an auxiliary target (`train::auxiliary`): rows without it add no
+    /// auxiliary loss, data without it trains as before; classifying never needs it.
+    #[arg(long, default_value = "product")]
+    pub aux_field: String,
+    /// Loss weight of the --aux-field target (embedding and attention members; 0: none;
+    /// default `train::AUX_WEIGHT`).
+    #[arg(long)]
+    pub aux_weight: Option<f64>,
     /// Times each article row is repeated in the training data.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub article_repeat: u32,
@@ -238,6 +247,7 @@ impl TrainArgs {
             novelty_share: self.novelty_share.unwrap_or(d.novelty_share),
             joint_temperatures: self.joint_temperatures || d.joint_temperatures,
             refit: d.refit && !self.no_refit,
+            aux_weight: self.aux_weight.unwrap_or(d.aux_weight),
             max_pool: self.max_pool || d.max_pool,
             features: FeatureConfig {
                 buckets: self.buckets.unwrap_or(d.features.buckets).max(1),
@@ -255,6 +265,7 @@ impl TrainArgs {
     fn attention_member(&self) -> TrainOptions {
         let d = TrainOptions::attention_member();
         TrainOptions {
+            aux_weight: self.aux_weight.unwrap_or(d.aux_weight),
             dim: self.attention_dim.unwrap_or(d.dim),
             conv: self.attention_conv.unwrap_or(d.conv),
             heads: self.attention_heads.unwrap_or(d.heads),
@@ -276,6 +287,11 @@ impl TrainArgs {
             && !(0.0..1.0).contains(&s)
         {
             anyhow::bail!("--novelty-share must be at least 0 and below 1, not {s}");
+        }
+        if let Some(w) = self.aux_weight
+            && !(w.is_finite() && w >= 0.0)
+        {
+            anyhow::bail!("--aux-weight must be a number ≥ 0, not {w}");
         }
         let mut opts = self.options();
         opts.extra.clear();
@@ -322,8 +338,14 @@ impl TrainArgs {
                 });
             }
         }
+        if let Some(w) = self.aux_weight {
+            for m in opts.extra.iter_mut().chain(&mut opts.candidates) {
+                m.aux_weight = w;
+            }
+        }
         let data = train::read_examples(&self.data)?;
         let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
+        let aux = train::auxiliary::read_aux_labels(&self.data, &self.aux_field)?;
         let mut extra = self.article_rows(&data)?;
         if !extra.is_empty() && self.article_agreement < 1.0 {
             let probe_dir = tempfile::tempdir().context("temporary folder for the first model")?;
@@ -332,7 +354,7 @@ impl TrainArgs {
                 extra.len(),
                 self.article_agreement
             );
-            train::train(&data, dev.as_deref(), &opts, probe_dir.path())?;
+            train::train_with_aux(&data, &aux, &[], dev.as_deref(), &opts, probe_dir.path())?;
             let probe = Classifier::load(probe_dir.path())?;
             let before = extra.len();
             extra = agreeing_rows(extra, &probe, self.article_agreement);
@@ -344,7 +366,7 @@ impl TrainArgs {
         }
         let repeat = self.article_repeat as usize;
         let extra: Vec<train::Example> = (0..repeat).flat_map(|_| extra.iter().cloned()).collect();
-        let report = train::train_with_extra(&data, &extra, dev.as_deref(), &opts, &self.out)?;
+        let report = train::train_with_aux(&data, &aux, &extra, dev.as_deref(), &opts, &self.out)?;
         eprint!("{}", report.markdown());
         eprintln!("model written to {}", self.out.display());
         Ok(())

@@ -11,6 +11,7 @@
 //! `smoothed_cross_entropy`) and its gradient. Must never: update weights (the optimizers in
 //! `train.rs` do).
 
+use super::auxiliary::AuxHead;
 use crate::route::model::{Arch, ModelConfig, token_sequence};
 
 /// Whether [`gradients`] handles this shape.
@@ -73,6 +74,7 @@ impl Scratch {
 /// `feature_weight[row]` the pooling weight (IDF); `table` the `[rows, dim]` embedding.
 /// The loss is `(1 − ε) · Σ wⱼ · (−log pⱼ) / batch + ε · mean(−log p)` (see
 /// `smoothed_cross_entropy`).
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub fn gradients(
     cfg: &ModelConfig,
@@ -84,6 +86,36 @@ pub fn gradients(
     example_weight: Option<&[f32]>,
     label_smoothing: f64,
     scratch: &mut Scratch,
+) -> Gradients {
+    gradients_with_aux(
+        cfg,
+        table,
+        head,
+        feature_weight,
+        batch,
+        targets,
+        example_weight,
+        label_smoothing,
+        scratch,
+        None,
+    )
+}
+
+/// [`gradients`] with an auxiliary head ([`AuxHead`]) on the pooled vector: example `j` with
+/// `aux.1[j]` a class adds that head's weighted loss (its gradient flows into the embedding
+/// rows; the head keeps its own). Not for [`Arch::Linear`], whose pooled vector is its logits.
+#[allow(clippy::too_many_arguments)]
+pub fn gradients_with_aux(
+    cfg: &ModelConfig,
+    table: &[f32],
+    head: &Head,
+    feature_weight: &[f32],
+    batch: &[(Vec<u32>, Vec<u32>)],
+    targets: &[u32],
+    example_weight: Option<&[f32]>,
+    label_smoothing: f64,
+    scratch: &mut Scratch,
+    mut aux: Option<(&mut AuxHead, &[Option<u32>])>,
 ) -> Gradients {
     let d = cfg.dim;
     let labels = cfg.labels;
@@ -192,6 +224,11 @@ pub fn gradients(
                 axpy(dz, &pooled, &mut g.out_w[range.clone()]);
                 axpy(dz, &head.out_w[range], &mut dpooled);
             }
+        }
+        if let Some((aux_head, aux_targets)) = aux.as_mut()
+            && let Some(t) = aux_targets[j]
+        {
+            aux_head.add(t, &pooled, &mut dpooled, scale);
         }
         // Back to the embedding rows.
         match tokens {
