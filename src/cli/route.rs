@@ -76,8 +76,8 @@ pub struct TrainArgs {
     /// Further ensemble members after the one the flags describe: `linear`
     /// (`TrainOptions::linear_member`), `embedding` (the first member again, its own seed),
     /// `fasttext` (`TrainOptions::fasttext_member`), `attention`
-    /// (`TrainOptions::attention_member`); comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext", "attention"])]
+    /// (`TrainOptions::attention_member`), `svm` (`TrainOptions::svm_member`); comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext", "attention", "svm"])]
     pub members: Option<Vec<String>>,
     /// Train the embedding network alone, without the sparse linear TF-IDF member
     /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
@@ -133,10 +133,13 @@ pub struct TrainArgs {
     pub max_pool: bool,
     /// Candidate members, each kept only when it lowers the ensemble's dev NLL: `fasttext`
     /// (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`),
-    /// `attention-ngrams` (`TrainOptions::attention_ngrams_member`); comma-separated (default:
-    /// the built-in list).
-    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention", "attention-ngrams"])]
+    /// `attention-ngrams` (`TrainOptions::attention_ngrams_member`), `svm`
+    /// (`TrainOptions::svm_member`); comma-separated (default: the built-in list).
+    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention", "attention-ngrams", "svm"])]
     pub candidates: Option<Vec<String>>,
+    /// Learning rate of the linear SVM member (`svm` in --candidates or --members).
+    #[arg(long)]
+    pub svm_lr: Option<f64>,
     /// Attention member: embedding width.
     #[arg(long)]
     pub attention_dim: Option<usize>,
@@ -261,6 +264,15 @@ impl TrainArgs {
         }
     }
 
+    /// [`TrainOptions::svm_member`] of `first` with `--svm-lr`.
+    fn svm_member(&self, first: &TrainOptions) -> TrainOptions {
+        let d = first.svm_member();
+        TrainOptions {
+            lr: self.svm_lr.unwrap_or(d.lr),
+            ..d
+        }
+    }
+
     /// [`TrainOptions::attention_member`] with the `--attention-*` flags.
     fn attention_member(&self) -> TrainOptions {
         let d = TrainOptions::attention_member();
@@ -295,12 +307,14 @@ impl TrainArgs {
         }
         let mut opts = self.options();
         opts.extra.clear();
+        let first_options = opts.clone();
         if let Some(names) = &self.candidates {
             opts.candidates = names
                 .iter()
                 .map(|m| match m.as_str() {
                     "attention" => self.attention_member(),
                     "attention-ngrams" => TrainOptions::attention_ngrams_member(),
+                    "svm" => self.svm_member(&first_options),
                     _ => TrainOptions::fasttext_member(),
                 })
                 .collect();
@@ -326,6 +340,7 @@ impl TrainArgs {
                     "embedding" => first.clone(),
                     "fasttext" => TrainOptions::fasttext_member(),
                     "attention" => self.attention_member(),
+                    "svm" => self.svm_member(&first),
                     _ => {
                         let d = opts.linear_member();
                         TrainOptions {

@@ -162,7 +162,8 @@ impl AuxHead {
 
 #[cfg(test)]
 mod tests {
-    use super::super::backprop::{Head, Scratch, gradients, gradients_with_aux};
+    use super::super::Loss;
+    use super::super::backprop::{Head, Scratch, gradients, gradients_with_loss};
     use super::*;
     use crate::route::model::{Arch, ModelConfig, Pooling};
 
@@ -212,7 +213,8 @@ mod tests {
                 aux.loss_sum = 0.0;
                 aux.grad_w.fill(0.0);
                 aux.grad_b.fill(0.0);
-                let g = gradients_with_aux(
+                let g = gradients_with_loss(
+                    Loss::Softmax,
                     &cfg,
                     table,
                     &Head::from_params(&head),
@@ -279,7 +281,8 @@ mod tests {
             );
             assert_ne!(plain.row_grads, g.row_grads);
             let none = [None; 3];
-            let without = gradients_with_aux(
+            let without = gradients_with_loss(
+                Loss::Softmax,
                 &cfg,
                 &table,
                 &Head::from_params(&head),

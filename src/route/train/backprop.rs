@@ -8,9 +8,11 @@
 //! per-example weights and label smoothing), and that the gradients match finite differences.
 //!
 //! Owns: the loss (cross-entropy with optional per-example weights and label smoothing, as
-//! `smoothed_cross_entropy`) and its gradient. Must never: update weights (the optimizers in
+//! `smoothed_cross_entropy`, or the one-vs-rest squared hinge of `Loss::SquaredHinge`, which
+//! only this path trains) and its gradient. Must never: update weights (the optimizers in
 //! `train.rs` do).
 
+use super::Loss;
 use super::auxiliary::AuxHead;
 use crate::route::model::{Arch, ModelConfig, token_sequence};
 
@@ -87,7 +89,8 @@ pub fn gradients(
     label_smoothing: f64,
     scratch: &mut Scratch,
 ) -> Gradients {
-    gradients_with_aux(
+    gradients_with_loss(
+        Loss::Softmax,
         cfg,
         table,
         head,
@@ -101,11 +104,15 @@ pub fn gradients(
     )
 }
 
-/// [`gradients`] with an auxiliary head ([`AuxHead`]) on the pooled vector: example `j` with
-/// `aux.1[j]` a class adds that head's weighted loss (its gradient flows into the embedding
-/// rows; the head keeps its own). Not for [`Arch::Linear`], whose pooled vector is its logits.
+/// [`gradients`] with another [`Loss`] and an auxiliary head. [`Loss::SquaredHinge`] is
+/// `Σ wⱼ · Σₖ max(0, 1 − yⱼₖ zⱼₖ)² / batch` (`yⱼₖ` is +1 for the example's label, −1 for the
+/// others; label smoothing unused). With an auxiliary head ([`AuxHead`]) on the pooled vector,
+/// example `j` with `aux.1[j]` a class adds that head's weighted loss (its gradient flows into
+/// the embedding rows; the head keeps its own). Not for [`Arch::Linear`], whose pooled vector
+/// is its logits.
 #[allow(clippy::too_many_arguments)]
-pub fn gradients_with_aux(
+pub fn gradients_with_loss(
+    loss: Loss,
     cfg: &ModelConfig,
     table: &[f32],
     head: &Head,
@@ -201,16 +208,28 @@ pub fn gradients_with_aux(
         }
         let target = targets[j] as usize;
         let w = example_weight.map_or(1.0, |w| w[j]);
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
-        let nll = log_z - logits[target];
-        let mean_nll = log_z - logits.iter().sum::<f32>() / labels as f32;
-        g.loss_sum += ((1.0 - eps) * w * nll + eps * mean_nll) as f64;
-        // dlogits, kept in `logits`.
-        for (k, l) in logits.iter_mut().enumerate() {
-            let p = (*l - log_z).exp();
-            let y = if k == target { 1.0 } else { 0.0 };
-            *l = ((1.0 - eps) * w * (p - y) + eps * (p - 1.0 / labels as f32)) * scale;
+        if loss == Loss::SquaredHinge {
+            let mut sum = 0f32;
+            for (k, l) in logits.iter_mut().enumerate() {
+                let y = if k == target { 1.0 } else { -1.0 };
+                let m = (1.0 - y * *l).max(0.0);
+                sum += m * m;
+                // dlogits, kept in `logits`.
+                *l = -2.0 * w * y * m * scale;
+            }
+            g.loss_sum += (w * sum) as f64;
+        } else {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+            let nll = log_z - logits[target];
+            let mean_nll = log_z - logits.iter().sum::<f32>() / labels as f32;
+            g.loss_sum += ((1.0 - eps) * w * nll + eps * mean_nll) as f64;
+            // dlogits, kept in `logits`.
+            for (k, l) in logits.iter_mut().enumerate() {
+                let p = (*l - log_z).exp();
+                let y = if k == target { 1.0 } else { 0.0 };
+                *l = ((1.0 - eps) * w * (p - y) + eps * (p - 1.0 / labels as f32)) * scale;
+            }
         }
         for (gb, &dz) in g.out_b.iter_mut().zip(&logits) {
             *gb += dz;
@@ -328,11 +347,12 @@ mod tests {
     /// Every analytic gradient agrees with the loss's finite difference.
     #[test]
     fn gradients_match_finite_differences() {
-        for (arch, pooling) in [
-            (Arch::Linear, Pooling::Tfidf),
-            (Arch::Embedding, Pooling::Mean),
-            (Arch::Embedding, Pooling::Tfidf),
-            (Arch::Attention, Pooling::Tfidf),
+        for (arch, pooling, loss) in [
+            (Arch::Linear, Pooling::Tfidf, Loss::Softmax),
+            (Arch::Linear, Pooling::Tfidf, Loss::SquaredHinge),
+            (Arch::Embedding, Pooling::Mean, Loss::Softmax),
+            (Arch::Embedding, Pooling::Tfidf, Loss::Softmax),
+            (Arch::Attention, Pooling::Tfidf, Loss::Softmax),
         ] {
             let cfg = config(arch, pooling);
             let mut rng = SplitMix::new(3);
@@ -366,7 +386,8 @@ mod tests {
             let example_weight = [1.0, 3.0, 1.0];
             let run = |p: &[Vec<f32>]| {
                 let mut scratch = Scratch::new(cfg.rows);
-                gradients(
+                gradients_with_loss(
+                    loss,
                     &cfg,
                     &p[0],
                     &Head::from_params(&p[1..]),
@@ -376,6 +397,7 @@ mod tests {
                     Some(&example_weight),
                     0.1,
                     &mut scratch,
+                    None,
                 )
             };
             let g = run(&params);
@@ -401,7 +423,7 @@ mod tests {
                     let a = analytic[which][i];
                     assert!(
                         (numeric - a).abs() <= 2e-3 + 2e-2 * a.abs(),
-                        "{arch:?} {pooling:?}: parameter {which}[{i}]: analytic {a}, numeric {numeric}"
+                        "{arch:?} {pooling:?} {loss:?}: parameter {which}[{i}]: analytic {a}, numeric {numeric}"
                     );
                     checked += (a.abs() > 1e-4) as usize;
                 }
