@@ -1692,6 +1692,29 @@ fn refit(
     Ok(out)
 }
 
+/// Test rows of two queues (billing, compute), two of five words each, numbered `from..to`.
+#[cfg(test)]
+pub(crate) fn two_queue_rows(from: usize, to: usize) -> Vec<Example> {
+    let words = [
+        (
+            "billing",
+            ["invoice", "refund", "payment", "charge", "receipt"],
+        ),
+        (
+            "compute",
+            ["server", "restart", "instance", "reboot", "cpu"],
+        ),
+    ];
+    (from..to)
+        .flat_map(|i| {
+            words.iter().map(move |(label, w)| Example {
+                text: format!("{} {} please {i}", w[i % 5], w[(i + 2) % 5]),
+                label: label.to_string(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1710,27 +1733,7 @@ mod tests {
 
     #[test]
     fn refit_trains_again_with_the_dev_rows() {
-        let words = [
-            (
-                "billing",
-                ["invoice", "refund", "payment", "charge", "receipt"],
-            ),
-            (
-                "compute",
-                ["server", "restart", "instance", "reboot", "cpu"],
-            ),
-        ];
-        let rows = |from: usize, to: usize| -> Vec<Example> {
-            (from..to)
-                .flat_map(|i| {
-                    words.iter().map(move |(label, w)| Example {
-                        text: format!("{} {} please {i}", w[i % 5], w[(i + 2) % 5]),
-                        label: label.to_string(),
-                    })
-                })
-                .collect()
-        };
-        let (train_rows, dev_rows) = (rows(0, 20), rows(20, 26));
+        let (train_rows, dev_rows) = (two_queue_rows(0, 20), two_queue_rows(20, 26));
         let opts = TrainOptions {
             progress: false,
             epochs: 3,

@@ -303,28 +303,8 @@ mod tests {
     /// an error.
     #[test]
     fn training_with_the_field_changes_the_model_only_when_it_has_values() {
-        use super::super::{Example, TrainOptions, train, train_with_aux};
-        let words = [
-            (
-                "billing",
-                ["invoice", "refund", "payment", "charge", "receipt"],
-            ),
-            (
-                "compute",
-                ["server", "restart", "instance", "reboot", "cpu"],
-            ),
-        ];
-        let rows = |from: usize, to: usize| -> Vec<Example> {
-            (from..to)
-                .flat_map(|i| {
-                    words.iter().map(move |(label, w)| Example {
-                        text: format!("{} {} please {i}", w[i % 5], w[(i + 2) % 5]),
-                        label: label.to_string(),
-                    })
-                })
-                .collect()
-        };
-        let (train_rows, dev_rows) = (rows(0, 20), rows(20, 26));
+        use super::super::{Example, TrainOptions, train, train_with_aux, two_queue_rows};
+        let (train_rows, dev_rows) = (two_queue_rows(0, 20), two_queue_rows(20, 26));
         let products: Vec<Option<String>> = (0..train_rows.len())
             .map(|i| (i % 5 != 0).then(|| ["ecs", "oss", "slb"][i % 3].to_string()))
             .collect();
