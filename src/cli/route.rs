@@ -358,9 +358,8 @@ impl TrainArgs {
                 m.aux_weight = w;
             }
         }
-        let data = train::read_examples(&self.data)?;
+        let (data, aux) = train::read_examples_with_field(&self.data, Some(&self.aux_field))?;
         let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
-        let aux = train::auxiliary::read_aux_labels(&self.data, &self.aux_field)?;
         let mut extra = self.article_rows(&data)?;
         if !extra.is_empty() && self.article_agreement < 1.0 {
             let probe_dir = tempfile::tempdir().context("temporary folder for the first model")?;

@@ -70,14 +70,28 @@ pub struct Example {
 struct ExampleLine {
     text: String,
     label: String,
+    /// The row's other fields ([`read_examples_with_field`]).
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Reads classification JSONL (`{"text","label",...}`); blank lines are skipped, anything else
 /// malformed is an error naming the file and line.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>, TrainError> {
+    read_examples_with_field(path, None).map(|(examples, _)| examples)
+}
+
+/// [`read_examples`], and with `field` the string value of that field of each example, in the
+/// same order (empty without `field`): `None` where a row lacks it or has it null or empty. A
+/// value that is not a string is an error naming the file and line.
+pub fn read_examples_with_field(
+    path: &Path,
+    field: Option<&str>,
+) -> Result<(Vec<Example>, Vec<Option<String>>), TrainError> {
     let file = std::fs::File::open(path)
         .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
     let mut out = Vec::new();
+    let mut values = Vec::new();
     for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
         let at = |msg: String| TrainError::Data(format!("{}:{}: {msg}", path.display(), i + 1));
@@ -90,6 +104,14 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>, TrainError> {
         if ex.label.trim().is_empty() {
             return Err(at("empty label".into()));
         }
+        if let Some(field) = field {
+            values.push(match ex.other.get(field) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(other) => return Err(at(format!("`{field}` is not a string: {other}"))),
+            });
+        }
         out.push(Example {
             text: ex.text,
             label: ex.label,
@@ -98,7 +120,7 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>, TrainError> {
     if out.is_empty() {
         return Err(TrainError::Data(format!("{}: no examples", path.display())));
     }
-    Ok(out)
+    Ok((out, values))
 }
 
 /// The held-back slice: texts whose SHA-1 (as a big-endian integer) is 0 mod 10, the same rule

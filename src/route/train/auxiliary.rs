@@ -11,40 +11,12 @@
 //! their own ([`crate::route::model::Arch::Embedding`] and `Attention`) take the head; the
 //! sparse linear member ignores it.
 //!
-//! Owns: reading the field, the head's weights, gradients and updates. Must never: change the
-//! saved model.
+//! Owns: the auxiliary targets, the head's weights, gradients and updates (the field is read
+//! with the examples, [`super::read_examples_with_field`]). Must never: change the saved model.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
-use std::path::Path;
 
-use super::{LazyAdamW, SplitMix, TrainError, xavier};
-
-/// Reads the string field `field` of each example of a classification JSONL file, in the order
-/// [`super::read_examples`] returns the examples (blank lines skipped): `None` where a row lacks
-/// it or has it null or empty. A value that is not a string is an error naming the file and line.
-pub fn read_aux_labels(path: &Path, field: &str) -> Result<Vec<Option<String>>, TrainError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
-        let at = |msg: String| TrainError::Data(format!("{}:{}: {msg}", path.display(), i + 1));
-        let line = String::from_utf8(line).map_err(|_| at("invalid UTF-8".into()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&line).map_err(|e| at(format!("bad example: {e}")))?;
-        out.push(match row.get(field) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(other) => return Err(at(format!("`{field}` is not a string: {other}"))),
-        });
-    }
-    Ok(out)
-}
+use super::{LazyAdamW, SplitMix, xavier};
 
 /// The auxiliary class index of each training row (`None`: no auxiliary loss) and the number
 /// of classes.
@@ -315,7 +287,7 @@ mod tests {
         };
         assert!(opts.aux_weight > 0.0);
         let dir = tempfile::tempdir().unwrap();
-        let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+        let weights = |d: &std::path::Path| std::fs::read(d.join("model.safetensors")).unwrap();
         let [plain, none, with, held] =
             ["plain", "none", "with", "held"].map(|n| dir.path().join(n));
         train(&train_rows, Some(&dev_rows), &opts, &plain).unwrap();
@@ -348,7 +320,8 @@ mod tests {
     }
 
     #[test]
-    fn read_aux_labels_rejects_non_strings() {
+    fn the_field_is_read_with_the_examples_and_must_be_a_string() {
+        use super::super::read_examples_with_field;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         std::fs::write(
@@ -357,11 +330,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            read_aux_labels(&path, "product").unwrap(),
+            read_examples_with_field(&path, Some("product")).unwrap().1,
             vec![Some("oss".to_string()), None]
         );
         std::fs::write(&path, "{\"text\":\"a\",\"label\":\"x\",\"product\":3}\n").unwrap();
-        let err = read_aux_labels(&path, "product").unwrap_err().to_string();
+        let err = read_examples_with_field(&path, Some("product"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(":1:") && err.contains("product"), "{err}");
     }
 }
