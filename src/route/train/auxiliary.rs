@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::backprop::{axpy, dot};
 use super::{LazyAdamW, SplitMix, xavier};
 
 /// The auxiliary class index of each training row (`None`: no auxiliary loss) and the number
@@ -86,12 +87,7 @@ impl AuxHead {
     pub fn add(&mut self, target: u32, pooled: &[f32], dpooled: &mut [f32], scale: f32) {
         let width = self.width;
         for (k, l) in self.logits.iter_mut().enumerate() {
-            *l = self.b[k]
-                + self.w[k * width..(k + 1) * width]
-                    .iter()
-                    .zip(pooled)
-                    .map(|(a, b)| a * b)
-                    .sum::<f32>();
+            *l = self.b[k] + dot(&self.w[k * width..(k + 1) * width], pooled);
         }
         let max = self
             .logits
@@ -112,14 +108,8 @@ impl AuxHead {
             let dz = (p - if k == target { 1.0 } else { 0.0 }) * self.weight * scale;
             self.grad_b[k] += dz;
             let row = k * width..(k + 1) * width;
-            for ((g, &x), (dp, &w)) in self.grad_w[row.clone()]
-                .iter_mut()
-                .zip(pooled)
-                .zip(dpooled.iter_mut().zip(&self.w[row]))
-            {
-                *g += dz * x;
-                *dp += dz * w;
-            }
+            axpy(dz, pooled, &mut self.grad_w[row.clone()]);
+            axpy(dz, &self.w[row], dpooled);
         }
     }
 

@@ -300,12 +300,12 @@ pub fn gradients_with_loss(
     g
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// `y += a · x`.
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+pub(super) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yv, &xv) in y.iter_mut().zip(x) {
         *yv += a * xv;
     }
