@@ -2,7 +2,8 @@
 # The default `kefu train` trains again on the dev rows after calibrating on them (refit), so
 # its dev figures are not held out. This measures it held out: the dev file is split by the
 # parity of each text's SHA-1, the router is calibrated on the even half (`--dev`) and scored on
-# the odd half, with and without refit, for each seed.
+# the odd half, with and without refit, for each seed: accuracy, ECE, coverage (share not
+# abstained) and accuracy on the answered share.
 #
 #   scripts/refit-halves.sh [KEFU_BINARY] [DATASET] [SEEDS] [-- extra train flags]
 #   e.g. scripts/refit-halves.sh target/release/kefu cloud-queues "42 7 1234" -- --articles kb
@@ -41,7 +42,8 @@ for seed in $seeds; do
     python3 - "$tmp/r.json" "$name" "$seed" "$mode" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-line = f"refit-halves {sys.argv[2]} seed {sys.argv[3]} {sys.argv[4]:8}: accuracy {r['accuracy']:.4f} ece {r['ece']:.4f}"
+line = (f"refit-halves {sys.argv[2]} seed {sys.argv[3]} {sys.argv[4]:8}: accuracy {r['accuracy']:.4f} ece {r['ece']:.4f}"
+        f" coverage {r['coverage']:.4f} answered {r['answered_accuracy']:.4f}")
 if r.get("in_scope_accuracy") is not None:
     line += f" in_scope {r['in_scope_accuracy']:.4f} oos_recall {r['oos_recall']:.4f}"
 print(line)

@@ -42,6 +42,62 @@ pub fn fit_temperature(logits: &[Vec<f32>], gold: &[usize]) -> f32 {
     golden_min(f, (0.05f64).ln(), (20f64).ln(), 60).exp() as f32
 }
 
+/// The temperature at which `logits` are as confident as the probabilities `reference` (row by
+/// row): the one minimizing the cross-entropy of `softmax(logits / T)` against `reference`
+/// (golden-section search over log T in [1/20, 20]).
+pub fn match_temperature(reference: &[Vec<f32>], logits: &[Vec<f32>]) -> f32 {
+    if logits.is_empty() {
+        return 1.0;
+    }
+    let f = |log_t: f64| {
+        let t = log_t.exp() as f32;
+        reference
+            .iter()
+            .zip(logits)
+            .map(|(r, l)| {
+                let lp = log_softmax(&l.iter().map(|x| x / t).collect::<Vec<_>>());
+                -r.iter().zip(lp).map(|(&p, q)| (p * q) as f64).sum::<f64>()
+            })
+            .sum::<f64>()
+    };
+    golden_min(f, (0.05f64).ln(), (20f64).ln(), 60).exp() as f32
+}
+
+/// The refit's calibration (`kefu train`'s default refit, which trains the chosen members again
+/// with the dev rows after calibrating them on dev): the first fit's member temperatures and
+/// ensemble temperature, each scaled so that the refit is as confident as the first fit at
+/// them ([`match_temperature`]) on rows both learned from (the training rows). `first[i][k]`
+/// and `second[i][k]`: member `k`'s raw logits of row `i` in the first fit and in the refit.
+/// Returns the member temperatures (empty for one network) and the ensemble's.
+///
+/// Trained on 20% more rows (cloud-queues with its dev split) for the same epochs, the refit
+/// is surer of itself, and keeping the first fit's temperatures sent fewer questions about
+/// products without a queue to a human. Session 11, cloud-queues as `scripts/train-default.sh`
+/// trains it: see `TrainOptions::refit` for the figures and the out-of-fold alternative.
+pub fn refit_temperatures(
+    first: &[Vec<Vec<f32>>],
+    second: &[Vec<Vec<f32>>],
+    member_temperatures: &[f32],
+    temperature: f32,
+) -> (Vec<f32>, f32) {
+    let members: Vec<f32> = (0..member_temperatures.len())
+        .map(|k| {
+            let reference: Vec<Vec<f32>> = (first.iter())
+                .map(|m| softmax(&m[k], member_temperatures[k]))
+                .collect();
+            let logits: Vec<Vec<f32>> = second.iter().map(|m| m[k].clone()).collect();
+            match_temperature(&reference, &logits)
+        })
+        .collect();
+    let reference: Vec<Vec<f32>> = (first.iter())
+        .map(|m| softmax(&combine_members(m, member_temperatures), temperature))
+        .collect();
+    let logits: Vec<Vec<f32>> = (second.iter())
+        .map(|m| combine_members(m, &members))
+        .collect();
+    (members, match_temperature(&reference, &logits))
+}
+
 /// How far the top label `best` is ahead of the out-of-scope label `oos`: `ln p(best) − ln p(oos)`
 /// at temperature `t`, i.e. `(logits[best] − logits[oos]) / t` (`f32::MIN` when `oos` is the top
 /// label, so any threshold abstains). A sentence the `oos` class nearly claims is out of scope more often than a merely
@@ -403,6 +459,48 @@ pub fn choose_threshold(
 mod tests {
     use super::*;
     use crate::route::train::SplitMix;
+
+    #[test]
+    fn matched_temperature_undoes_a_sharper_copy() {
+        let mut rng = SplitMix::new(3);
+        let base: Vec<Vec<f32>> = (0..50)
+            .map(|_| (0..4).map(|_| (rng.unit() * 4.0) as f32).collect())
+            .collect();
+        let reference: Vec<Vec<f32>> = base.iter().map(|l| softmax(l, 0.8)).collect();
+        let sharper: Vec<Vec<f32>> = base
+            .iter()
+            .map(|l| l.iter().map(|x| x * 3.0).collect())
+            .collect();
+        let t = match_temperature(&reference, &sharper);
+        assert!((t - 2.4).abs() < 0.01, "{t}");
+    }
+
+    #[test]
+    fn refit_temperatures_follow_each_member_and_the_ensemble() {
+        let mut rng = SplitMix::new(5);
+        // Two members; in the refit, the first is twice as sharp, the second unchanged.
+        let first: Vec<Vec<Vec<f32>>> = (0..60)
+            .map(|_| {
+                (0..2)
+                    .map(|_| (0..3).map(|_| (rng.unit() * 3.0) as f32).collect())
+                    .collect()
+            })
+            .collect();
+        let second: Vec<Vec<Vec<f32>>> = first
+            .iter()
+            .map(|m| vec![m[0].iter().map(|x| x * 2.0).collect(), m[1].clone()])
+            .collect();
+        let (members, t) = refit_temperatures(&first, &second, &[1.5, 0.7], 1.2);
+        assert!((members[0] - 3.0).abs() < 0.01, "{members:?}");
+        assert!((members[1] - 0.7).abs() < 0.01, "{members:?}");
+        assert!((t - 1.2).abs() < 0.01, "{t}");
+        // One network: no member temperatures, the ensemble's scaled.
+        let one: Vec<Vec<Vec<f32>>> = first.iter().map(|m| vec![m[0].clone()]).collect();
+        let sharper: Vec<Vec<Vec<f32>>> = second.iter().map(|m| vec![m[0].clone()]).collect();
+        let (members, t) = refit_temperatures(&one, &sharper, &[], 1.2);
+        assert!(members.is_empty());
+        assert!((t - 2.4).abs() < 0.01, "{t}");
+    }
 
     #[test]
     fn reaching_the_recall_target_comes_before_in_scope_accuracy() {
