@@ -30,7 +30,7 @@ use super::classifier::{Classifier, MemberConfig, OOS_LABEL, RouterConfig};
 use super::features::{FeatureConfig, Featurizer, analyzed_tokens};
 use super::model::{
     Arch, Layout, ModelConfig, PlainModel, Pooling, RouterModel, batch_layout, sparse_tensors,
-    token_layout,
+    stored_table, token_layout,
 };
 use super::vocab;
 
@@ -869,7 +869,7 @@ fn candle_step(
 type Fitted = (ModelConfig, HashMap<String, Tensor>, Vec<f64>);
 
 /// Trains one network on `texts` → `targets` with `opts`; returns its shape, its tensors (the
-/// embedding rounded to f16 as saved) and the loss per epoch.
+/// embedding rounded as saved, [`stored_table`]) and the loss per epoch.
 #[allow(clippy::too_many_arguments)]
 fn fit(
     featurizer: &Featurizer,
@@ -1163,12 +1163,17 @@ fn fit(
             }
         }
     }
-    // The embedding is stored as f16: round it now so calibration sees the saved model.
-    let embedding = Tensor::from_vec(table, (model_cfg.rows, model_cfg.dim), &dev_cpu)
-        .and_then(|t| t.to_dtype(DType::F16))
-        .map_err(internal)?;
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    tensors.insert("embedding.weight".into(), embedding);
+    // The embedding as saved (f16, or 8 bits): rounded now so calibration sees the saved model.
+    let mut tensors: HashMap<String, Tensor> = stored_table(
+        model_cfg.arch,
+        table,
+        model_cfg.rows,
+        model_cfg.dim,
+        &dev_cpu,
+    )
+    .map_err(internal)?
+    .into_iter()
+    .collect();
     tensors.insert(
         "feature_weight".into(),
         Tensor::from_vec(feature_weight, model_cfg.rows, &dev_cpu).map_err(internal)?,
