@@ -1,7 +1,8 @@
 //! Routing speed: one ticket through the default router (analyzer → features → model →
 //! calibration → rules → explanation), and a batch of tickets over both cores with rayon.
 //! Input: the cloud-queues dev questions when `../shared/data` is present (real text), else the
-//! built-in tickets below. Run: `cargo bench --bench classify`.
+//! built-in tickets below. Run: `cargo bench --bench classify` (`KEFU_BENCH_MODEL=DIR` for
+//! another model directory than `models/router`).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -45,11 +46,12 @@ fn tickets() -> Vec<Ticket> {
 
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let router = TicketRouter::load(
-        &root.join("models/router"),
-        Some(&root.join("models/routing.toml")),
-    )
-    .expect("default model");
+    // `KEFU_BENCH_MODEL=DIR` benches another model directory (e.g. one trained on clinc150).
+    let model = std::env::var_os("KEFU_BENCH_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("models/router"));
+    let router =
+        TicketRouter::load(&model, Some(&root.join("models/routing.toml"))).expect("default model");
     let tickets = tickets();
     let bytes: usize = tickets.iter().map(|t| t.body.len()).sum();
 

@@ -20,7 +20,7 @@ use crate::route::features::FeatureConfig;
 use crate::route::model::{Arch, Pooling};
 use crate::route::train::OptimizerKind;
 use crate::route::train::articles::{ArticlePart, agreeing_rows, article_examples};
-use crate::route::train::{self, TrainOptions};
+use crate::route::train::{self, Loss, TrainOptions};
 use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
 /// Train a router model.
@@ -319,10 +319,12 @@ impl TrainArgs {
                 })
                 .collect();
         } else {
-            // The built-in list, with the `--attention-*` flags applied.
+            // The built-in list, with the `--attention-*` and `--svm-lr` flags applied.
             for c in &mut opts.candidates {
                 if c.arch == Arch::Attention {
                     *c = self.attention_member();
+                } else if c.loss == Loss::SquaredHinge {
+                    *c = self.svm_member(&first_options);
                 }
             }
         }
