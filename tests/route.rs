@@ -749,6 +749,23 @@ fn corrupt_model_directories_are_model_errors() {
         matches!(&err, RouteError::Model(m) if m.contains("config.json")),
         "{err}"
     );
+    // A format this version does not know (a newer kefu's) is refused, not misread.
+    let text = String::from_utf8(config.clone()).unwrap();
+    let format = serde_json::from_str::<serde_json::Value>(&text).unwrap()["format"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Version 1 (f32 or f16 tables; the reader goes by the tensors present) still loads.
+    let v1 = text.replacen(&format, "kefu-router-1", 1);
+    std::fs::write(dir.path().join("config.json"), v1).unwrap();
+    assert!(Classifier::load(dir.path()).is_ok());
+    let future = text.replacen(&format, "kefu-router-99", 1);
+    std::fs::write(dir.path().join("config.json"), future).unwrap();
+    let err = Classifier::load(dir.path()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, RouteError::Model(m) if m.contains("kefu-router-99")),
+        "{err}"
+    );
     std::fs::write(dir.path().join("config.json"), config).unwrap();
     std::fs::write(dir.path().join("labels.json"), b"[\"a\",\"b\"]").unwrap();
     let err = Classifier::load(dir.path()).map(|_| ()).unwrap_err();

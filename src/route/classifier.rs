@@ -25,8 +25,13 @@ use crate::analyzer::analyzer;
 /// The out-of-scope label of the data sets (`clinc150`): predicting it means "not ours".
 pub const OOS_LABEL: &str = "oos";
 
-/// Identifies the model directory format.
-const FORMAT: &str = "kefu-router-1";
+/// Identifies the model directory format. Version 2 saves the linear members' tables in 8 bits
+/// (`model::ROW_SCALE`), which a version-1 reader would take for f32 values: it must refuse
+/// them. Version-1 directories (f32 or f16 tables) still load.
+const FORMAT: &str = "kefu-router-2";
+
+/// Formats this version reads.
+const READABLE_FORMATS: [&str; 2] = ["kefu-router-1", FORMAT];
 
 /// `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,7 +157,7 @@ impl Classifier {
         };
         let config: RouterConfig = serde_json::from_str(&read("config.json")?)
             .map_err(|e| model_err(dir, "config.json", e))?;
-        if config.format != FORMAT {
+        if !READABLE_FORMATS.contains(&config.format.as_str()) {
             return Err(model_err(
                 dir,
                 "config.json",
