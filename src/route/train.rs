@@ -1712,6 +1712,10 @@ pub fn train_with_aux(
             &config.member_temperatures,
             config.temperature,
         );
+        let list = |ts: &[f32]| {
+            let ts: Vec<String> = ts.iter().map(|t| format!("{t:.3}")).collect();
+            ts.join("/")
+        };
         report.refit_calibration = Some(format!(
             "temperatures scaled to the refit's confidence on the training rows: ensemble {:.3} → {temperature:.3}{}",
             config.temperature,
@@ -1719,14 +1723,8 @@ pub fn train_with_aux(
                 0 => String::new(),
                 _ => format!(
                     ", members {} → {}",
-                    (config.member_temperatures.iter())
-                        .map(|t| format!("{t:.3}"))
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    (member_temperatures.iter())
-                        .map(|t| format!("{t:.3}"))
-                        .collect::<Vec<_>>()
-                        .join("/")
+                    list(&config.member_temperatures),
+                    list(&member_temperatures)
                 ),
             }
         ));
