@@ -767,6 +767,18 @@ fn corrupt_model_directories_are_model_errors() {
         "{err}"
     );
     std::fs::write(dir.path().join("config.json"), config).unwrap();
+    // A vocabulary with a normalizer: features look words up one by one, past it.
+    let tokenizer = std::fs::read_to_string(dir.path().join("tokenizer.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&tokenizer).unwrap();
+    json["normalizer"] = serde_json::json!({"type": "Lowercase"});
+    std::fs::write(dir.path().join("tokenizer.json"), json.to_string()).unwrap();
+    let err = Classifier::load(dir.path()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, RouteError::Model(m) if m.contains("tokenizer.json") && m.contains("normalizer")),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("tokenizer.json"), tokenizer).unwrap();
+    assert!(Classifier::load(dir.path()).is_ok());
     std::fs::write(dir.path().join("labels.json"), b"[\"a\",\"b\"]").unwrap();
     let err = Classifier::load(dir.path()).map(|_| ()).unwrap_err();
     assert!(

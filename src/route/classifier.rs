@@ -17,7 +17,7 @@ use super::calibrate::{self, argmax, combine_members, softmax};
 use super::features::{
     FeatureConfig, Features, Featurizer, MAX_ANALYZED_BYTES, analyzed_tokens, prefix,
 };
-use super::model::{ModelConfig, PlainModel, RouterModel};
+use super::model::{Forward, ModelConfig, PlainModel, RouterModel};
 use super::train::member_prefix;
 use super::{LabelProb, RouteError, TokenWeight};
 use crate::analyzer::analyzer;
@@ -137,6 +137,10 @@ pub struct Classifier {
     /// What a word never seen in training weighs in [`Prediction::novelty`]: as much as the
     /// rarest word that was seen (the largest IDF of the vocabulary).
     unseen_weight: f32,
+    /// For each member, an earlier member with the same features whose pooling coefficients it
+    /// shares ([`PlainModel::same_coefficients`]): the embedding and the linear member of a
+    /// default router both pool TF-IDF over one vocabulary.
+    shared_coefficients: Vec<Option<usize>>,
 }
 
 fn model_err(dir: &Path, what: &str, e: impl std::fmt::Display) -> RouteError {
@@ -187,6 +191,15 @@ impl Classifier {
         }
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| model_err(dir, "tokenizer.json", e))?;
+        // Features look words up one by one (`Featurizer::features_of`), which a normalizer
+        // would not see: kefu's vocabularies never have one.
+        if tokenizer.get_normalizer().is_some() {
+            return Err(model_err(
+                dir,
+                "tokenizer.json",
+                "has a normalizer: kefu's vocabulary is a plain WordLevel model over the analyzer's tokens",
+            ));
+        }
         let weights = dir.join("model.safetensors");
         let bytes = std::fs::read(&weights).map_err(|e| model_err(dir, "model.safetensors", e))?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
@@ -247,12 +260,21 @@ impl Classifier {
             .copied()
             .fold(0f32, f32::max)
             .max(1.0);
+        let shared_coefficients = (0..members.len())
+            .map(|k| {
+                (0..k).find(|&j| {
+                    members[j].0.config() == members[k].0.config()
+                        && members[j].1.same_coefficients(&members[k].1)
+                })
+            })
+            .collect();
         Classifier {
             members,
             labels,
             config,
             oos,
             unseen_weight,
+            shared_coefficients,
         }
     }
 
@@ -288,7 +310,7 @@ impl Classifier {
     /// Raw (uncalibrated) logits: the network's, or the mean of the members' log-probabilities.
     pub fn logits(&self, text: &str) -> Vec<f32> {
         let features = self.member_features(text);
-        self.combine(&features)
+        self.combine_logits(&self.logits_of(&features))
     }
 
     /// Each member's raw logits.
@@ -300,18 +322,26 @@ impl Classifier {
     fn logits_of(&self, features: &[Features]) -> Vec<Vec<f32>> {
         self.members
             .iter()
-            .zip(features)
-            .map(|((_, model), f)| model.logits_of(&f.ids, &f.token_of))
+            .zip(self.forwards(features))
+            .map(|((_, model), forward)| model.forward_logits(&forward))
             .collect()
+    }
+
+    /// Each member's forward pass over its features; a member whose pooling coefficients are
+    /// another's ([`Classifier::shared_coefficients`]) takes them instead of computing them again.
+    fn forwards(&self, features: &[Features]) -> Vec<Forward> {
+        let mut out: Vec<Forward> = Vec::with_capacity(self.members.len());
+        for (k, ((_, model), f)) in self.members.iter().zip(features).enumerate() {
+            let shared = self.shared_coefficients[k].and_then(|j| out[j].coefficients());
+            let forward = model.forward(&f.ids, &f.token_of, shared);
+            out.push(forward);
+        }
+        out
     }
 
     /// Sets the members' own temperatures (see [`RouterConfig::member_temperatures`]).
     pub fn set_member_temperatures(&mut self, temperatures: Vec<f32>) {
         self.config.member_temperatures = temperatures;
-    }
-
-    fn combine(&self, features: &[Features]) -> Vec<f32> {
-        self.combine_logits(&self.logits_of(features))
     }
 
     /// The ensemble's logits from its members' raw logits: the mean of their log-probabilities,
@@ -386,22 +416,30 @@ impl Classifier {
     /// Calibrated prediction.
     pub fn predict(&self, text: &str) -> Prediction {
         let features = self.member_features(text);
-        self.decide(&self.combine(&features), self.novelty_of(&features[0]))
+        let logits = self.combine_logits(&self.logits_of(&features));
+        self.decide(&logits, self.novelty_of(&features[0]))
     }
 
     /// Prediction plus the `k` tokens that pushed the top label most (summed contributions of
     /// each word's features to the top label's logit minus the mean logit).
     pub fn explain(&self, text: &str, k: usize) -> (Prediction, Vec<TokenWeight>) {
         let features = self.member_features(text);
-        let logits = self.combine(&features);
-        let prediction = self.decide(&logits, self.novelty_of(&features[0]));
+        let forwards = self.forwards(&features);
+        let member_logits: Vec<Vec<f32>> = (self.members.iter().zip(&forwards))
+            .map(|((_, model), forward)| model.forward_logits(forward))
+            .collect();
+        let prediction = self.decide(
+            &self.combine_logits(&member_logits),
+            self.novelty_of(&features[0]),
+        );
         // A log-probability minus the mean over labels is the logit minus the mean logit, so
         // the members' contrast contributions average exactly like their log-probabilities.
         let tokens = features[0].tokens.clone();
         let share = 1.0 / self.members.len() as f32;
         let mut per_token = vec![0f32; tokens.len()];
-        for ((_, model), f) in self.members.iter().zip(&features) {
-            let contributions = model.contrast_contributions(&f.ids, &f.token_of, prediction.best);
+        for (((_, model), f), forward) in self.members.iter().zip(&features).zip(&forwards) {
+            let contributions =
+                model.forward_contrast_contributions(forward, &f.ids, prediction.best);
             for (c, &t) in contributions.iter().zip(&f.token_of) {
                 per_token[t as usize] += share * c;
             }

@@ -187,21 +187,15 @@ impl Featurizer {
         if tokens.is_empty() {
             return out;
         }
-        // Vocabulary lookup through the tokenizer: analyzer tokens joined by spaces, split back
-        // by its whitespace pre-tokenizer, one id per token.
-        let joined = tokens
+        // Vocabulary lookup through the tokenizer, one token at a time: the vocabulary is a
+        // `WordLevel` model whose unknown token is id 0, with no normalizer in front of it
+        // ([`super::vocab::build`]; `Classifier::load` refuses a `tokenizer.json` with one), so
+        // this is what encoding the tokens joined by spaces gives, without building the string,
+        // splitting it again and computing offsets (a third of the features' cost).
+        let word_ids: Vec<u32> = tokens
             .iter()
-            .map(|(t, _, _)| t.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let word_ids: Vec<u32> = match self.tokenizer.encode(joined.as_str(), false) {
-            Ok(enc) if enc.get_ids().len() == tokens.len() => enc.get_ids().to_vec(),
-            // A token with inner whitespace would shift the alignment: look up one by one.
-            _ => tokens
-                .iter()
-                .map(|(t, _, _)| self.tokenizer.token_to_id(t).unwrap_or(0))
-                .collect(),
-        };
+            .map(|(t, _, _)| self.tokenizer.token_to_id(t).unwrap_or(0))
+            .collect();
         // Explanations are per whole word: sub-words report to the word that covers them.
         let mut word_index = 0u32;
         let mut last_whole: Option<(usize, usize)> = None;

@@ -840,6 +840,31 @@ struct Sequence {
     entries: Vec<(usize, usize, f32)>,
 }
 
+/// One text's forward pass up to the pooled vector (or the attention sequence), kept so that the
+/// logits and an explanation of them are computed from the same work instead of twice
+/// ([`PlainModel::forward`]).
+pub struct Forward(ForwardState);
+
+enum ForwardState {
+    /// A bag-of-features network: each occurrence's pooling coefficient and the pooled vector.
+    Bag {
+        coefficients: Vec<f32>,
+        pooled: Vec<f32>,
+    },
+    /// [`Arch::Attention`].
+    Sequence(Sequence),
+}
+
+impl Forward {
+    /// The pooling coefficients of a bag-of-features network (`None` for [`Arch::Attention`]).
+    pub fn coefficients(&self) -> Option<&[f32]> {
+        match &self.0 {
+            ForwardState::Bag { coefficients, .. } => Some(coefficients),
+            ForwardState::Sequence(_) => None,
+        }
+    }
+}
+
 fn affine(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
     b.iter()
         .enumerate()
@@ -918,13 +943,48 @@ impl PlainModel {
     /// Logits for feature ids and the token each belongs to (`token_of`, as in
     /// [`Features`](super::features::Features)).
     pub fn logits_of(&self, ids: &[u32], token_of: &[u32]) -> Vec<f32> {
-        match &self.attention {
-            Some(attention) => {
-                let seq = self.sequence(attention, ids, token_of);
-                self.head(&self.attention_pool(&seq))
+        self.forward_logits(&self.forward(ids, token_of, None))
+    }
+
+    /// The forward pass of one text up to the pooled vector: [`PlainModel::forward_logits`]
+    /// finishes it, [`PlainModel::forward_contrast_contributions`] explains it.
+    /// `coefficients`: the pooling coefficients of `ids` when already known (another member
+    /// with the same features, pooling and weights computed them; see
+    /// [`PlainModel::same_coefficients`]); ignored by [`Arch::Attention`].
+    pub fn forward(&self, ids: &[u32], token_of: &[u32], coefficients: Option<&[f32]>) -> Forward {
+        Forward(match &self.attention {
+            Some(attention) => ForwardState::Sequence(self.sequence(attention, ids, token_of)),
+            None => {
+                let coefficients = match coefficients {
+                    Some(c) => c.to_vec(),
+                    None => self.coefficients(ids),
+                };
+                let pooled = self.pool_with(ids, &coefficients);
+                ForwardState::Bag {
+                    coefficients,
+                    pooled,
+                }
             }
-            None => self.logits(ids),
+        })
+    }
+
+    /// The logits of a forward pass.
+    pub fn forward_logits(&self, forward: &Forward) -> Vec<f32> {
+        match &forward.0 {
+            ForwardState::Bag { pooled, .. } => self.head(pooled),
+            ForwardState::Sequence(seq) => self.head(&self.attention_pool(seq)),
         }
+    }
+
+    /// Whether `other` computes the same pooling coefficients as this model for the same feature
+    /// ids: both pool a bag of features the same way over the same weights.
+    pub fn same_coefficients(&self, other: &PlainModel) -> bool {
+        self.attention.is_none()
+            && other.attention.is_none()
+            && self.pooling == other.pooling
+            && self.group_split == other.group_split
+            && self.rows == other.rows
+            && self.weight[..self.rows] == other.weight[..other.rows]
     }
 
     /// The positions of [`Arch::Attention`] and their softmax weights.
@@ -1012,14 +1072,7 @@ impl PlainModel {
     /// [`Arch::Attention`]: `out_row · pooled` split over the features exactly: position `j`
     /// contributed `a_j · out_row · u_j` (plus `out_row[w + k] · u_jk` for each maximum `k` it
     /// holds), shared among its features by their coefficients.
-    fn attention_contributions(
-        &self,
-        attention: &PlainAttention,
-        ids: &[u32],
-        token_of: &[u32],
-        out_row: &[f32],
-    ) -> Vec<f32> {
-        let seq = self.sequence(attention, ids, token_of);
+    fn attention_contributions(&self, seq: &Sequence, ids: &[u32], out_row: &[f32]) -> Vec<f32> {
         let w = seq.width;
         let positions = seq.values.len() / w;
         let heads = seq.attention.len() / positions;
@@ -1084,14 +1137,18 @@ impl PlainModel {
         &self.out_w[label * width..(label + 1) * width]
     }
 
-    fn contributions_for_row(&self, ids: &[u32], out_row: &[f32]) -> Vec<f32> {
-        let coefficients = self.coefficients(ids);
-        let pooled = self.pool_with(ids, &coefficients);
-        let g = self.gradient_for_row(&pooled, out_row);
+    fn contributions_for_row(
+        &self,
+        ids: &[u32],
+        coefficients: &[f32],
+        pooled: &[f32],
+        out_row: &[f32],
+    ) -> Vec<f32> {
+        let g = self.gradient_for_row(pooled, out_row);
         let d = self.dim;
         let mut out: Vec<f32> = ids
             .iter()
-            .zip(&coefficients)
+            .zip(coefficients)
             .map(|(&id, &w)| {
                 if w == 0.0 {
                     return 0.0;
@@ -1118,15 +1175,32 @@ impl PlainModel {
     }
 
     fn contributions_of(&self, ids: &[u32], token_of: &[u32], row: &[f32]) -> Vec<f32> {
-        match &self.attention {
-            Some(attention) => self.attention_contributions(attention, ids, token_of, row),
-            None => self.contributions_for_row(ids, row),
+        self.forward_contributions(&self.forward(ids, token_of, None), ids, row)
+    }
+
+    fn forward_contributions(&self, forward: &Forward, ids: &[u32], row: &[f32]) -> Vec<f32> {
+        match &forward.0 {
+            ForwardState::Sequence(seq) => self.attention_contributions(seq, ids, row),
+            ForwardState::Bag {
+                coefficients,
+                pooled,
+            } => self.contributions_for_row(ids, coefficients, pooled, row),
         }
     }
 
     /// Contribution of each feature (ids and the token each belongs to) to logit `label` minus
     /// the mean logit, so features that raise every label alike get no credit.
     pub fn contrast_contributions(&self, ids: &[u32], token_of: &[u32], label: usize) -> Vec<f32> {
+        self.forward_contrast_contributions(&self.forward(ids, token_of, None), ids, label)
+    }
+
+    /// [`PlainModel::contrast_contributions`] of a forward pass of `ids`.
+    pub fn forward_contrast_contributions(
+        &self,
+        forward: &Forward,
+        ids: &[u32],
+        label: usize,
+    ) -> Vec<f32> {
         let width = self.out_w.len() / self.labels;
         let mut row = self.out_row(label).to_vec();
         for l in 0..self.labels {
@@ -1135,7 +1209,7 @@ impl PlainModel {
             }
         }
         debug_assert_eq!(row.len(), width);
-        self.contributions_of(ids, token_of, &row)
+        self.forward_contributions(forward, ids, &row)
     }
 }
 

@@ -30,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
@@ -92,15 +93,13 @@ impl Keyword {
         }
     }
 
-    fn find_in(&self, text: &str) -> bool {
+    /// Whether an occurrence of the keyword at `start..end` of `text` counts: a Latin edge must
+    /// not continue a word.
+    fn accepts(&self, text: &str, start: usize, end: usize) -> bool {
         let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-        text.match_indices(&self.text).any(|(i, m)| {
-            let before = text[..i].chars().next_back();
-            let after = text[i + m.len()..].chars().next();
-            let cut_start = self.latin_start && word(before);
-            let cut_end = self.latin_end && word(after);
-            !cut_start && !cut_end
-        })
+        let cut_start = self.latin_start && word(text[..start].chars().next_back());
+        let cut_end = self.latin_end && word(text[end..].chars().next());
+        !cut_start && !cut_end
     }
 }
 
@@ -108,7 +107,35 @@ impl Keyword {
 struct LevelRules {
     level: usize,
     keywords: Vec<Keyword>,
+    /// All of `keywords` in one automaton (pattern `i` is `keywords[i]`): one pass over the
+    /// text per level instead of one substring search per keyword.
+    matcher: AhoCorasick,
     patterns: Vec<Regex>,
+}
+
+impl LevelRules {
+    fn new(
+        level: usize,
+        keywords: Vec<Keyword>,
+        patterns: Vec<Regex>,
+    ) -> Result<LevelRules, aho_corasick::BuildError> {
+        Ok(LevelRules {
+            level,
+            matcher: AhoCorasick::new(keywords.iter().map(|k| &k.text))?,
+            keywords,
+            patterns,
+        })
+    }
+
+    /// The first keyword in file order with an accepted occurrence in `text`.
+    fn keyword_in(&self, text: &str) -> Option<&Keyword> {
+        self.matcher
+            .find_overlapping_iter(text)
+            .filter(|m| self.keywords[m.pattern()].accepts(text, m.start(), m.end()))
+            .map(|m| m.pattern().as_usize())
+            .min()
+            .map(|i| &self.keywords[i])
+    }
 }
 
 /// The priority of a ticket and why.
@@ -225,11 +252,10 @@ impl RoutingRules {
                 })?;
                 patterns.push(re);
             }
-            levels.push(LevelRules {
-                level,
-                keywords,
-                patterns,
-            });
+            levels.push(
+                LevelRules::new(level, keywords, patterns)
+                    .map_err(|e| at(entry.level.span().start, format!("keywords: {e}")))?,
+            );
         }
         levels.sort_by_key(|l| l.level);
         Ok(RoutingRules {
@@ -248,18 +274,13 @@ impl RoutingRules {
         let normalized = Normalized::new(super::features::prefix(text, MAX_MATCHED_BYTES));
         let norm = normalized.text();
         for rules in &self.levels {
-            let hit = rules
-                .keywords
-                .iter()
-                .find(|k| k.find_in(norm))
-                .map(|k| k.text.clone())
-                .or_else(|| {
-                    rules
-                        .patterns
-                        .iter()
-                        .find(|p| p.is_match(norm))
-                        .map(|p| p.as_str().to_string())
-                });
+            let hit = rules.keyword_in(norm).map(|k| k.text.clone()).or_else(|| {
+                rules
+                    .patterns
+                    .iter()
+                    .find(|p| p.is_match(norm))
+                    .map(|p| p.as_str().to_string())
+            });
             if hit.is_some() {
                 return PriorityMatch {
                     level: LEVELS[rules.level],
@@ -345,12 +366,31 @@ P3 = { first_response_minutes = 60, resolution_hours = 24 }
 
     #[test]
     fn latin_keywords_respect_word_boundaries() {
-        let k = Keyword::new("Down");
-        assert!(k.find_in("the site is down!"));
-        assert!(!k.find_in("download the invoice"));
-        assert!(!k.find_in("countdown"));
+        let level = |words: &[&str]| {
+            LevelRules::new(0, words.iter().map(|w| Keyword::new(w)).collect(), vec![]).unwrap()
+        };
+        let found = |rules: &LevelRules, text: &str| rules.keyword_in(text).map(|k| k.text.clone());
+        let down = level(&["Down"]);
+        assert_eq!(found(&down, "the site is down!").as_deref(), Some("down"));
+        assert_eq!(found(&down, "download the invoice"), None);
+        assert_eq!(found(&down, "countdown"), None);
+        // An occurrence inside a word does not hide a later whole one.
+        assert_eq!(
+            found(&down, "download failed, site down").as_deref(),
+            Some("down")
+        );
         let zh = Keyword::new("宕機");
         assert_eq!(zh.text, "宕机");
-        assert!(zh.find_in("服务器宕机了"));
+        assert_eq!(
+            found(&level(&["宕機"]), "服务器宕机了").as_deref(),
+            Some("宕机")
+        );
+        // Several keywords match: the first in file order is the one reported.
+        let both = level(&["data loss", "宕机", "down"]);
+        assert_eq!(found(&both, "down: 服务器宕机").as_deref(), Some("宕机"));
+        assert_eq!(
+            found(&both, "宕机, data loss").as_deref(),
+            Some("data loss")
+        );
     }
 }
