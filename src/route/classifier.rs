@@ -7,6 +7,7 @@
 //! prediction. Must never: know about queues or priorities (that is `rules.rs`).
 
 use std::path::Path;
+use std::rc::Rc;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -292,16 +293,16 @@ impl Classifier {
     }
 
     /// Each member's features of `text` (the analyzer runs once).
-    fn member_features(&self, text: &str) -> Vec<Features> {
+    fn member_features(&self, text: &str) -> Vec<Rc<Features>> {
         let text = prefix(text, MAX_ANALYZED_BYTES);
         let tokens = analyzed_tokens(text);
-        let mut out: Vec<Features> = Vec::with_capacity(self.members.len());
+        let mut out: Vec<Rc<Features>> = Vec::with_capacity(self.members.len());
         for (k, (f, _)) in self.members.iter().enumerate() {
-            // Members with the same feature configuration share one computation.
+            // Members with the same feature configuration share one computation (not a copy).
             let same = (0..k).find(|&j| self.members[j].0.config() == f.config());
             out.push(match same {
-                Some(j) => out[j].clone(),
-                None => f.features_of(text, &tokens),
+                Some(j) => Rc::clone(&out[j]),
+                None => Rc::new(f.features_of(text, &tokens)),
             });
         }
         out
@@ -319,7 +320,7 @@ impl Classifier {
     }
 
     /// Each member's raw logits from its features.
-    fn logits_of(&self, features: &[Features]) -> Vec<Vec<f32>> {
+    fn logits_of(&self, features: &[Rc<Features>]) -> Vec<Vec<f32>> {
         self.members
             .iter()
             .zip(self.forwards(features))
@@ -329,7 +330,7 @@ impl Classifier {
 
     /// Each member's forward pass over its features; a member whose pooling coefficients are
     /// another's ([`Classifier::shared_coefficients`]) takes them instead of computing them again.
-    fn forwards(&self, features: &[Features]) -> Vec<Forward> {
+    fn forwards(&self, features: &[Rc<Features>]) -> Vec<Forward> {
         let mut out: Vec<Forward> = Vec::with_capacity(self.members.len());
         for (k, ((_, model), f)) in self.members.iter().zip(features).enumerate() {
             let shared = self.shared_coefficients[k].and_then(|j| out[j].coefficients());
