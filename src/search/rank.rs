@@ -251,16 +251,13 @@ impl<'a> KindStatistics<'a> {
 
     /// [`Bm25StatisticsProvider::doc_freq`] of `term` from its document count over all
     /// segments, `raw` (what that method looks up), for a caller that looked the term up
-    /// already; remembered like a looked-up one.
+    /// already. Not remembered: it is a function of `raw`, which a later lookup finds the same,
+    /// and remembering cost each clause two hashings of its term and a copy (a query of a
+    /// hundred clauses asks for each in two or three passes).
     ///
     /// [`Bm25StatisticsProvider::doc_freq`]: tantivy::query::Bm25StatisticsProvider::doc_freq
     pub fn doc_freq_counted(&self, term: &Term, raw: u64) -> u64 {
-        if let Some(&df) = self.doc_freqs.borrow().get(term) {
-            return df;
-        }
-        let df = self.scale(term.field(), raw).min(self.all);
-        self.doc_freqs.borrow_mut().insert(term.clone(), df);
-        df
+        self.scale(term.field(), raw).min(self.all)
     }
 
     fn scale(&self, field: Field, value: u64) -> u64 {
