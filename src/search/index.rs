@@ -30,7 +30,7 @@ use crate::analyzer::{TOKENIZER_NAME, analyzer};
 use crate::article::Article;
 
 /// Bump when the schema or what goes into the fields changes.
-const SCHEMA_VERSION: &str = "kefu-schema-7";
+const SCHEMA_VERSION: &str = "kefu-schema-8";
 /// File in the index directory recording which analyzer and schema built it.
 pub const FINGERPRINT_FILE: &str = "kefu-fingerprint";
 
@@ -54,6 +54,8 @@ pub struct Fields {
     /// Stored plain text of the section, as far as snippets read it (`snippet::encode_marks`).
     pub text: Field,
     /// Stored analyzed tokens of `text` (`snippet::encode_marks`): snippets without analysis.
+    /// A text field (the marks are ASCII but for the terms they name): tantivy reads a stored
+    /// string in one copy, a stored bytes value byte by byte.
     pub marks: Field,
     pub anchor: Field,
     pub url: Field,
@@ -109,7 +111,7 @@ pub fn build_schema() -> (Schema, Fields) {
         suggest_full: b.add_text_field("suggest_full", STRING),
         suggest_any: b.add_text_field("suggest_any", STRING),
         stitle: b.add_text_field("stitle", analyzed(false)),
-        marks: b.add_bytes_field("marks", STORED),
+        marks: b.add_text_field("marks", STORED),
         short: b.add_text_field("short", FAST),
         chars: b.add_text_field(
             "chars",
@@ -281,14 +283,6 @@ impl IndexDoc {
         })
     }
 
-    /// The first bytes value of `field`, if any.
-    pub fn first_bytes(&self, field: Field) -> Option<&[u8]> {
-        self.get_all(field).find_map(|v| match v {
-            OwnedValue::Bytes(bytes) => Some(bytes.as_slice()),
-            _ => None,
-        })
-    }
-
     /// The first text value of `field`, moved out (left empty).
     pub fn take_str(&mut self, field: Field) -> Option<String> {
         self.values.iter_mut().find_map(|(f, v)| match v {
@@ -395,7 +389,7 @@ pub fn article_documents(fields: &Fields, article: &Article) -> Vec<IndexDoc> {
         let mut text = text;
         text.truncate(shown);
         doc.add(fields.text, OwnedValue::Str(text));
-        doc.add(fields.marks, OwnedValue::Bytes(marks));
+        doc.add(fields.marks, OwnedValue::Str(marks));
         docs.push(doc);
     }
     let mut doc = IndexDoc::default();

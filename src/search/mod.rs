@@ -1000,10 +1000,13 @@ impl SearchEngine {
         // The body is only read in place, for the snippet.
         let body = snippets.then(|| doc.first_str(f.text)).flatten();
         let snippet = match body {
-            Some(body) => match doc.first_bytes(f.marks) {
-                Some(marks) => {
-                    snippet::snippet_marked(body, marks, highlight, snippet::SNIPPET_CHARS)
-                }
+            Some(body) => match doc.first_str(f.marks) {
+                Some(marks) => snippet::snippet_marked(
+                    body,
+                    marks.as_bytes(),
+                    highlight,
+                    snippet::SNIPPET_CHARS,
+                ),
                 None => snippet::snippet(body, highlight, snippet::SNIPPET_CHARS),
             },
             None => String::new(),
