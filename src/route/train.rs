@@ -276,6 +276,10 @@ pub struct TrainOptions {
     /// (tried in order after `extra`, see [`calibrate::select_members`]).
     #[serde(default)]
     pub candidates: Vec<TrainOptions>,
+    /// [`Arch::Knn`]: store only the character n-gram group of each row's vector (the ids from
+    /// the grouped layout's split on), not the words and word bigrams.
+    #[serde(default)]
+    pub knn_chars: bool,
 }
 
 impl Default for TrainOptions {
@@ -490,6 +494,7 @@ impl TrainOptions {
             progress: true,
             extra: Vec::new(),
             candidates: Vec::new(),
+            knn_chars: false,
         }
     }
 
@@ -530,6 +535,21 @@ impl TrainOptions {
         TrainOptions {
             loss: Loss::SquaredHinge,
             lr: SVM_LR,
+            ..self.linear_member()
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The k-nearest-neighbour member ([`Arch::Knn`], [`crate::route::knn`]) over
+    /// [`TrainOptions::linear_member`]'s features and TF-IDF weights; `chars`: only the
+    /// character n-gram group ([`TrainOptions::knn_chars`]).
+    pub fn knn_member(&self, chars: bool) -> TrainOptions {
+        TrainOptions {
+            arch: Arch::Knn,
+            dim: crate::route::knn::KNN_K,
+            epochs: 0,
+            knn_chars: chars,
             ..self.linear_member()
         }
     }
@@ -969,6 +989,16 @@ fn fit(
         rare_from,
         opts.ngram_min_df,
     );
+    if opts.arch == Arch::Knn {
+        return knn_fit(
+            featurizer,
+            &train_features,
+            targets,
+            n_labels,
+            opts,
+            feature_weight,
+        );
+    }
     let linear = opts.arch == Arch::Linear;
     let model_cfg = ModelConfig {
         rows: featurizer.rows(),
@@ -1258,6 +1288,54 @@ fn fit(
     Ok((model_cfg, tensors, epoch_loss))
 }
 
+/// [`fit`] of an [`Arch::Knn`] member: nothing is learned, each training row's TF-IDF vector
+/// ([`Pooling::Tfidf`] over the featurizer's groups, as the linear member pools it; with
+/// [`TrainOptions::knn_chars`] the character n-gram group alone) is stored with its label, f16 as
+/// saved. No epochs, so no loss.
+fn knn_fit(
+    featurizer: &Featurizer,
+    train_features: &[(Vec<u32>, Vec<u32>)],
+    targets: &[u32],
+    n_labels: usize,
+    opts: &TrainOptions,
+    feature_weight: Vec<f32>,
+) -> Result<Fitted, TrainError> {
+    let split = featurizer.group_split();
+    let from = match split {
+        Some(split) if opts.knn_chars => split,
+        _ => 0,
+    };
+    let rows: Vec<Vec<(u32, f32)>> = train_features
+        .par_iter()
+        .map(|(ids, _)| {
+            let c = Pooling::Tfidf.coefficients(ids, &feature_weight, split);
+            crate::route::knn::sparse_vector(ids, &c, from)
+        })
+        .collect();
+    let model_cfg = ModelConfig {
+        rows: featurizer.rows(),
+        dim: opts.dim.max(1),
+        hidden: 0,
+        labels: n_labels,
+        pooling: Pooling::Tfidf,
+        arch: Arch::Knn,
+        group_split: split,
+        max_pool: false,
+        conv: 0,
+        heads: 1,
+    };
+    let dev = Device::Cpu;
+    let mut tensors: HashMap<String, Tensor> = crate::route::knn::knn_tensors(&rows, targets, &dev)
+        .map_err(internal)?
+        .into_iter()
+        .collect();
+    tensors.insert(
+        "feature_weight".into(),
+        Tensor::from_vec(feature_weight, model_cfg.rows, &dev).map_err(internal)?,
+    );
+    Ok((model_cfg, tensors, Vec::new()))
+}
+
 /// Trains on `train`, calibrates on `dev` (or on the held-back slice of `train` when `None`),
 /// and writes the model directory `out`.
 pub fn train(
@@ -1480,7 +1558,9 @@ pub fn train_with_aux(
         .into_iter()
         .map(|t| {
             let (f, m, _) = &members[t.member];
-            let layout = if f.config().grouped() {
+            let layout = if all_members[t.member].knn_chars && m.arch == Arch::Knn {
+                "char_wb n-grams"
+            } else if f.config().grouped() {
                 "words | char_wb n-grams"
             } else {
                 "in-word character n-grams"
@@ -1915,6 +1995,43 @@ mod tests {
         let saved = classifier.config().temperature;
         assert!(saved.is_finite() && saved > 0.0);
         assert!(report.markdown().contains("- refit: temperatures scaled"));
+    }
+
+    #[test]
+    fn knn_member_saves_loads_predicts_and_explains() {
+        let (train_rows, dev_rows) = (two_queue_rows(0, 20), two_queue_rows(20, 26));
+        let base = TrainOptions {
+            progress: false,
+            epochs: 2,
+            refit: true,
+            candidates: Vec::new(),
+            ..TrainOptions::default()
+        };
+        let opts = TrainOptions {
+            extra: vec![base.linear_member(), base.knn_member(true)],
+            ..base
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let report = train(&train_rows, Some(&dev_rows), &opts, dir.path()).unwrap();
+        assert_eq!(report.refit_examples, dev_rows.len());
+        let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        assert!(config.contains("\"arch\": \"knn\""));
+        let classifier = super::super::classifier::Classifier::load(dir.path()).unwrap();
+        // The refit stores the dev rows too: 40 + 12 rows' labels.
+        let tensors =
+            candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu)
+                .unwrap();
+        assert_eq!(tensors["m2.knn.labels"].dims(), &[52]);
+        let logits = classifier.member_logits("refund this invoice please");
+        assert_eq!(logits.len(), 3);
+        assert!(logits[2][0] > logits[2][1], "{:?}", logits[2]);
+        let (p, words) = classifier.explain("refund this invoice please", 3);
+        assert_eq!(classifier.labels()[p.best], "billing");
+        assert!(
+            words
+                .iter()
+                .any(|w| w.token == "refund" || w.token == "invoice")
+        );
     }
 
     #[test]
