@@ -76,8 +76,10 @@ pub struct TrainArgs {
     /// Further ensemble members after the one the flags describe: `linear`
     /// (`TrainOptions::linear_member`), `embedding` (the first member again, its own seed),
     /// `fasttext` (`TrainOptions::fasttext_member`), `attention`
-    /// (`TrainOptions::attention_member`), `svm` (`TrainOptions::svm_member`); comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext", "attention", "svm"])]
+    /// (`TrainOptions::attention_member`), `svm` (`TrainOptions::svm_member`), `knn` and
+    /// `knn-chars` (`TrainOptions::knn_member`, all features or character n-grams only);
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = ["linear", "embedding", "fasttext", "attention", "svm", "knn", "knn-chars"])]
     pub members: Option<Vec<String>>,
     /// Train the embedding network alone, without the sparse linear TF-IDF member
     /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
@@ -134,8 +136,9 @@ pub struct TrainArgs {
     /// Candidate members, each kept only when it lowers the ensemble's dev NLL: `fasttext`
     /// (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`),
     /// `attention-ngrams` (`TrainOptions::attention_ngrams_member`), `svm`
-    /// (`TrainOptions::svm_member`); comma-separated (default: the built-in list).
-    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention", "attention-ngrams", "svm"])]
+    /// (`TrainOptions::svm_member`), `knn` and `knn-chars` (`TrainOptions::knn_member`, all
+    /// features or character n-grams only); comma-separated (default: the built-in list).
+    #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention", "attention-ngrams", "svm", "knn", "knn-chars"])]
     pub candidates: Option<Vec<String>>,
     /// Learning rate of the linear SVM member (`svm` in --candidates or --members).
     #[arg(long)]
@@ -315,6 +318,8 @@ impl TrainArgs {
                     "attention" => self.attention_member(),
                     "attention-ngrams" => TrainOptions::attention_ngrams_member(),
                     "svm" => self.svm_member(&first_options),
+                    "knn" => first_options.knn_member(false),
+                    "knn-chars" => first_options.knn_member(true),
                     _ => TrainOptions::fasttext_member(),
                 })
                 .collect();
@@ -343,6 +348,8 @@ impl TrainArgs {
                     "fasttext" => TrainOptions::fasttext_member(),
                     "attention" => self.attention_member(),
                     "svm" => self.svm_member(&first),
+                    "knn" => first.knn_member(false),
+                    "knn-chars" => first.knn_member(true),
                     _ => {
                         let d = opts.linear_member();
                         TrainOptions {

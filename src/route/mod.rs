@@ -20,6 +20,7 @@ pub mod calibrate;
 pub mod classifier;
 pub mod eval;
 pub mod features;
+pub mod knn;
 pub mod model;
 pub mod rules;
 pub mod train;

@@ -23,6 +23,8 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::knn::{KnnIndex, Neighbours};
+
 /// How feature embeddings are pooled into one vector.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -121,6 +123,11 @@ pub enum Arch {
     /// the positions into one vector (with `max_pool`, the maximum over positions next to it),
     /// then a linear layer. Reads the first [`MAX_TOKENS`] tokens that have a known feature.
     Attention,
+    /// k nearest neighbours ([`knn`](super::knn)): the training rows' TF-IDF vectors (pooled as
+    /// [`Pooling::Tfidf`] over the member's features) searched by cosine; the top `dim` rows vote.
+    /// Nothing is trained. A reader that predates it refuses the model directory: `config.json`
+    /// does not parse (`knn` is not an architecture it knows).
+    Knn,
 }
 
 /// Tokens an [`Arch::Attention`] network reads: the first ones with a feature seen in training.
@@ -172,7 +179,7 @@ pub fn token_sequence(ids: &[u32], token_of: &[u32], weights: &[f32]) -> TokenSe
 pub struct ModelConfig {
     /// Embedding rows: vocabulary + hash buckets.
     pub rows: usize,
-    /// Embedding width.
+    /// Embedding width ([`Arch::Knn`]: the neighbours that vote).
     pub dim: usize,
     /// Hidden layer width (0: none, the pooled vector feeds the output layer directly).
     pub hidden: usize,
@@ -212,7 +219,7 @@ impl ModelConfig {
     /// Width of the pooled vector the head sees.
     pub fn pooled_width(&self) -> usize {
         let one = match self.arch {
-            Arch::Linear => return self.labels,
+            Arch::Linear | Arch::Knn => return self.labels,
             Arch::Embedding => self.dim,
             Arch::Attention => {
                 return self.token_width() * (self.heads.max(1) + self.max_pool as usize);
@@ -238,10 +245,31 @@ pub struct RouterModel {
     /// [`Arch::Attention`]: the convolution (`[filters, 3·dim]`, over the previous, the current
     /// and the next position) and the queries `[heads, token width]`.
     pub attention: Option<(Option<Linear>, Tensor)>,
+    /// [`Arch::Knn`]: the stored rows (`embedding` is then `[0, labels]`).
+    pub knn: Option<KnnIndex>,
 }
 
 impl RouterModel {
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<RouterModel> {
+        if cfg.arch == Arch::Knn {
+            let feature_weight = if vb.contains_tensor(SPARSE_ROWS) {
+                sparse_weights(cfg.rows, &vb)?
+            } else {
+                vb.get(cfg.rows, "feature_weight")?
+            };
+            return Ok(RouterModel {
+                pooling: Pooling::Tfidf,
+                group_split: cfg.group_split,
+                max_pool: false,
+                embedding: Tensor::zeros((0, cfg.labels), DType::F32, vb.device())?,
+                feature_weight,
+                hidden: None,
+                out: None,
+                bias: None,
+                attention: None,
+                knn: Some(KnnIndex::load(&vb, cfg.rows, cfg.labels, cfg.dim)?),
+            });
+        }
         let width = if cfg.arch == Arch::Linear {
             cfg.labels
         } else {
@@ -267,6 +295,7 @@ impl RouterModel {
                 out: None,
                 bias: Some(bias),
                 attention: None,
+                knn: None,
             });
         }
         let pooled = cfg.pooled_width();
@@ -300,6 +329,7 @@ impl RouterModel {
             hidden,
             out: Some(out),
             bias: None,
+            knn: None,
         })
     }
 
@@ -413,6 +443,12 @@ impl RouterModel {
     pub fn to_plain(&self) -> Result<PlainModel> {
         let emb = self.embedding.to_dtype(DType::F32)?;
         let (rows, dim) = emb.dims2()?;
+        // A kNN member has no table: its rows are the feature weights'.
+        let rows = if self.knn.is_some() {
+            self.feature_weight.dim(0)?
+        } else {
+            rows
+        };
         let linear = |l: &Linear| -> Result<(Vec<f32>, Vec<f32>, usize)> {
             let w = l.weight().to_dtype(DType::F32)?;
             let (out, _) = w.dims2()?;
@@ -458,6 +494,7 @@ impl RouterModel {
             out_w,
             out_b,
             labels,
+            knn: self.knn.clone(),
         })
     }
 }
@@ -482,6 +519,17 @@ fn sparse_table(rows: usize, width: usize, vb: &VarBuilder) -> Result<(Tensor, T
     let table = Tensor::zeros((rows, width), DType::F32, &dev)?.index_add(&index, &stored, 0)?;
     let weights = Tensor::zeros(rows, DType::F32, &dev)?.index_add(&index, &weight, 0)?;
     Ok((table, weights))
+}
+
+/// The `[rows]` pooling weights of sparse storage without a table ([`Arch::Knn`]).
+fn sparse_weights(rows: usize, vb: &VarBuilder) -> Result<Tensor> {
+    let index = vb.get_unchecked_dtype(SPARSE_ROWS, DType::U32)?;
+    let ids: Vec<u32> = index.to_vec1()?;
+    if ids.windows(2).any(|w| w[0] >= w[1]) || ids.last().is_some_and(|&r| r as usize >= rows) {
+        candle_core::bail!("{SPARSE_ROWS}: row ids must be increasing and below {rows}");
+    }
+    let weight = vb.get(ids.len(), "feature_weight")?.to_dtype(DType::F32)?;
+    Tensor::zeros(rows, DType::F32, weight.device())?.index_add(&index, &weight, 0)
 }
 
 /// Name of the per-row scales of an 8-bit table ([`stored_table`]): when present,
@@ -577,18 +625,21 @@ pub fn sparse_tensors(
     tensors: &std::collections::HashMap<String, Tensor>,
 ) -> Result<std::collections::HashMap<String, Tensor>> {
     let mut out = tensors.clone();
-    let (Some(table), Some(weight)) = (
-        tensors.get("embedding.weight"),
-        tensors.get("feature_weight"),
-    ) else {
+    let Some(weight) = tensors.get("feature_weight") else {
         return Ok(out);
     };
+    let table = tensors.get("embedding.weight");
+    if table.is_none() && !tensors.contains_key("knn.offsets") {
+        return Ok(out);
+    }
     let w: Vec<f32> = weight.to_dtype(DType::F32)?.to_vec1()?;
     let ids: Vec<u32> = (0..w.len() as u32)
         .filter(|&i| w[i as usize] != 0.0)
         .collect();
-    let index = Tensor::from_vec(ids.clone(), ids.len(), table.device())?;
-    out.insert("embedding.weight".into(), table.index_select(&index, 0)?);
+    let index = Tensor::from_vec(ids.clone(), ids.len(), weight.device())?;
+    if let Some(table) = table {
+        out.insert("embedding.weight".into(), table.index_select(&index, 0)?);
+    }
     out.insert("feature_weight".into(), weight.index_select(&index, 0)?);
     if let Some(scale) = tensors.get(ROW_SCALE) {
         out.insert(ROW_SCALE.into(), scale.index_select(&index, 0)?);
@@ -818,6 +869,8 @@ pub struct PlainModel {
     pub out_w: Vec<f32>,
     pub out_b: Vec<f32>,
     pub labels: usize,
+    /// [`Arch::Knn`]: the stored rows searched instead of a table and a head.
+    pub knn: Option<KnnIndex>,
 }
 
 /// [`Arch::Attention`]'s layers as plain vectors.
@@ -853,13 +906,20 @@ enum ForwardState {
     },
     /// [`Arch::Attention`].
     Sequence(Sequence),
+    /// [`Arch::Knn`]: the query's pooling coefficients and its neighbours.
+    Knn {
+        coefficients: Vec<f32>,
+        neighbours: Neighbours,
+    },
 }
 
 impl Forward {
     /// The pooling coefficients of a bag-of-features network (`None` for [`Arch::Attention`]).
     pub fn coefficients(&self) -> Option<&[f32]> {
         match &self.0 {
-            ForwardState::Bag { coefficients, .. } => Some(coefficients),
+            ForwardState::Bag { coefficients, .. } | ForwardState::Knn { coefficients, .. } => {
+                Some(coefficients)
+            }
             ForwardState::Sequence(_) => None,
         }
     }
@@ -959,6 +1019,13 @@ impl PlainModel {
                     Some(c) => c.to_vec(),
                     None => self.coefficients(ids),
                 };
+                if let Some(knn) = &self.knn {
+                    let neighbours = knn.search(ids, &coefficients);
+                    return Forward(ForwardState::Knn {
+                        coefficients,
+                        neighbours,
+                    });
+                }
                 let pooled = self.pool_with(ids, &coefficients);
                 ForwardState::Bag {
                     coefficients,
@@ -973,6 +1040,10 @@ impl PlainModel {
         match &forward.0 {
             ForwardState::Bag { pooled, .. } => self.head(pooled),
             ForwardState::Sequence(seq) => self.head(&self.attention_pool(seq)),
+            ForwardState::Knn { neighbours, .. } => match &self.knn {
+                Some(knn) => knn.logits(neighbours),
+                None => vec![0.0; self.labels],
+            },
         }
     }
 
@@ -1185,6 +1256,9 @@ impl PlainModel {
                 coefficients,
                 pooled,
             } => self.contributions_for_row(ids, coefficients, pooled, row),
+            // Logits of a kNN member are not a row of weights: see
+            // [`PlainModel::forward_contrast_contributions`].
+            ForwardState::Knn { .. } => vec![0.0; ids.len()],
         }
     }
 
@@ -1201,6 +1275,16 @@ impl PlainModel {
         ids: &[u32],
         label: usize,
     ) -> Vec<f32> {
+        if let (
+            Some(knn),
+            ForwardState::Knn {
+                coefficients,
+                neighbours,
+            },
+        ) = (&self.knn, &forward.0)
+        {
+            return knn.contrast_contributions(neighbours, ids, coefficients, label);
+        }
         let width = self.out_w.len() / self.labels;
         let mut row = self.out_row(label).to_vec();
         for l in 0..self.labels {

@@ -22,6 +22,7 @@ pub fn supports(cfg: &ModelConfig) -> bool {
         Arch::Linear => true,
         Arch::Embedding => cfg.hidden == 0 && !cfg.max_pool,
         Arch::Attention => cfg.hidden == 0 && !cfg.max_pool && cfg.conv == 0,
+        Arch::Knn => false,
     }
 }
 

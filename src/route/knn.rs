@@ -1,0 +1,405 @@
+//! The k-nearest-neighbour member ([`Arch::Knn`](super::model::Arch::Knn)): the training rows'
+//! sparse TF-IDF vectors (the linear member's features and weights) and labels, searched by
+//! cosine through an inverted index; the top [`KNN_K`] rows vote for their labels, each with its
+//! cosine, and the smoothed vote shares' logarithms are the member's logits, so calibration,
+//! member selection and abstention treat it like the trained members.
+//!
+//! Why a memory member: the trained members smooth a label over all of its rows; a ticket worded
+//! like a few training rows of a label that most of its rows do not resemble (a queue is many
+//! products' topics) is what they miss and a neighbour search catches.
+//!
+//! Owns: building the stored vectors, their storage in `model.safetensors` (`knn.offsets`
+//! `[rows + 1]` u32, `knn.ids` `[nnz]` u32, `knn.weights` `[nnz]` f16, `knn.labels` `[rows]` u32:
+//! compressed sparse rows), the search, the logits and their explanation.
+//! Must never: depend on anything the query's features and these tensors do not give.
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// Neighbours that vote. Not tuned here: session 9's measurement on cloud-queues' dev logits gave
+/// k 5 / 10 / 30 ensemble accuracy 0.8366 / 0.8350 / 0.8322 (inside seed noise), and session 12's
+/// banking77 figures that made this member worth building were at k 10.
+pub const KNN_K: usize = 10;
+
+/// Share every label gets before the votes (`p = (votes / Σ votes + ε) / (1 + ε · labels)`): a
+/// label no neighbour has is unlikely, not impossible (its log-probability is finite, so the
+/// member's temperature can soften it).
+pub const KNN_SMOOTHING: f32 = 0.001;
+
+/// Tensor names in `model.safetensors` (under the member's prefix).
+const OFFSETS: &str = "knn.offsets";
+const IDS: &str = "knn.ids";
+const WEIGHTS: &str = "knn.weights";
+const LABELS: &str = "knn.labels";
+
+/// Whether a member's tensors are a kNN index.
+pub fn is_knn(vb: &VarBuilder) -> bool {
+    vb.contains_tensor(OFFSETS)
+}
+
+/// One text's feature ids and pooling coefficients as a sorted sparse vector (the coefficients
+/// of repeated ids summed: together they are the feature's weight in the pooled vector), keeping
+/// only ids from `from` on, not normalized.
+fn merged(ids: &[u32], coefficients: &[f32], from: u32) -> Vec<(u32, f32)> {
+    let mut v: Vec<(u32, f32)> = ids
+        .iter()
+        .zip(coefficients)
+        .filter(|&(&id, &c)| id >= from && c != 0.0)
+        .map(|(&id, &c)| (id, c))
+        .collect();
+    v.sort_by_key(|&(id, _)| id);
+    let mut out: Vec<(u32, f32)> = Vec::with_capacity(v.len());
+    for (id, c) in v {
+        match out.last_mut() {
+            Some((last, w)) if *last == id => *w += c,
+            _ => out.push((id, c)),
+        }
+    }
+    out
+}
+
+fn norm(v: &[(u32, f32)]) -> f32 {
+    v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt()
+}
+
+/// [`merged`] L2-normalized (empty when nothing is left): a stored row, or a query.
+pub fn sparse_vector(ids: &[u32], coefficients: &[f32], from: u32) -> Vec<(u32, f32)> {
+    let mut v = merged(ids, coefficients, from);
+    let n = norm(&v);
+    if n > 0.0 {
+        v.iter_mut().for_each(|(_, w)| *w /= n);
+    } else {
+        v.clear();
+    }
+    v
+}
+
+/// The tensors of a kNN member over `rows` (each a [`sparse_vector`]) with their labels; the
+/// weights are rounded to f16 as saved.
+pub fn knn_tensors(
+    rows: &[Vec<(u32, f32)>],
+    labels: &[u32],
+    dev: &Device,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut offsets = Vec::with_capacity(rows.len() + 1);
+    offsets.push(0u32);
+    let (mut ids, mut weights) = (Vec::new(), Vec::new());
+    for row in rows {
+        for &(id, w) in row {
+            ids.push(id);
+            weights.push(w);
+        }
+        offsets.push(ids.len() as u32);
+    }
+    let nnz = ids.len();
+    Ok(vec![
+        (
+            OFFSETS.into(),
+            Tensor::from_vec(offsets, rows.len() + 1, dev)?,
+        ),
+        (IDS.into(), Tensor::from_vec(ids, nnz, dev)?),
+        (
+            WEIGHTS.into(),
+            Tensor::from_vec(weights, nnz, dev)?.to_dtype(DType::F16)?,
+        ),
+        (
+            LABELS.into(),
+            Tensor::from_vec(labels.to_vec(), rows.len(), dev)?,
+        ),
+    ])
+}
+
+/// The stored rows and an inverted index over them.
+#[derive(Debug, Clone)]
+pub struct KnnIndex {
+    k: usize,
+    labels: usize,
+    row_label: Vec<u32>,
+    /// Compressed sparse rows: row `r`'s ids and weights are at `offsets[r]..offsets[r + 1]`,
+    /// ids increasing (for explanations).
+    offsets: Vec<u32>,
+    ids: Vec<u32>,
+    weights: Vec<f32>,
+    /// Inverted index: feature `f`'s postings `(row, weight)` are at
+    /// `feature_start[f]..feature_start[f + 1]`, rows increasing.
+    feature_start: Vec<u32>,
+    postings: Vec<(u32, f32)>,
+}
+
+/// One ticket's search: its top rows `(row, cosine)`, best first, and the label votes.
+#[derive(Debug, Clone)]
+pub struct Neighbours {
+    pub top: Vec<(u32, f32)>,
+    pub votes: Vec<f32>,
+}
+
+impl KnnIndex {
+    /// Reads a kNN member's tensors (`features`: the feature id space, `labels`: label count).
+    pub fn load(vb: &VarBuilder, features: usize, labels: usize, k: usize) -> Result<KnnIndex> {
+        let u32s = |name: &str| -> Result<Vec<u32>> {
+            vb.get_unchecked_dtype(name, DType::U32)?.to_vec1()
+        };
+        let offsets = u32s(OFFSETS)?;
+        let ids = u32s(IDS)?;
+        let row_label = u32s(LABELS)?;
+        let weights: Vec<f32> = vb.get_unchecked_dtype(WEIGHTS, DType::F32)?.to_vec1()?;
+        let n = row_label.len();
+        if offsets.len() != n + 1
+            || offsets.first() != Some(&0)
+            || offsets.windows(2).any(|w| w[0] > w[1])
+            || offsets[n] as usize != ids.len()
+            || weights.len() != ids.len()
+        {
+            candle_core::bail!(
+                "{OFFSETS}: {} offsets, {} ids, {} weights and {n} rows do not fit",
+                offsets.len(),
+                ids.len(),
+                weights.len()
+            );
+        }
+        if ids.iter().any(|&id| id as usize >= features) {
+            candle_core::bail!("{IDS}: a feature id at or beyond {features}");
+        }
+        if row_label.iter().any(|&l| l as usize >= labels) {
+            candle_core::bail!("{LABELS}: a label at or beyond {labels}");
+        }
+        for w in offsets.windows(2) {
+            if ids[w[0] as usize..w[1] as usize]
+                .windows(2)
+                .any(|p| p[0] >= p[1])
+            {
+                candle_core::bail!("{IDS}: a row's ids must be increasing");
+            }
+        }
+        // Counting sort by feature: postings come out in row order.
+        let mut feature_start = vec![0u32; features + 1];
+        for &id in &ids {
+            feature_start[id as usize + 1] += 1;
+        }
+        for f in 0..features {
+            feature_start[f + 1] += feature_start[f];
+        }
+        let mut next = feature_start.clone();
+        let mut postings = vec![(0u32, 0f32); ids.len()];
+        for r in 0..n {
+            for i in offsets[r] as usize..offsets[r + 1] as usize {
+                let slot = &mut next[ids[i] as usize];
+                postings[*slot as usize] = (r as u32, weights[i]);
+                *slot += 1;
+            }
+        }
+        Ok(KnnIndex {
+            k: k.max(1),
+            labels,
+            row_label,
+            offsets,
+            ids,
+            weights,
+            feature_start,
+            postings,
+        })
+    }
+
+    /// Stored rows.
+    pub fn len(&self) -> usize {
+        self.row_label.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.row_label.is_empty()
+    }
+
+    /// The top rows by cosine for a query's ids and pooling coefficients (rows sharing no
+    /// feature with the query never vote; ties go to the earlier row, so a search is
+    /// deterministic).
+    pub fn search(&self, ids: &[u32], coefficients: &[f32]) -> Neighbours {
+        let query = sparse_vector(ids, coefficients, 0);
+        let mut scores = vec![0f32; self.len()];
+        for (id, q) in query {
+            let Some(range) = self.postings_of(id) else {
+                continue;
+            };
+            for &(row, w) in &self.postings[range] {
+                scores[row as usize] += q * w;
+            }
+        }
+        let mut top: Vec<(u32, f32)> = Vec::with_capacity(self.k + 1);
+        for (row, &s) in scores.iter().enumerate() {
+            if s <= 0.0 || (top.len() == self.k && s <= top[self.k - 1].1) {
+                continue;
+            }
+            let at = top.partition_point(|&(_, t)| t >= s);
+            top.insert(at, (row as u32, s));
+            top.truncate(self.k);
+        }
+        let mut votes = vec![0f32; self.labels];
+        for &(row, s) in &top {
+            votes[self.row_label[row as usize] as usize] += s;
+        }
+        Neighbours { top, votes }
+    }
+
+    fn postings_of(&self, id: u32) -> Option<std::ops::Range<usize>> {
+        let f = id as usize;
+        (f + 1 < self.feature_start.len())
+            .then(|| self.feature_start[f] as usize..self.feature_start[f + 1] as usize)
+    }
+
+    /// The member's logits: `ln((votes / Σ votes + ε) / (1 + ε · labels))` ([`KNN_SMOOTHING`]);
+    /// uniform when no stored row shares a feature with the query.
+    pub fn logits(&self, n: &Neighbours) -> Vec<f32> {
+        let total: f32 = n.votes.iter().sum();
+        let norm = 1.0 + KNN_SMOOTHING * self.labels as f32;
+        n.votes
+            .iter()
+            .map(|&v| {
+                let share = if total > 0.0 {
+                    v / total
+                } else {
+                    1.0 / self.labels as f32
+                };
+                ((share + KNN_SMOOTHING) / norm).ln()
+            })
+            .collect()
+    }
+
+    /// Weight of feature `id` in stored row `row` (0 when the row does not have it).
+    fn weight(&self, row: u32, id: u32) -> f32 {
+        let (a, b) = (
+            self.offsets[row as usize] as usize,
+            self.offsets[row as usize + 1] as usize,
+        );
+        match self.ids[a..b].binary_search(&id) {
+            Ok(i) => self.weights[a + i],
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Contribution of each feature occurrence (`ids`, pooling `coefficients`) to logit `label`
+    /// minus the mean logit, gradient × input through the cosines of the top rows: a neighbour's
+    /// cosine is the sum of the query's and its shared features' products, and each product
+    /// moves the contrast by the derivative of the logits with respect to that neighbour's
+    /// score. Exact to first order; a feature the voting neighbours do not have gets 0.
+    pub fn contrast_contributions(
+        &self,
+        n: &Neighbours,
+        ids: &[u32],
+        coefficients: &[f32],
+        label: usize,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; ids.len()];
+        let total: f32 = n.votes.iter().sum();
+        if total <= 0.0 {
+            return out;
+        }
+        // logit_m = ln(v_m + εV) − ln V + const, V = Σ v: ∂logit_m/∂s_r =
+        // ([label r = m] + ε) / (v_m + εV) − 1 / V; the − 1/V term cancels in the contrast.
+        let a: Vec<f32> = n
+            .votes
+            .iter()
+            .map(|&v| 1.0 / (v + KNN_SMOOTHING * total))
+            .collect();
+        let sum_a: f32 = a.iter().sum();
+        let labels = self.labels as f32;
+        // The query's coefficients are normalized before the search.
+        let q = norm(&merged(ids, coefficients, 0));
+        let q = if q > 0.0 { q } else { 1.0 };
+        for &(row, _) in &n.top {
+            let own = self.row_label[row as usize] as usize;
+            let same = if own == label { 1.0 } else { 0.0 };
+            let g = (same + KNN_SMOOTHING) * a[label] - (a[own] + KNN_SMOOTHING * sum_a) / labels;
+            for (o, (&id, &c)) in out.iter_mut().zip(ids.iter().zip(coefficients)) {
+                if c != 0.0 {
+                    *o += g * c / q * self.weight(row, id);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Three stored rows over features 0..6: rows 0 and 1 labelled 0, row 2 labelled 1.
+    fn index(k: usize) -> KnnIndex {
+        let rows = vec![
+            sparse_vector(&[0, 1], &[1.0, 1.0], 0),
+            sparse_vector(&[1, 2], &[1.0, 1.0], 0),
+            sparse_vector(&[3, 4, 4], &[1.0, 0.5, 0.5], 0),
+        ];
+        let tensors: HashMap<String, Tensor> = knn_tensors(&rows, &[0, 0, 1], &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        assert!(is_knn(&vb));
+        KnnIndex::load(&vb, 6, 2, k).unwrap()
+    }
+
+    #[test]
+    fn sparse_vector_merges_repeats_keeps_the_group_and_normalizes() {
+        let v = sparse_vector(&[5, 2, 5, 9], &[0.5, 3.0, 0.5, 4.0], 3);
+        assert_eq!(v.iter().map(|p| p.0).collect::<Vec<_>>(), vec![5, 9]);
+        // (1, 4) normalized.
+        assert!((v[0].1 - 1.0 / 17f32.sqrt()).abs() < 1e-6);
+        assert!((v[1].1 - 4.0 / 17f32.sqrt()).abs() < 1e-6);
+        assert!(sparse_vector(&[1, 2], &[1.0, 1.0], 3).is_empty());
+    }
+
+    #[test]
+    fn nearest_rows_vote_by_cosine() {
+        let knn = index(2);
+        // Feature 3 only: row 2 alone shares it.
+        let n = knn.search(&[3, 5], &[1.0, 1.0]);
+        assert_eq!(n.top.len(), 1);
+        assert_eq!(n.top[0].0, 2);
+        let logits = knn.logits(&n);
+        assert!(logits[1] > logits[0] && logits[0].is_finite());
+        // Feature 1: rows 0 and 1 tie and both vote for label 0; k = 2 keeps both.
+        let n = knn.search(&[1], &[1.0]);
+        assert_eq!(n.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert!((n.votes[0] - 2.0 / 2f32.sqrt()).abs() < 1e-3);
+        // k = 1: the tie goes to the earlier row.
+        assert_eq!(index(1).search(&[1], &[1.0]).top[0].0, 0);
+        // Nothing shared: uniform logits, no neighbour.
+        let n = knn.search(&[5], &[1.0]);
+        assert!(n.top.is_empty());
+        let logits = knn.logits(&n);
+        assert_eq!(logits[0], logits[1]);
+        assert!((logits[0].exp() - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn contributions_credit_the_features_shared_with_the_voters() {
+        let knn = index(3);
+        let (ids, c) = (vec![0u32, 3, 5], vec![1.0f32, 1.0, 1.0]);
+        let n = knn.search(&ids, &c);
+        // Rows 0 (label 0, through feature 0) and 2 (label 1, through feature 3) vote.
+        let for0 = knn.contrast_contributions(&n, &ids, &c, 0);
+        assert!(for0[0] > 0.0 && for0[1] < 0.0 && for0[2] == 0.0);
+        let for1 = knn.contrast_contributions(&n, &ids, &c, 1);
+        assert!(for1[1] > 0.0 && for1[0] < 0.0);
+    }
+
+    #[test]
+    fn inconsistent_tensors_are_refused() {
+        let rows = vec![sparse_vector(&[0, 1], &[1.0, 1.0], 0)];
+        let mut tensors: HashMap<String, Tensor> = knn_tensors(&rows, &[0], &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
+        // Feature 1 is beyond a 1-feature space; label 0 is fine.
+        assert!(KnnIndex::load(&vb, 1, 2, 10).is_err());
+        assert!(KnnIndex::load(&vb, 2, 2, 10).is_ok());
+        tensors.insert(
+            OFFSETS.into(),
+            Tensor::from_vec(vec![0u32, 3], 2, &Device::Cpu).unwrap(),
+        );
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        assert!(KnnIndex::load(&vb, 2, 2, 10).is_err());
+    }
+}
