@@ -1511,15 +1511,11 @@ pub fn train_with_aux(
         member_seconds.push(seconds);
         members.push((featurizer, model_cfg, member_tensors));
     }
-    let dev_cpu = Device::Cpu;
-
     // Every trained member's raw logits on dev, and each member's own temperature.
     let mut plain = Vec::new();
     for (featurizer, model_cfg, member_tensors) in &members {
-        let vb = VarBuilder::from_tensors(member_tensors.clone(), DType::F32, &dev_cpu);
-        let trained = RouterModel::new(model_cfg, vb).map_err(internal)?;
         let featurizer = Featurizer::new(tokenizer.clone(), featurizer.config().clone());
-        plain.push((featurizer, trained.to_plain().map_err(internal)?));
+        plain.push((featurizer, plain_model(model_cfg, member_tensors.clone())?));
     }
     let probe = RouterConfig::new(opts.features.clone(), members[0].1.clone());
     let all_logits: Vec<Vec<Vec<f32>>> = {
@@ -1925,11 +1921,20 @@ fn refit(
         for (name, t) in sparse_tensors(&member_tensors).map_err(internal)? {
             out.insert(format!("{}{name}", member_prefix(k)), t);
         }
-        let vb = VarBuilder::from_tensors(member_tensors, DType::F32, &Device::Cpu);
-        let trained = RouterModel::new(&model_cfg, vb).map_err(internal)?;
-        plain.push((featurizer, trained.to_plain().map_err(internal)?));
+        plain.push((featurizer, plain_model(&model_cfg, member_tensors)?));
     }
     Ok((out, plain))
+}
+
+/// The plain-array copy of a member from its trained tensors (what prediction runs).
+fn plain_model(
+    cfg: &ModelConfig,
+    tensors: HashMap<String, Tensor>,
+) -> Result<PlainModel, TrainError> {
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    RouterModel::new(cfg, vb)
+        .and_then(|m| m.to_plain())
+        .map_err(internal)
 }
 
 /// Test rows of two queues (billing, compute), two of five words each, numbered `from..to`.
