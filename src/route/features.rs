@@ -191,7 +191,7 @@ impl Featurizer {
         // `WordLevel` model whose unknown token is id 0, with no normalizer in front of it
         // ([`super::vocab::build`]; `Classifier::load` refuses a `tokenizer.json` with one), so
         // this is what encoding the tokens joined by spaces gives, without building the string,
-        // splitting it again and computing offsets (a third of the features' cost).
+        // splitting it again and computing offsets (nearly half of the features' cost).
         let word_ids: Vec<u32> = tokens
             .iter()
             .map(|(t, _, _)| self.tokenizer.token_to_id(t).unwrap_or(0))
