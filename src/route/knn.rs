@@ -64,6 +64,11 @@ fn norm(v: &[(u32, f32)]) -> f32 {
 
 /// [`merged`] L2-normalized (empty when nothing is left): a stored row, or a query.
 pub fn sparse_vector(ids: &[u32], coefficients: &[f32], from: u32) -> Vec<(u32, f32)> {
+    normalized(ids, coefficients, from).0
+}
+
+/// [`sparse_vector`] and the norm it was divided by (0 when it is empty).
+fn normalized(ids: &[u32], coefficients: &[f32], from: u32) -> (Vec<(u32, f32)>, f32) {
     let mut v = merged(ids, coefficients, from);
     let n = norm(&v);
     if n > 0.0 {
@@ -71,7 +76,7 @@ pub fn sparse_vector(ids: &[u32], coefficients: &[f32], from: u32) -> Vec<(u32, 
     } else {
         v.clear();
     }
-    v
+    (v, n)
 }
 
 /// The tensors of a kNN member over `rows` (each a [`sparse_vector`]) with their labels; the
@@ -131,6 +136,9 @@ pub struct KnnIndex {
 pub struct Neighbours {
     pub top: Vec<(u32, f32)>,
     pub votes: Vec<f32>,
+    /// The L2 norm of the query's merged coefficients before the search normalized them (1
+    /// when they are all 0), for [`KnnIndex::contrast_contributions`].
+    pub query_norm: f32,
 }
 
 impl KnnIndex {
@@ -213,7 +221,8 @@ impl KnnIndex {
     /// feature with the query never vote; ties go to the earlier row, so a search is
     /// deterministic).
     pub fn search(&self, ids: &[u32], coefficients: &[f32]) -> Neighbours {
-        let query = sparse_vector(ids, coefficients, 0);
+        let (query, query_norm) = normalized(ids, coefficients, 0);
+        let query_norm = if query_norm > 0.0 { query_norm } else { 1.0 };
         let mut scores = vec![0f32; self.len()];
         for (id, q) in query {
             let Some(range) = self.postings_of(id) else {
@@ -236,7 +245,11 @@ impl KnnIndex {
         for &(row, s) in &top {
             votes[self.row_label[row as usize] as usize] += s;
         }
-        Neighbours { top, votes }
+        Neighbours {
+            top,
+            votes,
+            query_norm,
+        }
     }
 
     fn postings_of(&self, id: u32) -> Option<std::ops::Range<usize>> {
@@ -301,9 +314,8 @@ impl KnnIndex {
             .collect();
         let sum_a: f32 = a.iter().sum();
         let labels = self.labels as f32;
-        // The query's coefficients are normalized before the search.
-        let q = norm(&merged(ids, coefficients, 0));
-        let q = if q > 0.0 { q } else { 1.0 };
+        // The query's coefficients were normalized before the search.
+        let q = n.query_norm;
         for &(row, _) in &n.top {
             let own = self.row_label[row as usize] as usize;
             let same = if own == label { 1.0 } else { 0.0 };

@@ -507,29 +507,34 @@ pub const SPARSE_ROWS: &str = "embedding.rows";
 
 /// The full `[rows, width]` table and `[rows]` pooling weights from sparse storage.
 fn sparse_table(rows: usize, width: usize, vb: &VarBuilder) -> Result<(Tensor, Tensor)> {
-    let index = vb.get_unchecked_dtype(SPARSE_ROWS, DType::U32)?;
-    let ids: Vec<u32> = index.to_vec1()?;
-    if ids.windows(2).any(|w| w[0] >= w[1]) || ids.last().is_some_and(|&r| r as usize >= rows) {
-        candle_core::bail!("{SPARSE_ROWS}: row ids must be increasing and below {rows}");
-    }
-    let n = ids.len();
-    let stored = stored_rows(vb, n, width)?;
-    let weight = vb.get(n, "feature_weight")?.to_dtype(DType::F32)?;
-    let dev = stored.device().clone();
-    let table = Tensor::zeros((rows, width), DType::F32, &dev)?.index_add(&index, &stored, 0)?;
-    let weights = Tensor::zeros(rows, DType::F32, &dev)?.index_add(&index, &weight, 0)?;
-    Ok((table, weights))
+    let index = sparse_rows(rows, vb)?;
+    let stored = stored_rows(vb, index.dim(0)?, width)?;
+    let table =
+        Tensor::zeros((rows, width), DType::F32, stored.device())?.index_add(&index, &stored, 0)?;
+    Ok((table, scattered_weights(rows, &index, vb)?))
 }
 
 /// The `[rows]` pooling weights of sparse storage without a table ([`Arch::Knn`]).
 fn sparse_weights(rows: usize, vb: &VarBuilder) -> Result<Tensor> {
+    scattered_weights(rows, &sparse_rows(rows, vb)?, vb)
+}
+
+/// The stored row ids of sparse storage ([`SPARSE_ROWS`]), checked: increasing, below `rows`.
+fn sparse_rows(rows: usize, vb: &VarBuilder) -> Result<Tensor> {
     let index = vb.get_unchecked_dtype(SPARSE_ROWS, DType::U32)?;
     let ids: Vec<u32> = index.to_vec1()?;
     if ids.windows(2).any(|w| w[0] >= w[1]) || ids.last().is_some_and(|&r| r as usize >= rows) {
         candle_core::bail!("{SPARSE_ROWS}: row ids must be increasing and below {rows}");
     }
-    let weight = vb.get(ids.len(), "feature_weight")?.to_dtype(DType::F32)?;
-    Tensor::zeros(rows, DType::F32, weight.device())?.index_add(&index, &weight, 0)
+    Ok(index)
+}
+
+/// The stored rows' `feature_weight` values put back at their ids (`index`) of `[rows]` zeros.
+fn scattered_weights(rows: usize, index: &Tensor, vb: &VarBuilder) -> Result<Tensor> {
+    let weight = vb
+        .get(index.dim(0)?, "feature_weight")?
+        .to_dtype(DType::F32)?;
+    Tensor::zeros(rows, DType::F32, weight.device())?.index_add(index, &weight, 0)
 }
 
 /// Name of the per-row scales of an 8-bit table ([`stored_table`]): when present,
