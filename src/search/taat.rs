@@ -670,6 +670,22 @@ fn phrase_count(
     cursors: &mut [Option<SlotCursor>],
     left: &mut Vec<u32>,
 ) -> u32 {
+    if let &[(first_shift, first), (last_shift, last)] = phrase.terms.as_slice() {
+        // A pair (most clauses): its occurrences counted on the two lists, none copied.
+        for s in [first, last] {
+            let cursor = cursors[s]
+                .as_mut()
+                .expect("the clause's terms have cursors");
+            if !cursor.read {
+                cursor
+                    .postings
+                    .positions_with_offset(0, &mut cursor.positions);
+                cursor.read = true;
+            }
+        }
+        let positions = |s: usize| cursors[s].as_ref().map_or(&[][..], |c| &c.positions[..]);
+        return count_shared(positions(first), first_shift, positions(last), last_shift);
+    }
     left.clear();
     for (n, &(shift, s)) in phrase.terms.iter().enumerate() {
         let cursor = cursors[s]
@@ -693,6 +709,37 @@ fn phrase_count(
         }
     }
     left.len() as u32
+}
+
+/// How many values `a + a_shift` some `b + b_shift` equals (`a`, `b` sorted, without
+/// repeats): what [`retain_shared`] keeps of `a` shifted, without writing. A list much shorter
+/// than the other is looked up in it by binary search instead of a merge.
+fn count_shared(a: &[u32], a_shift: u32, b: &[u32], b_shift: u32) -> u32 {
+    let (short, short_shift, long, long_shift) = if a.len() <= b.len() {
+        (a, a_shift, b, b_shift)
+    } else {
+        (b, b_shift, a, a_shift)
+    };
+    let mut count = 0;
+    if short.len() * 8 < long.len() {
+        let mut rest = long;
+        for &p in short {
+            let at = p + short_shift;
+            rest = &rest[rest.partition_point(|&q| q + long_shift < at)..];
+            let Some(&q) = rest.first() else { break };
+            count += u32::from(q + long_shift == at);
+        }
+    } else {
+        // Without branches on the values, as in `retain_shared`.
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            let (x, y) = (a[i] + a_shift, b[j] + b_shift);
+            count += u32::from(x == y);
+            i += usize::from(x <= y);
+            j += usize::from(y <= x);
+        }
+    }
+    count
 }
 
 /// Keeps in `left` (sorted) the values some `position + shift` equals (`positions` sorted);
@@ -788,6 +835,37 @@ mod tests {
                 &expected[..],
                 "{left:?} {positions:?} {shift}"
             );
+        }
+    }
+
+    /// `count_shared` counts what `retain_shared` keeps, both ways round.
+    #[test]
+    fn count_shared_counts_the_intersection() {
+        let mut rng = crate::route::train::SplitMix::new(5);
+        for _ in 0..2000 {
+            let list = |rng: &mut crate::route::train::SplitMix| {
+                let len = if rng.below(2) == 0 {
+                    rng.below(6)
+                } else {
+                    rng.below(80)
+                };
+                let span = 1 + rng.below(200);
+                let mut v: Vec<u32> = (0..len).map(|_| rng.below(span) as u32).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            let (a, b) = (list(&mut rng), list(&mut rng));
+            let (a_shift, b_shift) = (rng.below(4) as u32, rng.below(4) as u32);
+            let mut left: Vec<u32> = a.iter().map(|&p| p + a_shift).collect();
+            let kept = if b_shift == 0 {
+                retain_shared(&mut left, &b, 0)
+            } else {
+                let shifted: Vec<u32> = b.iter().map(|&p| p + b_shift).collect();
+                retain_shared(&mut left, &shifted, 0)
+            };
+            assert_eq!(count_shared(&a, a_shift, &b, b_shift), kept as u32);
+            assert_eq!(count_shared(&b, b_shift, &a, a_shift), kept as u32);
         }
     }
 
