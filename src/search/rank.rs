@@ -481,7 +481,7 @@ pub fn best_sections(
         }
         let mut scores: Vec<Option<Score>> = vec![None; scored.len()];
         if let Some(terms) = &terms {
-            terms.add_scores_at(ord, reader, &scored, &mut scores)?;
+            terms.add_scores_at(ord, &scored, &mut scores)?;
         }
         if let Some(phrases) = &phrases {
             // A section whose bonuses cannot lift it to the term score of another section of
@@ -797,7 +797,7 @@ pub fn two_phase_top(
             driver.for_each_no_score(reader, &mut |docs| driven.extend_from_slice(docs))?;
             driven.retain(|&doc| admit.admits(doc));
             let mut scores: Vec<Option<Score>> = vec![None; driven.len()];
-            clauses.add_scores_at(ord as usize, reader, &driven, &mut scores)?;
+            clauses.add_scores_at(ord as usize, &driven, &mut scores)?;
             for (&doc, score) in driven.iter().zip(scores) {
                 if let Some(score) = score {
                     matched += 1;
@@ -1105,7 +1105,7 @@ fn add_full_scores(
         ids.clear();
         ids.extend(segment.iter().map(|(_, addr)| addr.doc_id));
         let mut scores: Vec<Option<Score>> = vec![None; segment.len()];
-        terms.add_scores_at(ord as usize, reader, &ids, &mut scores)?;
+        terms.add_scores_at(ord as usize, &ids, &mut scores)?;
         for ((score, _), term) in segment.iter_mut().zip(scores) {
             *score = term.unwrap_or(0.0);
         }
