@@ -390,7 +390,7 @@ impl Default for TrainOptions {
     /// first on dev logits: banking77 0.9290 / 0.9280 / 0.9339, over the character n-gram group
     /// alone 0.9300 / 0.9320 / 0.9379; smp2017 and clinc150 dropped at every seed.
     ///
-    /// Session 13: that member built ([`TrainOptions::knn_member`], `--candidates …,knn-chars`
+    /// Later in session 12: that member built ([`TrainOptions::knn_member`], `--candidates …,knn-chars`
     /// or `knn`), opt-in, not a default candidate. Character n-grams only (one rule for every
     /// data set: the wording's surface, which the trained members smooth away, is what a
     /// neighbour adds), `--no-refit`, seeds 42/7/1234, default candidates → with `knn-chars`:
@@ -407,6 +407,25 @@ impl Default for TrainOptions {
     /// have (scikit-learn's `max_df`, to shorten the postings a ticket walks): 0.1 dropped the
     /// member at every seed (0.9310 / 0.9270 / 0.9290), 0.5 gave 0.9300 / 0.9280 / 0.9369 (mean
     /// 0.9316) at 212 µs against 125 µs without the member (load ≈ 2.5), so not kept.
+    ///
+    /// Session 13, built on a branch and not merged: an exact pruned search for the member
+    /// (rarest postings first, by posting-length level; Cauchy–Schwarz bounds of each row
+    /// against the k-th best exact cosine; the candidates scored by a gather of their stored
+    /// rows) and an explanation that scatters each voter's row. Decisions and explanations
+    /// byte-identical (1,014 banking77 held-back tickets, 300 cloud-queues dev texts, seed-42
+    /// model with `knn-chars`); callgrind instructions of `TicketRouter::route` over the 300
+    /// held-back tickets 1,226 M → 595 M (172 M without the member), over the 300 cloud-queues
+    /// texts (what `benches/classify.rs` routes) 518 M → 444 M (111 M); but user CPU of `kefu
+    /// route` over the held-back tickets × 8 only 4.75 / 5.30 s → 3.85 / 4.67 s (1.22 s without
+    /// the member: random memory reads, not instructions, are the cost) and `KEFU_BENCH_MODEL`
+    /// one_ticket unchanged, 401–417 µs against 78–105 µs without (load 1.7–2.3): the bench's
+    /// texts share only common character n-grams with banking77's rows, which no bound prunes.
+    /// Not worth some 400 lines. Also measured there: every row's sum kept with the features of
+    /// at least 1/8 of the rows as dense columns 655 M / 330 M (held-back / cloud-queues texts);
+    /// approximate candidates (the rarest features' postings up to `b` × rows, the `c` best
+    /// partial sums scored exactly) change the neighbours: held-back accuracy of the seed-42
+    /// model 0.9310 exact, (b, c) = (0.25, 50) 0.9211, (0.5, 50) 0.9241, (1, 50) 0.9280,
+    /// (0.5, 200) 0.9300, (1, 200) 0.9320 (1,010 of 1,014 decisions the same) at 427 M / 415 M.
     fn default() -> Self {
         let embedding = TrainOptions::embedding_member();
         TrainOptions {
