@@ -804,25 +804,33 @@ mod tests {
     use tantivy::query::Bm25Weight;
 
     use super::*;
+    use crate::route::train::SplitMix;
+
+    /// A random position list (sorted, without repeats): short half the time, so both the merge
+    /// and the binary search are taken.
+    fn position_list(rng: &mut SplitMix) -> Vec<u32> {
+        let len = if rng.below(2) == 0 {
+            rng.below(6)
+        } else {
+            rng.below(80)
+        };
+        let span = 1 + rng.below(200);
+        let mut v: Vec<u32> = (0..len).map(|_| rng.below(span) as u32).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 
     /// `retain_shared` keeps exactly the shared values, by merge or by binary search.
     #[test]
     fn retain_shared_keeps_the_intersection() {
-        let mut rng = crate::route::train::SplitMix::new(3);
+        let mut rng = SplitMix::new(3);
         for _ in 0..2000 {
-            let list = |rng: &mut crate::route::train::SplitMix| {
-                let len = if rng.below(2) == 0 {
-                    rng.below(6)
-                } else {
-                    rng.below(80)
-                };
-                let span = 1 + rng.below(200);
-                let mut v: Vec<u32> = (0..len).map(|_| rng.below(span) as u32).collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
-            let (left, positions, shift) = (list(&mut rng), list(&mut rng), rng.below(4) as u32);
+            let (left, positions, shift) = (
+                position_list(&mut rng),
+                position_list(&mut rng),
+                rng.below(4) as u32,
+            );
             let expected: Vec<u32> = left
                 .iter()
                 .copied()
@@ -841,29 +849,12 @@ mod tests {
     /// `count_shared` counts what `retain_shared` keeps, both ways round.
     #[test]
     fn count_shared_counts_the_intersection() {
-        let mut rng = crate::route::train::SplitMix::new(5);
+        let mut rng = SplitMix::new(5);
         for _ in 0..2000 {
-            let list = |rng: &mut crate::route::train::SplitMix| {
-                let len = if rng.below(2) == 0 {
-                    rng.below(6)
-                } else {
-                    rng.below(80)
-                };
-                let span = 1 + rng.below(200);
-                let mut v: Vec<u32> = (0..len).map(|_| rng.below(span) as u32).collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
-            let (a, b) = (list(&mut rng), list(&mut rng));
+            let (a, b) = (position_list(&mut rng), position_list(&mut rng));
             let (a_shift, b_shift) = (rng.below(4) as u32, rng.below(4) as u32);
             let mut left: Vec<u32> = a.iter().map(|&p| p + a_shift).collect();
-            let kept = if b_shift == 0 {
-                retain_shared(&mut left, &b, 0)
-            } else {
-                let shifted: Vec<u32> = b.iter().map(|&p| p + b_shift).collect();
-                retain_shared(&mut left, &shifted, 0)
-            };
+            let kept = retain_shared(&mut left, &b, b_shift);
             assert_eq!(count_shared(&a, a_shift, &b, b_shift), kept as u32);
             assert_eq!(count_shared(&b, b_shift, &a, a_shift), kept as u32);
         }
