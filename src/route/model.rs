@@ -19,6 +19,9 @@
 //! Saved sparse ([`SPARSE_ROWS`]): `embedding.rows` lists the rows stored, the only ones a training
 //! example has (most hash buckets are empty); a model without it is read as dense.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -495,7 +498,9 @@ impl RouterModel {
             out_b,
             labels,
             knn: self.knn.clone(),
-        })
+            contrast_products: ContrastProducts::default(),
+        }
+        .with_contrast_products())
     }
 }
 
@@ -876,6 +881,32 @@ pub struct PlainModel {
     pub labels: usize,
     /// [`Arch::Knn`]: the stored rows searched instead of a table and a head.
     pub knn: Option<KnnIndex>,
+    /// Each row's product with each label's contrast row, as explanations meet them: see
+    /// [`PlainModel::with_contrast_products`].
+    pub contrast_products: ContrastProducts,
+}
+
+/// Per label, a slot per row for that row's product with the label's contrast row (its output
+/// row less the mean output row), each computed the first time an explanation needs it; no
+/// labels when the model explains otherwise ([`PlainModel::with_contrast_products`]).
+#[derive(Debug, Default)]
+pub struct ContrastProducts {
+    /// The label's slots (allocated on its first explanation): `f32` bits, [`NOT_YET`] until
+    /// computed. Threads that race on a slot compute and store the same value.
+    labels: Vec<OnceLock<Vec<AtomicU32>>>,
+}
+
+/// A slot not computed yet: a NaN that the products of finite rows never are (if one were, it
+/// would only be computed again each time).
+const NOT_YET: u32 = 0x7fc0_0de5;
+
+impl Clone for ContrastProducts {
+    /// A copy starts empty, for the same labels: the products are a cache.
+    fn clone(&self) -> ContrastProducts {
+        ContrastProducts {
+            labels: (0..self.labels.len()).map(|_| OnceLock::new()).collect(),
+        }
+    }
 }
 
 /// [`Arch::Attention`]'s layers as plain vectors.
@@ -1312,15 +1343,78 @@ impl PlainModel {
         {
             return knn.contrast_contributions(neighbours, ids, coefficients, label);
         }
-        let width = self.out_w.len() / self.labels;
+        if let (Some(slots), ForwardState::Bag { coefficients, .. }) =
+            (self.contrast_slots(label), &forward.0)
+        {
+            // What `contributions_for_row` computes with the contrast row as the gradient
+            // (no hidden layer), each row's product taken once instead of once per ticket.
+            let mut row: Option<Vec<f32>> = None;
+            return ids
+                .iter()
+                .zip(coefficients)
+                .map(|(&id, &w)| {
+                    if w == 0.0 {
+                        return 0.0;
+                    }
+                    let slot = &slots[id as usize];
+                    let bits = slot.load(Ordering::Relaxed);
+                    let product = if bits == NOT_YET {
+                        let row = row.get_or_insert_with(|| self.contrast_row(label));
+                        let product = lane_dot(self.row(id), row);
+                        slot.store(product.to_bits(), Ordering::Relaxed);
+                        product
+                    } else {
+                        f32::from_bits(bits)
+                    };
+                    w * product
+                })
+                .collect();
+        }
+        self.forward_contributions(forward, ids, &self.contrast_row(label))
+    }
+
+    /// Output row `label` less the mean output row: the gradient of a logit minus the mean
+    /// logit with respect to the pooled vector, when there is no hidden layer.
+    fn contrast_row(&self, label: usize) -> Vec<f32> {
         let mut row = self.out_row(label).to_vec();
         for l in 0..self.labels {
             for (r, w) in row.iter_mut().zip(self.out_row(l)) {
                 *r -= w / self.labels as f32;
             }
         }
-        debug_assert_eq!(row.len(), width);
-        self.forward_contributions(forward, ids, &row)
+        debug_assert_eq!(row.len(), self.out_w.len() / self.labels);
+        row
+    }
+
+    /// A bag network without a hidden layer or max pooling explains a ticket with one product
+    /// of a row and the label's contrast row per feature; those products are the same for
+    /// every ticket, so each is computed once, the first time a ticket has the feature, and
+    /// kept ([`ContrastProducts`]). Kept to networks whose labels are no more than their width,
+    /// so that the products never take more memory than the table itself (the shipped router:
+    /// 9 labels, 32 wide). The linear member (an identity head) and the kNN member explain
+    /// cheaply as they are.
+    fn with_contrast_products(mut self) -> PlainModel {
+        let applies = self.hidden.is_none()
+            && !self.max_pool
+            && !self.direct
+            && self.knn.is_none()
+            && self.attention.is_none()
+            && self.labels <= self.dim;
+        self.contrast_products = ContrastProducts {
+            labels: if applies {
+                (0..self.labels).map(|_| OnceLock::new()).collect()
+            } else {
+                Vec::new()
+            },
+        };
+        self
+    }
+
+    /// `label`'s product slots, one per row ([`ContrastProducts`]); `None` when the model does
+    /// not keep them.
+    fn contrast_slots(&self, label: usize) -> Option<&[AtomicU32]> {
+        let cell = self.contrast_products.labels.get(label)?;
+        Some(cell.get_or_init(|| (0..self.rows).map(|_| AtomicU32::new(NOT_YET)).collect()))
     }
 }
 
@@ -1402,6 +1496,26 @@ mod tests {
                     .iter()
                     .sum();
                 assert!((c + plain.out_b[1] - logits[0][1]).abs() < 1e-4);
+                // The products kept per label explain as the per-ticket products do, bit for
+                // bit (max pooling explains without them).
+                assert_eq!(
+                    plain.contrast_products.labels.len(),
+                    if max_pool { 0 } else { 3 }
+                );
+                let general = PlainModel {
+                    contrast_products: ContrastProducts::default(),
+                    ..plain.clone()
+                };
+                let forward = plain.forward(ids, &vec![0; ids.len()], None);
+                for label in 0..3 {
+                    let want = general.forward_contrast_contributions(&forward, ids, label);
+                    assert!(want.iter().any(|&c| c != 0.0));
+                    // Computed, then read back.
+                    for _ in 0..2 {
+                        let kept = plain.forward_contrast_contributions(&forward, ids, label);
+                        assert_eq!(kept, want);
+                    }
+                }
             }
         }
     }
