@@ -419,6 +419,17 @@ struct SlotCursor {
     read: bool,
 }
 
+impl SlotCursor {
+    /// Its positions at the document, read on the first call there.
+    fn positions(&mut self) -> &[u32] {
+        if !self.read {
+            self.postings.positions_with_offset(0, &mut self.positions);
+            self.read = true;
+        }
+        &self.positions
+    }
+}
+
 impl PhraseClauses {
     /// The clauses `(terms at offsets, boost)`; `None` if one has a slop (left to tantivy).
     pub fn new(
@@ -673,31 +684,20 @@ fn phrase_count(
     if let &[(first_shift, first), (last_shift, last)] = phrase.terms.as_slice() {
         // A pair (most clauses): its occurrences counted on the two lists, none copied.
         for s in [first, last] {
-            let cursor = cursors[s]
+            cursors[s]
                 .as_mut()
-                .expect("the clause's terms have cursors");
-            if !cursor.read {
-                cursor
-                    .postings
-                    .positions_with_offset(0, &mut cursor.positions);
-                cursor.read = true;
-            }
+                .expect("the clause's terms have cursors")
+                .positions();
         }
         let positions = |s: usize| cursors[s].as_ref().map_or(&[][..], |c| &c.positions[..]);
         return count_shared(positions(first), first_shift, positions(last), last_shift);
     }
     left.clear();
     for (n, &(shift, s)) in phrase.terms.iter().enumerate() {
-        let cursor = cursors[s]
+        let positions = cursors[s]
             .as_mut()
-            .expect("the clause's terms have cursors");
-        if !cursor.read {
-            cursor
-                .postings
-                .positions_with_offset(0, &mut cursor.positions);
-            cursor.read = true;
-        }
-        let positions = &cursor.positions;
+            .expect("the clause's terms have cursors")
+            .positions();
         if n == 0 {
             left.extend(positions.iter().map(|&p| p + shift));
             continue;
