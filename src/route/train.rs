@@ -569,9 +569,7 @@ impl TrainOptions {
             ..self.linear_member()
         }
     }
-}
 
-impl TrainOptions {
     /// The k-nearest-neighbour member ([`Arch::Knn`], [`crate::route::knn`]) over
     /// [`TrainOptions::linear_member`]'s features and TF-IDF weights; `chars`: only the
     /// character n-gram group ([`TrainOptions::knn_chars`]).
