@@ -35,7 +35,7 @@ pub use tokenizer::{KefuTokenizer, TOKENIZER_NAME};
 pub const USER_DICT: &str = include_str!("../../models/userdict.txt");
 
 /// Bump when the analyzer's behaviour changes in a way the dictionary text does not show.
-const ANALYZER_VERSION: &str = "kefu-analyzer-1";
+const ANALYZER_VERSION: &str = "kefu-analyzer-2";
 
 /// English stop words: function words that carry no topic. Kept in the token stream (with
 /// `stop = true`) so the classifier may use them; the search index drops them.
@@ -124,6 +124,28 @@ pub fn is_han(c: char) -> bool {
 /// Characters that join word characters into one identifier (`ecs.g6.large`, `err_x`, `tls-1.2`).
 fn is_connector(c: char) -> bool {
     matches!(c, '.' | '_' | '-')
+}
+
+/// An English contraction's clitic (`s` of `user's`, `t` of `don't`, `ll`, `re`, `ve`, `d`, `m`)
+/// or the auxiliary a `n't` negates (`don`, `doesn`, `can`, `won`): the apostrophe splits them into
+/// words of their own, which say nothing of the topic, and a stray `t` or `doesn` matched as a
+/// rare term outweighed the words that did.
+fn is_contraction_part(norm: &str, from: usize, to: usize) -> bool {
+    let word = &norm[from..to];
+    let is_apostrophe = |c: char| c == '\'' || c == '\u{2019}';
+    let mut before = norm[..from].chars().rev();
+    if matches!(word, "s" | "t" | "d" | "ll" | "re" | "ve" | "m")
+        && before.next().is_some_and(is_apostrophe)
+        && before.next().is_some_and(|c| c.is_ascii_alphabetic())
+    {
+        return true;
+    }
+    let mut after = norm[to..].chars();
+    word.ends_with('n')
+        && word.bytes().all(|b| b.is_ascii_alphabetic())
+        && after.next().is_some_and(is_apostrophe)
+        && after.next() == Some('t')
+        && !after.next().is_some_and(|c| c.is_alphanumeric())
 }
 
 impl Analyzer {
@@ -264,6 +286,7 @@ impl Analyzer {
             }
         } else {
             let (text, stop) = self.english(word);
+            let stop = stop || is_contraction_part(norm, from, to);
             sink.push(text, from, to, stop, false);
         }
         sink.position += 1;

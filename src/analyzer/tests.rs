@@ -34,6 +34,18 @@ fn english_words_are_stemmed_and_stop_words_flagged() {
 }
 
 #[test]
+fn contraction_pieces_are_stop_words() {
+    assert_eq!(
+        texts("I can't SSH into the user's server, it doesn’t answer and won't reboot"),
+        ["ssh", "user", "server", "answer", "reboot"]
+    );
+    // Only after an apostrophe that follows a word: a lone `t` or `s`, or `'tis`, stays.
+    assert_eq!(texts("option t and s 'tis"), ["option", "t", "s", "tis"]);
+    // The negated auxiliary only before `n't`.
+    assert_eq!(texts("don 'tis don"), ["don", "tis", "don"]);
+}
+
+#[test]
 fn identifiers_stay_whole_and_also_split() {
     let t = texts("instance type ecs.g6.large fails with ERR_CONNECTION_RESET 404");
     for expected in [

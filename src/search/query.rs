@@ -94,6 +94,7 @@ impl Default for RankParams {
     /// | + typo tolerance (`spelling` 1; 0.5: stackfaq 0.877, 0.7: 0.878) | 0.502 | 0.502 | 0.879 | 0.064 |
     /// | + 15 everyday English and 4 colloquial Chinese synonym groups (session 4) | 0.502 | 0.502 | 0.895 | 0.064 |
     /// | + neighbouring words joined where the index spells them as one (`git hub`) | 0.502 | 0.502 | 0.897 | 0.064 |
+    /// | session 14 (later changes in between): contraction pieces (`don`+`t`, `user`+`s`) as stop words, `专票`/`普票` | 0.5020 → 0.5020 | 0.5022 → 0.5023 | 0.8954 → 0.8987 | 0.0812 → 0.0812 |
     ///
     /// `abody_length` (session 3): articles' bodies scored as if 1.25× longer on average, so a
     /// long page that answers many questions is penalized less for its length (aliyun-faq
