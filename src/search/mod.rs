@@ -491,6 +491,20 @@ impl SearchEngine {
     }
 
     /// [`SearchEngine::search`] with options (evaluation ranks 101 hits without snippets).
+    ///
+    /// One thread does all of a search. Session 14 built a page's hits (stored documents and
+    /// snippets, about a third of a search: 225 µs of a page's mean, best sections 125 µs) on
+    /// two cores, on a branch, not merged: the other core offered the next hit not taken yet
+    /// (`rayon::spawn`, woken before the best sections were searched, the caller never waiting
+    /// for it), results byte-identical over the 1,747 aliyun-faq dev queries; but interleaved
+    /// wall-clock p50 / p99 (load 0.3–0.9) stayed within the machine's drift (sequential
+    /// 0.750 / 1.740 and 0.675 / 1.547 ms, shared 0.753 / 1.746 and 0.799 / 1.923; over the
+    /// 52 slowest queries p99 2.48 → 3.34). Handing over and waking cost about what they save,
+    /// the two vCPUs slow each other (two sequential runs side by side: each 12% slower), and
+    /// under load the pool seldom has a free core. Halves under `rayon::in_place_scope` search
+    /// best sections per half (371M → 393M instructions over the 52 slowest) and a scope waits
+    /// for its job even when nothing is left (p95 2.19 → 5.55 ms at load 5.5); a helper spinning
+    /// instead of sleeping: p99 2.04 → 5.81 ms at load 1.8.
     pub fn search_with(
         &self,
         request: &SearchRequest,
