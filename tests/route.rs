@@ -615,6 +615,57 @@ fn train_learns_from_help_articles_through_the_cli() {
     );
 }
 
+#[test]
+fn train_votes_with_help_articles_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    let lines: String = tiny_data()
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    std::fs::write(&data, lines).unwrap();
+    let out = dir.path().join("model");
+    let args = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--dev",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--no-candidates",
+        "--kb",
+        "kb",
+    ];
+    let (_, err, ok) = kefu(&args, b"");
+    assert!(ok, "{err}");
+    // The help-article member is the one candidate, kept or not by the dev NLL.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("candidate member 2 (knn,"), "{report}");
+    let (out_text, err, ok) = kefu(
+        &[
+            "classify",
+            "--model",
+            out.to_str().unwrap(),
+            "--json",
+            "refund my invoice",
+        ],
+        b"",
+    );
+    assert!(ok && out_text.contains("\"category\""), "{out_text} {err}");
+    // Articles none of which has one of the labels: an error, not a silent no-op.
+    let mut args = args.to_vec();
+    *args.last_mut().unwrap() = "kb/network";
+    let (_, err, ok) = kefu(&args, b"");
+    assert!(
+        !ok && err.contains("--kb: none of the")
+            && err.contains("category among the training labels"),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------- default model
 
 #[test]

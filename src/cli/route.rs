@@ -19,7 +19,7 @@ use crate::route::eval;
 use crate::route::features::FeatureConfig;
 use crate::route::model::{Arch, Pooling};
 use crate::route::train::OptimizerKind;
-use crate::route::train::articles::{ArticlePart, agreeing_rows, article_examples};
+use crate::route::train::articles::{ArticlePart, agreeing_rows, article_examples, kb_examples};
 use crate::route::train::{self, Loss, TrainOptions};
 use crate::route::{LabelProb, RouteError, Ticket, TicketRouter, TokenWeight, ticket_text};
 
@@ -194,29 +194,24 @@ pub struct TrainArgs {
     /// Times each article row is repeated in the training data.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub article_repeat: u32,
+    /// Help articles (read as `kefu index` reads them) for a candidate member that votes with
+    /// a ticket's nearest articles: each article whose `category` is a label of --data is
+    /// stored whole (`train::TrainOptions::knn_kb`); kept when it lowers the dev NLL.
+    #[arg(long, num_args = 1..)]
+    pub kb: Vec<PathBuf>,
 }
 
 impl TrainArgs {
-    /// The --articles rows for the labels of `data`. An article that cannot be read stops
-    /// training (a silently smaller set would train another model).
+    /// The --articles rows for the labels of `data`.
     fn article_rows(&self, data: &[train::Example]) -> anyhow::Result<Vec<train::Example>> {
-        if self.articles.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ingested = crate::ingest::read_paths(&self.articles);
-        if let Some(p) = ingested.problems.first() {
-            let line = p.line.map(|l| format!(":{l}")).unwrap_or_default();
-            anyhow::bail!("--articles: {}{line}: {}", p.source, p.message);
-        }
-        let labels: BTreeSet<String> = data.iter().map(|e| e.label.clone()).collect();
-        let rows = article_examples(&ingested.articles, &labels, &self.article_parts);
-        if rows.is_empty() {
-            anyhow::bail!(
-                "--articles: none of the {} articles has a category among the training labels",
-                ingested.articles.len()
-            );
-        }
-        Ok(rows)
+        labelled_article_rows("--articles", &self.articles, data, |articles, labels| {
+            article_examples(articles, labels, &self.article_parts)
+        })
+    }
+
+    /// The --kb articles for the labels of `data`, one row each.
+    fn kb_rows(&self, data: &[train::Example]) -> anyhow::Result<Vec<train::Example>> {
+        labelled_article_rows("--kb", &self.kb, data, kb_examples)
     }
 
     pub fn options(&self) -> TrainOptions {
@@ -368,6 +363,7 @@ impl TrainArgs {
             }
         }
         let (data, aux) = train::read_examples_with_field(&self.data, Some(&self.aux_field))?;
+        let kb = self.kb_rows(&data)?;
         let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
         let mut extra = self.article_rows(&data)?;
         if !extra.is_empty() && self.article_agreement < 1.0 {
@@ -389,11 +385,45 @@ impl TrainArgs {
         }
         let repeat = self.article_repeat as usize;
         let extra: Vec<train::Example> = (0..repeat).flat_map(|_| extra.iter().cloned()).collect();
-        let report = train::train_with_aux(&data, &aux, &extra, dev.as_deref(), &opts, &self.out)?;
+        // After the probe model, which has no articles to vote with.
+        if !kb.is_empty() && !self.single {
+            opts.candidates.push(first.kb_member());
+        }
+        let report =
+            train::train_with_kb(&data, &aux, &extra, &kb, dev.as_deref(), &opts, &self.out)?;
         eprint!("{}", report.markdown());
         eprintln!("model written to {}", self.out.display());
         Ok(())
     }
+}
+
+/// The rows `rows_of` makes of the help articles at `paths` for the labels of `data` (none
+/// without paths). An article that cannot be read stops training (a silently smaller set would
+/// train another model), and so do articles none of which has a category among the labels;
+/// `flag` names the option in the error.
+fn labelled_article_rows(
+    flag: &str,
+    paths: &[PathBuf],
+    data: &[train::Example],
+    rows_of: impl FnOnce(&[crate::article::Article], &BTreeSet<String>) -> Vec<train::Example>,
+) -> anyhow::Result<Vec<train::Example>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ingested = crate::ingest::read_paths(paths);
+    if let Some(p) = ingested.problems.first() {
+        let line = p.line.map(|l| format!(":{l}")).unwrap_or_default();
+        anyhow::bail!("{flag}: {}{line}: {}", p.source, p.message);
+    }
+    let labels: BTreeSet<String> = data.iter().map(|e| e.label.clone()).collect();
+    let rows = rows_of(&ingested.articles, &labels);
+    if rows.is_empty() {
+        anyhow::bail!(
+            "{flag}: none of the {} articles has a category among the training labels",
+            ingested.articles.len()
+        );
+    }
+    Ok(rows)
 }
 
 /// Classify one ticket (argument) or JSONL tickets on stdin.

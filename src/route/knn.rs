@@ -31,6 +31,11 @@ const OFFSETS: &str = "knn.offsets";
 const IDS: &str = "knn.ids";
 const WEIGHTS: &str = "knn.weights";
 const LABELS: &str = "knn.labels";
+/// Present when the weights are stored in 8 bits ([`knn_tensors`]): each row's largest weight,
+/// `[rows]` f32; a stored weight `q` (u8) is `q / 255` of it.
+const ROW_SCALE: &str = "knn.row_scale";
+/// Present when the votes are smoothed by a fixed mass ([`KnnIndex::logits`]): `[1]` f32.
+const PRIOR: &str = "knn.prior";
 
 /// Whether a member's tensors are a kNN index.
 pub fn is_knn(vb: &VarBuilder) -> bool {
@@ -62,6 +67,21 @@ fn norm(v: &[(u32, f32)]) -> f32 {
     v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt()
 }
 
+/// The `n` largest weights of the normalized sparse vector `v` (ties by feature id), normalized
+/// again, in feature order.
+pub fn largest(mut v: Vec<(u32, f32)>, n: usize) -> Vec<(u32, f32)> {
+    if v.len() > n {
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v.sort_by_key(|&(id, _)| id);
+        let n = norm(&v);
+        if n > 0.0 {
+            v.iter_mut().for_each(|(_, w)| *w /= n);
+        }
+    }
+    v
+}
+
 /// [`merged`] L2-normalized (empty when nothing is left): a stored row, or a query.
 pub fn sparse_vector(ids: &[u32], coefficients: &[f32], from: u32) -> Vec<(u32, f32)> {
     normalized(ids, coefficients, from).0
@@ -80,38 +100,64 @@ fn normalized(ids: &[u32], coefficients: &[f32], from: u32) -> (Vec<(u32, f32)>,
 }
 
 /// The tensors of a kNN member over `rows` (each a [`sparse_vector`]) with their labels; the
-/// weights are rounded to f16 as saved.
+/// weights are rounded to f16 as saved, or with `eight_bit` to 1/255 of their row's largest
+/// (a sixth less to store, for the help articles' many rows: [`ROW_SCALE`]). `prior`: the
+/// fixed vote mass of [`KnnIndex::logits`], if any.
 pub fn knn_tensors(
     rows: &[Vec<(u32, f32)>],
     labels: &[u32],
+    eight_bit: bool,
+    prior: Option<f32>,
     dev: &Device,
 ) -> Result<Vec<(String, Tensor)>> {
     let mut offsets = Vec::with_capacity(rows.len() + 1);
     offsets.push(0u32);
-    let (mut ids, mut weights) = (Vec::new(), Vec::new());
+    let (mut ids, mut weights, mut scales) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows {
+        let scale = row.iter().fold(0f32, |m, &(_, w)| m.max(w));
         for &(id, w) in row {
             ids.push(id);
             weights.push(w);
         }
+        scales.push(scale);
         offsets.push(ids.len() as u32);
     }
     let nnz = ids.len();
-    Ok(vec![
+    let weights = if eight_bit {
+        let mut quantized = Vec::with_capacity(nnz);
+        for (r, w) in offsets.windows(2).enumerate() {
+            for &x in &weights[w[0] as usize..w[1] as usize] {
+                let q = if scales[r] > 0.0 {
+                    (x / scales[r] * 255.0).round().clamp(0.0, 255.0)
+                } else {
+                    0.0
+                };
+                quantized.push(q as u8);
+            }
+        }
+        Tensor::from_vec(quantized, nnz, dev)?
+    } else {
+        Tensor::from_vec(weights, nnz, dev)?.to_dtype(DType::F16)?
+    };
+    let mut tensors = vec![
         (
             OFFSETS.into(),
             Tensor::from_vec(offsets, rows.len() + 1, dev)?,
         ),
         (IDS.into(), Tensor::from_vec(ids, nnz, dev)?),
-        (
-            WEIGHTS.into(),
-            Tensor::from_vec(weights, nnz, dev)?.to_dtype(DType::F16)?,
-        ),
+        (WEIGHTS.into(), weights),
         (
             LABELS.into(),
             Tensor::from_vec(labels.to_vec(), rows.len(), dev)?,
         ),
-    ])
+    ];
+    if eight_bit {
+        tensors.push((ROW_SCALE.into(), Tensor::from_vec(scales, rows.len(), dev)?));
+    }
+    if let Some(prior) = prior {
+        tensors.push((PRIOR.into(), Tensor::from_vec(vec![prior], 1, dev)?));
+    }
+    Ok(tensors)
 }
 
 /// The stored rows and an inverted index over them.
@@ -119,6 +165,8 @@ pub fn knn_tensors(
 pub struct KnnIndex {
     k: usize,
     labels: usize,
+    /// The fixed vote mass of [`KnnIndex::logits`], if any.
+    prior: Option<f32>,
     row_label: Vec<u32>,
     /// Compressed sparse rows: row `r`'s ids and weights are at `offsets[r]..offsets[r + 1]`,
     /// ids increasing (for explanations).
@@ -126,7 +174,8 @@ pub struct KnnIndex {
     ids: Vec<u32>,
     weights: Vec<f32>,
     /// Inverted index: feature `f`'s postings `(row, weight)` are at
-    /// `feature_start[f]..feature_start[f + 1]`, rows increasing.
+    /// `feature_start[f]..feature_start[f + 1]`, rows increasing; it ends after the largest
+    /// stored feature (the features past it are in no row).
     feature_start: Vec<u32>,
     postings: Vec<(u32, f32)>,
 }
@@ -150,8 +199,25 @@ impl KnnIndex {
         let offsets = u32s(OFFSETS)?;
         let ids = u32s(IDS)?;
         let row_label = u32s(LABELS)?;
-        let weights: Vec<f32> = vb.get_unchecked_dtype(WEIGHTS, DType::F32)?.to_vec1()?;
+        let mut weights: Vec<f32> = vb.get_unchecked_dtype(WEIGHTS, DType::F32)?.to_vec1()?;
         let n = row_label.len();
+        let scales: Option<Vec<f32>> = if vb.contains_tensor(ROW_SCALE) {
+            Some(vb.get_unchecked_dtype(ROW_SCALE, DType::F32)?.to_vec1()?)
+        } else {
+            None
+        };
+        if scales.as_ref().is_some_and(|s| s.len() != n) {
+            candle_core::bail!("{ROW_SCALE}: not one scale per row");
+        }
+        let prior = if vb.contains_tensor(PRIOR) {
+            let prior: Vec<f32> = vb.get_unchecked_dtype(PRIOR, DType::F32)?.to_vec1()?;
+            match prior.as_slice() {
+                &[a] if a.is_finite() && a > 0.0 => Some(a),
+                _ => candle_core::bail!("{PRIOR}: one positive number expected"),
+            }
+        } else {
+            None
+        };
         if offsets.len() != n + 1
             || offsets.first() != Some(&0)
             || offsets.windows(2).any(|w| w[0] > w[1])
@@ -164,6 +230,13 @@ impl KnnIndex {
                 ids.len(),
                 weights.len()
             );
+        }
+        if let Some(scales) = &scales {
+            for (r, w) in offsets.windows(2).enumerate() {
+                for x in &mut weights[w[0] as usize..w[1] as usize] {
+                    *x = *x / 255.0 * scales[r];
+                }
+            }
         }
         if ids.iter().any(|&id| id as usize >= features) {
             candle_core::bail!("{IDS}: a feature id at or beyond {features}");
@@ -179,12 +252,15 @@ impl KnnIndex {
                 candle_core::bail!("{IDS}: a row's ids must be increasing");
             }
         }
-        // Counting sort by feature: postings come out in row order.
-        let mut feature_start = vec![0u32; features + 1];
+        // Counting sort by feature: postings come out in row order. The features past the
+        // largest stored one have no postings and no entry (a member over the words alone, the
+        // help articles', never reads an entry for a ticket's character n-grams).
+        let stored = ids.iter().max().map_or(0, |&m| m as usize + 1);
+        let mut feature_start = vec![0u32; stored + 1];
         for &id in &ids {
             feature_start[id as usize + 1] += 1;
         }
-        for f in 0..features {
+        for f in 0..stored {
             feature_start[f + 1] += feature_start[f];
         }
         let mut next = feature_start.clone();
@@ -199,6 +275,7 @@ impl KnnIndex {
         Ok(KnnIndex {
             k: k.max(1),
             labels,
+            prior,
             row_label,
             offsets,
             ids,
@@ -237,8 +314,9 @@ impl KnnIndex {
             if s <= 0.0 || (top.len() == self.k && s <= top[self.k - 1].1) {
                 continue;
             }
+            let row = row as u32;
             let at = top.partition_point(|&(_, t)| t >= s);
-            top.insert(at, (row as u32, s));
+            top.insert(at, (row, s));
             top.truncate(self.k);
         }
         let mut votes = vec![0f32; self.labels];
@@ -259,9 +337,16 @@ impl KnnIndex {
     }
 
     /// The member's logits: `ln((votes / Σ votes + ε) / (1 + ε · labels))` ([`KNN_SMOOTHING`]);
-    /// uniform when no stored row shares a feature with the query.
+    /// uniform when no stored row shares a feature with the query. With a [`PRIOR`] `a` (the
+    /// help-article member), `ln((votes + a) / (Σ votes + a · labels))`: votes count against a
+    /// fixed mass, so a ticket whose nearest rows are all far (small cosines, as for a question
+    /// no article is about) gets nearly uniform logits instead of the shares of weak votes.
     pub fn logits(&self, n: &Neighbours) -> Vec<f32> {
         let total: f32 = n.votes.iter().sum();
+        if let Some(prior) = self.prior {
+            let z = total + prior * self.labels as f32;
+            return n.votes.iter().map(|&v| ((v + prior) / z).ln()).collect();
+        }
         let norm = 1.0 + KNN_SMOOTHING * self.labels as f32;
         n.votes
             .iter()
@@ -305,23 +390,26 @@ impl KnnIndex {
         if total <= 0.0 {
             return out;
         }
-        // logit_m = ln(v_m + εV) − ln V + const, V = Σ v: ∂logit_m/∂s_r =
-        // ([label r = m] + ε) / (v_m + εV) − 1 / V; the − 1/V term cancels in the contrast.
-        let a: Vec<f32> = n
-            .votes
-            .iter()
-            .map(|&v| 1.0 / (v + KNN_SMOOTHING * total))
-            .collect();
-        let sum_a: f32 = a.iter().sum();
         let labels = self.labels as f32;
+        // Relative smoothing: logit_m = ln(v_m + εV) − ln V + const, V = Σ v, so ∂logit_m/∂s_r =
+        // ([label r = m] + ε) / (v_m + εV) − 1 / V. A fixed prior a: logit_m = ln(v_m + a) −
+        // ln(V + aL), ∂logit_m/∂s_r = [label r = m] / (v_m + a) − 1 / (V + aL). The last terms
+        // cancel in the contrast.
+        let (smoothing, mass) = match self.prior {
+            Some(prior) => (0.0, prior),
+            None => (KNN_SMOOTHING, KNN_SMOOTHING * total),
+        };
+        let a: Vec<f32> = n.votes.iter().map(|&v| 1.0 / (v + mass)).collect();
+        let sum_a: f32 = a.iter().sum();
         // The query's coefficients were normalized before the search.
         let q = n.query_norm;
         for &(row, _) in &n.top {
             let own = self.row_label[row as usize] as usize;
             let same = if own == label { 1.0 } else { 0.0 };
-            let g = (same + KNN_SMOOTHING) * a[label] - (a[own] + KNN_SMOOTHING * sum_a) / labels;
+            let g = (same + smoothing) * a[label] - (a[own] + smoothing * sum_a) / labels;
             for (o, (&id, &c)) in out.iter_mut().zip(ids.iter().zip(coefficients)) {
-                if c != 0.0 {
+                // Features past the stored ones are in no row.
+                if c != 0.0 && (id as usize) + 1 < self.feature_start.len() {
                     *o += g * c / q * self.weight(row, id);
                 }
             }
@@ -342,10 +430,11 @@ mod tests {
             sparse_vector(&[1, 2], &[1.0, 1.0], 0),
             sparse_vector(&[3, 4, 4], &[1.0, 0.5, 0.5], 0),
         ];
-        let tensors: HashMap<String, Tensor> = knn_tensors(&rows, &[0, 0, 1], &Device::Cpu)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let tensors: HashMap<String, Tensor> =
+            knn_tensors(&rows, &[0, 0, 1], false, None, &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .collect();
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         assert!(is_knn(&vb));
         KnnIndex::load(&vb, 6, 2, k).unwrap()
@@ -396,13 +485,80 @@ mod tests {
         assert!(for1[1] > 0.0 && for1[0] < 0.0);
     }
 
+    /// [`index`]'s rows stored as the help articles' are: 8-bit weights, a fixed vote prior.
+    fn eight_bit_index(k: usize, prior: f32) -> KnnIndex {
+        let rows = vec![
+            sparse_vector(&[0, 1], &[1.0, 1.0], 0),
+            sparse_vector(&[1, 2], &[1.0, 1.0], 0),
+            sparse_vector(&[3, 4, 4], &[1.0, 0.5, 0.5], 0),
+        ];
+        let tensors: HashMap<String, Tensor> =
+            knn_tensors(&rows, &[0, 0, 1], true, Some(prior), &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .collect();
+        assert_eq!(tensors[WEIGHTS].dtype(), DType::U8);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        KnnIndex::load(&vb, 6, 2, k).unwrap()
+    }
+
+    #[test]
+    fn eight_bit_rows_keep_their_weights_and_neighbours() {
+        let (exact, small) = (index(3), eight_bit_index(3, 0.02));
+        for row in 0..3 {
+            for id in 0..6 {
+                let (a, b) = (exact.weight(row, id), small.weight(row, id));
+                // Half a step of 1/255 of the row's largest weight (at most 1), f16 aside.
+                assert!(
+                    (a - b).abs() <= 0.5 / 255.0 + 1e-3,
+                    "row {row} id {id}: {a} {b}"
+                );
+            }
+        }
+        for (ids, c) in [
+            (vec![0u32, 3], vec![1.0f32, 1.0]),
+            (vec![1, 4], vec![2.0, 1.0]),
+        ] {
+            let (a, b) = (exact.search(&ids, &c), small.search(&ids, &c));
+            let rows = |n: &Neighbours| n.top.iter().map(|t| t.0).collect::<Vec<_>>();
+            assert_eq!(rows(&a), rows(&b));
+        }
+    }
+
+    #[test]
+    fn a_prior_leaves_weak_votes_near_uniform() {
+        let neighbours = |votes: Vec<f32>| Neighbours {
+            top: Vec::new(),
+            votes,
+            query_norm: 1.0,
+        };
+        let (weak, strong) = (neighbours(vec![0.02, 0.0]), neighbours(vec![1.0, 0.0]));
+        let margin = |l: Vec<f32>| l[0] - l[1];
+        // Shares alone: the same logits whatever the votes' size.
+        let plain = index(3);
+        assert!((margin(plain.logits(&weak)) - margin(plain.logits(&strong))).abs() < 1e-5);
+        // Against a fixed mass of 0.02: ln(0.04 / 0.02) for the weak votes, ln(1.02 / 0.02)
+        // for the strong ones; probabilities still sum to 1.
+        let prior = eight_bit_index(3, 0.02);
+        assert!((margin(prior.logits(&weak)) - 2f32.ln()).abs() < 1e-5);
+        assert!((margin(prior.logits(&strong)) - 51f32.ln()).abs() < 1e-4);
+        let total: f32 = prior.logits(&weak).iter().map(|l| l.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        // Explanations follow the votes' labels there too.
+        let (ids, c) = (vec![0u32, 3, 5], vec![1.0f32, 1.0, 1.0]);
+        let n = prior.search(&ids, &c);
+        let for0 = prior.contrast_contributions(&n, &ids, &c, 0);
+        assert!(for0[0] > 0.0 && for0[1] < 0.0 && for0[2] == 0.0);
+    }
+
     #[test]
     fn inconsistent_tensors_are_refused() {
         let rows = vec![sparse_vector(&[0, 1], &[1.0, 1.0], 0)];
-        let mut tensors: HashMap<String, Tensor> = knn_tensors(&rows, &[0], &Device::Cpu)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let mut tensors: HashMap<String, Tensor> =
+            knn_tensors(&rows, &[0], false, None, &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .collect();
         let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
         // Feature 1 is beyond a 1-feature space; label 0 is fine.
         assert!(KnnIndex::load(&vb, 1, 2, 10).is_err());
@@ -413,5 +569,31 @@ mod tests {
         );
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         assert!(KnnIndex::load(&vb, 2, 2, 10).is_err());
+        // A prior that is not one positive number, a row scale per row missing.
+        let good: HashMap<String, Tensor> = knn_tensors(&rows, &[0], true, Some(0.5), &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let vb = VarBuilder::from_tensors(good.clone(), DType::F32, &Device::Cpu);
+        assert!(KnnIndex::load(&vb, 2, 2, 10).is_ok());
+        for (name, bad) in [
+            (
+                PRIOR,
+                Tensor::from_vec(vec![-1f32], 1, &Device::Cpu).unwrap(),
+            ),
+            (
+                PRIOR,
+                Tensor::from_vec(vec![0.1f32, 0.2], 2, &Device::Cpu).unwrap(),
+            ),
+            (
+                ROW_SCALE,
+                Tensor::from_vec(vec![1f32, 1.0], 2, &Device::Cpu).unwrap(),
+            ),
+        ] {
+            let mut tensors = good.clone();
+            tensors.insert(name.into(), bad);
+            let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+            assert!(KnnIndex::load(&vb, 2, 2, 10).is_err(), "{name}");
+        }
     }
 }

@@ -111,6 +111,36 @@ pub fn article_examples(
     out
 }
 
+/// One row per article whose category is one of `labels` (`kefu train --kb`, the members with
+/// [`super::TrainOptions::knn_kb`]): its title, then each section's heading and text (heading
+/// attributes left out), in article order.
+pub fn kb_examples(articles: &[Article], labels: &BTreeSet<String>) -> Vec<Example> {
+    articles
+        .iter()
+        .filter_map(|article| {
+            let label = article.category.as_deref().map(str::trim)?;
+            if !labels.contains(label) {
+                return None;
+            }
+            let mut text = article.title.trim().to_string();
+            for section in article.sections() {
+                for part in [section.heading.as_deref().unwrap_or(""), &section.text] {
+                    let part = part.trim();
+                    if !part.is_empty() {
+                        text.push('\n');
+                        text.push_str(part);
+                    }
+                }
+            }
+            let text = text.trim().to_string();
+            (!text.is_empty()).then(|| Example {
+                text,
+                label: label.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// The rows a `probe` model (trained without them, on the data they join) does not contradict:
 /// a row it puts under another label with a calibrated confidence of at least `min_confidence`
 /// is dropped, so where the articles' taxonomy and the training data's disagree (a help center
@@ -204,6 +234,24 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect()
+    }
+
+    #[test]
+    fn kb_rows_are_whole_articles_of_known_categories() {
+        let body = "Intro line.\n\n## When the money arrives {#timing}\n\nBalance: instantly.\n";
+        let articles = [
+            article(Some("billing"), body),
+            article(Some("legal"), body),
+            article(None, body),
+        ];
+        let rows = kb_examples(&articles, &labels());
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].label, "billing");
+        // Title, then each section's heading (without its attribute) and text.
+        assert_eq!(
+            rows[0].text,
+            "Refunds: how to get your money back\nIntro line.\nWhen the money arrives\nBalance: instantly."
+        );
     }
 
     #[test]
