@@ -8,9 +8,13 @@
 //! like a few training rows of a label that most of its rows do not resemble (a queue is many
 //! products' topics) is what they miss and a neighbour search catches.
 //!
+//! The same member over help articles instead of training rows (`kefu train --kb`,
+//! `TrainOptions::knn_kb`): a ticket's nearest articles vote for their categories.
+//!
 //! Owns: building the stored vectors, their storage in `model.safetensors` (`knn.offsets`
 //! `[rows + 1]` u32, `knn.ids` `[nnz]` u32, `knn.weights` `[nnz]` f16, `knn.labels` `[rows]` u32:
-//! compressed sparse rows), the search, the logits and their explanation.
+//! compressed sparse rows; the help articles' weights in u8 with `knn.row_scale` `[rows]` f32,
+//! their vote prior `knn.prior` `[1]` f32), the search, the logits and their explanation.
 //! Must never: depend on anything the query's features and these tensors do not give.
 
 use candle_core::{DType, Device, Result, Tensor};

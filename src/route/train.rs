@@ -1716,7 +1716,10 @@ pub fn train_with_kb(
         .into_iter()
         .map(|t| {
             let (f, m, _) = &members[t.member];
-            let layout = if all_members[t.member].knn_chars && m.arch == Arch::Knn {
+            let knn = m.arch == Arch::Knn;
+            let layout = if all_members[t.member].knn_kb && knn {
+                "help articles' words and word bigrams"
+            } else if all_members[t.member].knn_chars && knn {
                 "char_wb n-grams"
             } else if f.config().grouped() {
                 "words | char_wb n-grams"
