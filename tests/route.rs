@@ -558,31 +558,44 @@ fn article_rows_that_the_probe_confidently_files_elsewhere_are_dropped() {
     assert_eq!(kept, rows);
 }
 
-#[test]
-fn train_learns_from_help_articles_through_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("train.jsonl");
+/// `kefu train` arguments over `tiny_data` (written to `dir`, and used as dev too) into
+/// `dir/model`, two epochs, no default candidates, then `more`; and that model directory.
+fn tiny_train_args(dir: &Path, more: &[&str]) -> (Vec<String>, PathBuf) {
+    let data = dir.join("train.jsonl");
     let lines: String = tiny_data()
         .iter()
         .map(|e| serde_json::to_string(e).unwrap() + "\n")
         .collect();
     std::fs::write(&data, lines).unwrap();
-    let out = dir.path().join("model");
+    let out = dir.join("model");
+    let (data, model) = (data.to_str().unwrap(), out.to_str().unwrap());
     let args = [
         "train",
         "--data",
-        data.to_str().unwrap(),
+        data,
         "--dev",
-        data.to_str().unwrap(),
+        data,
         "--out",
-        out.to_str().unwrap(),
+        model,
         "--epochs",
         "2",
         "--no-candidates",
-        "--articles",
-        "kb",
     ];
-    let (_, err, ok) = kefu(&args, b"");
+    let args = args.iter().chain(more).map(|a| a.to_string()).collect();
+    (args, out)
+}
+
+/// [`kefu`] with owned arguments.
+fn kefu_owned(args: &[String], stdin: &[u8]) -> (String, String, bool) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kefu(&args, stdin)
+}
+
+#[test]
+fn train_learns_from_help_articles_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut args, out) = tiny_train_args(dir.path(), &["--articles", "kb"]);
+    let (_, err, ok) = kefu_owned(&args, b"");
     assert!(ok, "{err}");
     // tiny_data's labels are billing, security and storage: the bundled kb's articles of
     // those categories give their title and tags, after the first model's vetting.
@@ -606,9 +619,8 @@ fn train_learns_from_help_articles_through_the_cli() {
         "{report}"
     );
     // A folder with no article of those labels is an error, not a silent no-op.
-    let mut args = args.to_vec();
-    *args.last_mut().unwrap() = "kb/network";
-    let (_, err, ok) = kefu(&args, b"");
+    *args.last_mut().unwrap() = "kb/network".into();
+    let (_, err, ok) = kefu_owned(&args, b"");
     assert!(
         !ok && err.contains("category among the training labels"),
         "{err}"
@@ -618,28 +630,8 @@ fn train_learns_from_help_articles_through_the_cli() {
 #[test]
 fn train_votes_with_help_articles_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("train.jsonl");
-    let lines: String = tiny_data()
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap() + "\n")
-        .collect();
-    std::fs::write(&data, lines).unwrap();
-    let out = dir.path().join("model");
-    let args = [
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--dev",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--no-candidates",
-        "--kb",
-        "kb",
-    ];
-    let (_, err, ok) = kefu(&args, b"");
+    let (mut args, out) = tiny_train_args(dir.path(), &["--kb", "kb"]);
+    let (_, err, ok) = kefu_owned(&args, b"");
     assert!(ok, "{err}");
     // The help-article member is the one candidate, kept or not by the dev NLL.
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
@@ -656,9 +648,8 @@ fn train_votes_with_help_articles_through_the_cli() {
     );
     assert!(ok && out_text.contains("\"category\""), "{out_text} {err}");
     // Articles none of which has one of the labels: an error, not a silent no-op.
-    let mut args = args.to_vec();
-    *args.last_mut().unwrap() = "kb/network";
-    let (_, err, ok) = kefu(&args, b"");
+    *args.last_mut().unwrap() = "kb/network".into();
+    let (_, err, ok) = kefu_owned(&args, b"");
     assert!(
         !ok && err.contains("--kb: none of the")
             && err.contains("category among the training labels"),

@@ -116,32 +116,37 @@ pub fn knn_tensors(
 ) -> Result<Vec<(String, Tensor)>> {
     let mut offsets = Vec::with_capacity(rows.len() + 1);
     offsets.push(0u32);
-    let (mut ids, mut weights, mut scales) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ids = Vec::new();
     for row in rows {
-        let scale = row.iter().fold(0f32, |m, &(_, w)| m.max(w));
-        for &(id, w) in row {
-            ids.push(id);
-            weights.push(w);
-        }
-        scales.push(scale);
+        ids.extend(row.iter().map(|&(id, _)| id));
         offsets.push(ids.len() as u32);
     }
     let nnz = ids.len();
-    let weights = if eight_bit {
-        let mut quantized = Vec::with_capacity(nnz);
-        for (r, w) in offsets.windows(2).enumerate() {
-            for &x in &weights[w[0] as usize..w[1] as usize] {
-                let q = if scales[r] > 0.0 {
-                    (x / scales[r] * 255.0).round().clamp(0.0, 255.0)
-                } else {
-                    0.0
-                };
-                quantized.push(q as u8);
+    // Each row's largest weight, when the weights are stored as shares of it.
+    let scales: Option<Vec<f32>> = eight_bit.then(|| {
+        rows.iter()
+            .map(|row| row.iter().fold(0f32, |m, &(_, w)| m.max(w)))
+            .collect()
+    });
+    let weights = match &scales {
+        Some(scales) => {
+            let mut quantized = Vec::with_capacity(nnz);
+            for (row, &scale) in rows.iter().zip(scales) {
+                for &(_, x) in row {
+                    let q = if scale > 0.0 {
+                        (x / scale * 255.0).round().clamp(0.0, 255.0)
+                    } else {
+                        0.0
+                    };
+                    quantized.push(q as u8);
+                }
             }
+            Tensor::from_vec(quantized, nnz, dev)?
         }
-        Tensor::from_vec(quantized, nnz, dev)?
-    } else {
-        Tensor::from_vec(weights, nnz, dev)?.to_dtype(DType::F16)?
+        None => {
+            let weights: Vec<f32> = rows.iter().flatten().map(|&(_, w)| w).collect();
+            Tensor::from_vec(weights, nnz, dev)?.to_dtype(DType::F16)?
+        }
     };
     let mut tensors = vec![
         (
@@ -155,7 +160,7 @@ pub fn knn_tensors(
             Tensor::from_vec(labels.to_vec(), rows.len(), dev)?,
         ),
     ];
-    if eight_bit {
+    if let Some(scales) = scales {
         tensors.push((ROW_SCALE.into(), Tensor::from_vec(scales, rows.len(), dev)?));
     }
     if let Some(prior) = prior {
@@ -318,9 +323,8 @@ impl KnnIndex {
             if s <= 0.0 || (top.len() == self.k && s <= top[self.k - 1].1) {
                 continue;
             }
-            let row = row as u32;
             let at = top.partition_point(|&(_, t)| t >= s);
-            top.insert(at, (row, s));
+            top.insert(at, (row as u32, s));
             top.truncate(self.k);
         }
         let mut votes = vec![0f32; self.labels];

@@ -1405,7 +1405,7 @@ pub const KB_ROW_FEATURES: usize = 128;
 pub const KB_VOTE_PRIOR: f32 = 0.02;
 
 /// Whether a member of `opts` (the first, the extra ones or a candidate) stores help articles.
-fn all_members_want_kb(opts: &TrainOptions) -> bool {
+fn any_member_stores_kb(opts: &TrainOptions) -> bool {
     std::iter::once(opts)
         .chain(&opts.extra)
         .chain(&opts.candidates)
@@ -1590,7 +1590,7 @@ pub fn train_with_kb(
         .iter()
         .filter_map(|e| Some((e.text.as_str(), *label_index.get(e.label.as_str())? as u32)))
         .collect();
-    if kb_rows.is_empty() && all_members_want_kb(opts) {
+    if kb_rows.is_empty() && any_member_stores_kb(opts) {
         return Err(TrainError::Data(
             "a help-article member needs articles with a category among the labels".into(),
         ));
@@ -1760,6 +1760,17 @@ pub fn train_with_kb(
         .map(|((f, m, _), _)| MemberConfig {
             features: f.config().clone(),
             model: m.clone(),
+        })
+        .collect();
+    // A help-article member stores the articles, whatever rows it is given: the refit keeps
+    // its first fit rather than featurizing every article again.
+    let first_fits: Vec<Option<FirstFit>> = members
+        .iter()
+        .zip(&chosen)
+        .map(|(((_, model_cfg, member_tensors), _), &k)| {
+            all_members[k]
+                .knn_kb
+                .then(|| (model_cfg.clone(), member_tensors.clone()))
         })
         .collect();
     let plain: Vec<(Featurizer, PlainModel)> = members.into_iter().map(|(_, p)| p).collect();
@@ -1945,9 +1956,10 @@ pub fn train_with_kb(
                     .filter_map(|(e, g)| g.map(|g| (e.text.as_str(), g as u32))),
             )
             .collect();
-        let chosen_members: Vec<(u64, &TrainOptions)> = chosen
+        let chosen_members: Vec<(u64, &TrainOptions, Option<FirstFit>)> = chosen
             .iter()
-            .map(|&k| (opts.seed.wrapping_add(k as u64), all_members[k]))
+            .zip(first_fits)
+            .map(|(&k, first)| (opts.seed.wrapping_add(k as u64), all_members[k], first))
             .collect();
         // The training rows keep their auxiliary targets; the dev rows have none.
         let refit_aux = aux_targets.as_ref().map(|a| auxiliary::AuxTargets {
@@ -1964,7 +1976,6 @@ pub fn train_with_kb(
             labels.len(),
             label_index.get(OOS_LABEL).map(|&i| i as u32),
             refit_aux.as_ref(),
-            &kb_rows,
         )?;
         // The refit keeps the first fit's calibration, scaled to its own confidence
         // ([`calibrate::refit_temperatures`]): on the training rows both fits learned.
@@ -2036,38 +2047,48 @@ pub fn train_with_kb(
 /// [`refit`]'s answer: the tensors as saved, and the networks ready to predict.
 type Refitted = (HashMap<String, Tensor>, Vec<(Featurizer, PlainModel)>);
 
+/// A member's first fit (its shape and tensors), kept for the refit.
+type FirstFit = (ModelConfig, HashMap<String, Tensor>);
+
 /// [`TrainOptions::refit`]: `members` (each with its seed) trained again on `rows` (text, label
-/// index; `aux`: the auxiliary targets of those rows) over the same vocabulary, side by side;
-/// their tensors as saved, named as in the model directory (member `k` of `members` gets
-/// [`member_prefix`] `k`), and the networks ready to predict.
+/// index; `aux`: the auxiliary targets of those rows) over the same vocabulary, side by side,
+/// except those given with their first fit (the help-article members, whose rows are the
+/// articles: the same fit again), which keep it; their tensors as saved, named as in the model
+/// directory (member `k` of `members` gets [`member_prefix`] `k`), and the networks ready to
+/// predict.
 fn refit(
     tokenizer: &tokenizers::Tokenizer,
-    members: &[(u64, &TrainOptions)],
+    members: &[(u64, &TrainOptions, Option<FirstFit>)],
     rows: &[(&str, u32)],
     n_labels: usize,
     oos: Option<u32>,
     aux: Option<&auxiliary::AuxTargets>,
-    kb: &[(&str, u32)],
 ) -> Result<Refitted, TrainError> {
     let texts: Vec<&str> = rows.iter().map(|r| r.0).collect();
     let targets: Vec<u32> = rows.iter().map(|r| r.1).collect();
     let bar = ProgressBar::hidden();
     let fitted: Vec<(Featurizer, ModelConfig, HashMap<String, Tensor>)> = members
         .par_iter()
-        .map(|&(seed, member)| {
+        .map(|(seed, member, first)| {
             let featurizer = Featurizer::new(tokenizer.clone(), member.features.clone());
-            let (model_cfg, tensors, _) = fit(
-                &featurizer,
-                &texts,
-                &targets,
-                n_labels,
-                oos,
-                member,
-                seed,
-                aux,
-                kb,
-                &bar,
-            )?;
+            let (model_cfg, tensors) = match first {
+                Some(first) => first.clone(),
+                None => {
+                    let (model_cfg, tensors, _) = fit(
+                        &featurizer,
+                        &texts,
+                        &targets,
+                        n_labels,
+                        oos,
+                        member,
+                        *seed,
+                        aux,
+                        &[],
+                        &bar,
+                    )?;
+                    (model_cfg, tensors)
+                }
+            };
             Ok((featurizer, model_cfg, tensors))
         })
         .collect::<Result<_, TrainError>>()?;
@@ -2170,9 +2191,8 @@ mod tests {
         assert!(report.markdown().contains("- refit: temperatures scaled"));
     }
 
-    #[test]
-    fn knn_member_saves_loads_predicts_and_explains() {
-        let (train_rows, dev_rows) = (two_queue_rows(0, 20), two_queue_rows(20, 26));
+    /// The default's first two members, two epochs, refit, then `third(first)`.
+    fn two_quick_members_and(third: impl FnOnce(&TrainOptions) -> TrainOptions) -> TrainOptions {
         let base = TrainOptions {
             progress: false,
             epochs: 2,
@@ -2180,10 +2200,16 @@ mod tests {
             candidates: Vec::new(),
             ..TrainOptions::default()
         };
-        let opts = TrainOptions {
-            extra: vec![base.linear_member(), base.knn_member(true)],
+        TrainOptions {
+            extra: vec![base.linear_member(), third(&base)],
             ..base
-        };
+        }
+    }
+
+    #[test]
+    fn knn_member_saves_loads_predicts_and_explains() {
+        let (train_rows, dev_rows) = (two_queue_rows(0, 20), two_queue_rows(20, 26));
+        let opts = two_quick_members_and(|base| base.knn_member(true));
         let dir = tempfile::tempdir().unwrap();
         let report = train(&train_rows, Some(&dev_rows), &opts, dir.path()).unwrap();
         assert_eq!(report.refit_examples, dev_rows.len());
@@ -2234,17 +2260,7 @@ mod tests {
             // No such label in the training data: left out.
             article("legal", "Terms\nThe invoice terms of the contract."),
         ];
-        let base = TrainOptions {
-            progress: false,
-            epochs: 2,
-            refit: true,
-            candidates: Vec::new(),
-            ..TrainOptions::default()
-        };
-        let opts = TrainOptions {
-            extra: vec![base.linear_member(), base.kb_member()],
-            ..base
-        };
+        let opts = two_quick_members_and(|base| base.kb_member());
         let dir = tempfile::tempdir().unwrap();
         train_with_kb(
             &train_rows,
