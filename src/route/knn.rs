@@ -14,7 +14,8 @@
 //! Owns: building the stored vectors, their storage in `model.safetensors` (`knn.offsets`
 //! `[rows + 1]` u32, `knn.ids` `[nnz]` u32, `knn.weights` `[nnz]` f16, `knn.labels` `[rows]` u32:
 //! compressed sparse rows; the help articles' weights in u8 with `knn.row_scale` `[rows]` f32,
-//! their vote prior `knn.prior` `[1]` f32), the search, the logits and their explanation.
+//! their vote prior `knn.prior` `[1]` f32 and query feature limit `knn.query_features` `[1]`
+//! u32), the search, the logits and their explanation.
 //! Must never: depend on anything the query's features and these tensors do not give.
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -40,6 +41,10 @@ const LABELS: &str = "knn.labels";
 const ROW_SCALE: &str = "knn.row_scale";
 /// Present when the votes are smoothed by a fixed mass ([`KnnIndex::logits`]): `[1]` f32.
 const PRIOR: &str = "knn.prior";
+/// Present when a search scores rows by at most this many of the query's features, its
+/// largest (of those some row has): `[1]` u32. A ticket's rarest words carry its cosines; its
+/// common ones walk the longest postings for the least score.
+const QUERY_FEATURES: &str = "knn.query_features";
 
 /// Whether a member's tensors are a kNN index.
 pub fn is_knn(vb: &VarBuilder) -> bool {
@@ -56,7 +61,7 @@ fn merged(ids: &[u32], coefficients: &[f32], from: u32) -> Vec<(u32, f32)> {
         .filter(|&(&id, &c)| id >= from && c != 0.0)
         .map(|(&id, &c)| (id, c))
         .collect();
-    v.sort_by_key(|&(id, _)| id);
+    v.sort_unstable_by_key(|&(id, _)| id);
     let mut out: Vec<(u32, f32)> = Vec::with_capacity(v.len());
     for (id, c) in v {
         match out.last_mut() {
@@ -106,12 +111,14 @@ fn normalized(ids: &[u32], coefficients: &[f32], from: u32) -> (Vec<(u32, f32)>,
 /// The tensors of a kNN member over `rows` (each a [`sparse_vector`]) with their labels; the
 /// weights are rounded to f16 as saved, or with `eight_bit` to 1/255 of their row's largest
 /// (a sixth less to store, for the help articles' many rows: [`ROW_SCALE`]). `prior`: the
-/// fixed vote mass of [`KnnIndex::logits`], if any.
+/// fixed vote mass of [`KnnIndex::logits`], if any; `query_features`: the limit of
+/// [`QUERY_FEATURES`], if any.
 pub fn knn_tensors(
     rows: &[Vec<(u32, f32)>],
     labels: &[u32],
     eight_bit: bool,
     prior: Option<f32>,
+    query_features: Option<u32>,
     dev: &Device,
 ) -> Result<Vec<(String, Tensor)>> {
     let mut offsets = Vec::with_capacity(rows.len() + 1);
@@ -166,7 +173,42 @@ pub fn knn_tensors(
     if let Some(prior) = prior {
         tensors.push((PRIOR.into(), Tensor::from_vec(vec![prior], 1, dev)?));
     }
+    if let Some(n) = query_features {
+        tensors.push((QUERY_FEATURES.into(), Tensor::from_vec(vec![n], 1, dev)?));
+    }
     Ok(tensors)
+}
+
+/// Rows scanned at once by [`top_rows`]: a block none of whose scores beats the current `k`-th
+/// is skipped after one comparison per score that the compiler vectorizes.
+const SCAN_BLOCK: usize = 16;
+
+/// The `k` rows of the largest positive `scores`, best first; ties go to the earlier row.
+fn top_rows(scores: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    // A row enters when its score is above `floor`: 0 until `k` rows are in, then the k-th's.
+    let mut floor = 0f32;
+    let mut scan = |first: usize, block: &[f32], floor: &mut f32| {
+        for (i, &s) in block.iter().enumerate() {
+            if s > *floor {
+                let at = top.partition_point(|&(_, t)| t >= s);
+                top.insert(at, ((first + i) as u32, s));
+                top.truncate(k);
+                if top.len() == k {
+                    *floor = top[k - 1].1;
+                }
+            }
+        }
+    };
+    let blocks = scores.chunks_exact(SCAN_BLOCK);
+    let rest = blocks.remainder();
+    for (b, block) in blocks.enumerate() {
+        if block.iter().fold(false, |any, &s| any | (s > floor)) {
+            scan(b * SCAN_BLOCK, block, &mut floor);
+        }
+    }
+    scan(scores.len() - rest.len(), rest, &mut floor);
+    top
 }
 
 /// The stored rows and an inverted index over them.
@@ -176,15 +218,14 @@ pub struct KnnIndex {
     labels: usize,
     /// The fixed vote mass of [`KnnIndex::logits`], if any.
     prior: Option<f32>,
+    /// The most query features a search scores by ([`QUERY_FEATURES`]), if limited.
+    query_features: Option<usize>,
     row_label: Vec<u32>,
-    /// Compressed sparse rows: row `r`'s ids and weights are at `offsets[r]..offsets[r + 1]`,
-    /// ids increasing (for explanations).
-    offsets: Vec<u32>,
-    ids: Vec<u32>,
-    weights: Vec<f32>,
     /// Inverted index: feature `f`'s postings `(row, weight)` are at
     /// `feature_start[f]..feature_start[f + 1]`, rows increasing; it ends after the largest
-    /// stored feature (the features past it are in no row).
+    /// stored feature (the features past it are in no row). The stored rows are read from it
+    /// alone: explanations look up a voter's weight of a searched feature in that feature's
+    /// postings, still in cache from the search (a row's own ids, far from them, are not).
     feature_start: Vec<u32>,
     postings: Vec<(u32, f32)>,
 }
@@ -197,6 +238,9 @@ pub struct Neighbours {
     /// The L2 norm of the query's merged coefficients before the search normalized them (1
     /// when they are all 0), for [`KnnIndex::contrast_contributions`].
     pub query_norm: f32,
+    /// The query's features the search scored rows by, increasing: those some row has, and
+    /// of them at most [`QUERY_FEATURES`]' limit.
+    pub features: Vec<u32>,
 }
 
 impl KnnIndex {
@@ -223,6 +267,17 @@ impl KnnIndex {
             match prior.as_slice() {
                 &[a] if a.is_finite() && a > 0.0 => Some(a),
                 _ => candle_core::bail!("{PRIOR}: one positive number expected"),
+            }
+        } else {
+            None
+        };
+        let query_features = if vb.contains_tensor(QUERY_FEATURES) {
+            let limit: Vec<u32> = vb
+                .get_unchecked_dtype(QUERY_FEATURES, DType::U32)?
+                .to_vec1()?;
+            match limit.as_slice() {
+                &[n] if n > 0 => Some(n as usize),
+                _ => candle_core::bail!("{QUERY_FEATURES}: one positive count expected"),
             }
         } else {
             None
@@ -285,10 +340,8 @@ impl KnnIndex {
             k: k.max(1),
             labels,
             prior,
+            query_features,
             row_label,
-            offsets,
-            ids,
-            weights,
             feature_start,
             postings,
         })
@@ -307,10 +360,19 @@ impl KnnIndex {
     /// feature with the query never vote; ties go to the earlier row, so a search is
     /// deterministic).
     pub fn search(&self, ids: &[u32], coefficients: &[f32]) -> Neighbours {
-        let (query, query_norm) = normalized(ids, coefficients, 0);
+        let (mut query, query_norm) = normalized(ids, coefficients, 0);
+        // Only the features some row has score; of them, with a limit, the largest.
+        query.retain(|&(id, _)| self.postings_of(id).is_some_and(|r| !r.is_empty()));
+        if let Some(n) = self.query_features
+            && query.len() > n
+        {
+            query.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            query.truncate(n);
+            query.sort_by_key(|&(id, _)| id);
+        }
         let query_norm = if query_norm > 0.0 { query_norm } else { 1.0 };
         let mut scores = vec![0f32; self.len()];
-        for (id, q) in query {
+        for &(id, q) in &query {
             let Some(range) = self.postings_of(id) else {
                 continue;
             };
@@ -318,15 +380,7 @@ impl KnnIndex {
                 scores[row as usize] += q * w;
             }
         }
-        let mut top: Vec<(u32, f32)> = Vec::with_capacity(self.k + 1);
-        for (row, &s) in scores.iter().enumerate() {
-            if s <= 0.0 || (top.len() == self.k && s <= top[self.k - 1].1) {
-                continue;
-            }
-            let at = top.partition_point(|&(_, t)| t >= s);
-            top.insert(at, (row as u32, s));
-            top.truncate(self.k);
-        }
+        let top = top_rows(&scores, self.k);
         let mut votes = vec![0f32; self.labels];
         for &(row, s) in &top {
             votes[self.row_label[row as usize] as usize] += s;
@@ -335,6 +389,7 @@ impl KnnIndex {
             top,
             votes,
             query_norm,
+            features: query.into_iter().map(|(id, _)| id).collect(),
         }
     }
 
@@ -371,12 +426,12 @@ impl KnnIndex {
 
     /// Weight of feature `id` in stored row `row` (0 when the row does not have it).
     fn weight(&self, row: u32, id: u32) -> f32 {
-        let (a, b) = (
-            self.offsets[row as usize] as usize,
-            self.offsets[row as usize + 1] as usize,
-        );
-        match self.ids[a..b].binary_search(&id) {
-            Ok(i) => self.weights[a + i],
+        let Some(range) = self.postings_of(id) else {
+            return 0.0;
+        };
+        let postings = &self.postings[range];
+        match postings.binary_search_by_key(&row, |&(r, _)| r) {
+            Ok(i) => postings[i].1,
             Err(_) => 0.0,
         }
     }
@@ -409,17 +464,23 @@ impl KnnIndex {
         };
         let a: Vec<f32> = n.votes.iter().map(|&v| 1.0 / (v + mass)).collect();
         let sum_a: f32 = a.iter().sum();
-        // The query's coefficients were normalized before the search.
-        let q = n.query_norm;
+        // Σ over the voters of the derivative times the voter's weight of each searched feature
+        // (the others moved no cosine).
+        let shared = &n.features;
+        let mut pull = vec![0f32; shared.len()];
         for &(row, _) in &n.top {
             let own = self.row_label[row as usize] as usize;
             let same = if own == label { 1.0 } else { 0.0 };
             let g = (same + smoothing) * a[label] - (a[own] + smoothing * sum_a) / labels;
-            for (o, (&id, &c)) in out.iter_mut().zip(ids.iter().zip(coefficients)) {
-                // Features past the stored ones are in no row.
-                if c != 0.0 && (id as usize) + 1 < self.feature_start.len() {
-                    *o += g * c / q * self.weight(row, id);
-                }
+            for (p, &id) in pull.iter_mut().zip(shared) {
+                *p += g * self.weight(row, id);
+            }
+        }
+        // The query's coefficients were normalized before the search.
+        let q = n.query_norm;
+        for (o, (&id, &c)) in out.iter_mut().zip(ids.iter().zip(coefficients)) {
+            if let Ok(i) = shared.binary_search(&id) {
+                *o = pull[i] * c / q;
             }
         }
         out
@@ -439,7 +500,7 @@ mod tests {
             sparse_vector(&[3, 4, 4], &[1.0, 0.5, 0.5], 0),
         ];
         let tensors: HashMap<String, Tensor> =
-            knn_tensors(&rows, &[0, 0, 1], false, None, &Device::Cpu)
+            knn_tensors(&rows, &[0, 0, 1], false, None, None, &Device::Cpu)
                 .unwrap()
                 .into_iter()
                 .collect();
@@ -493,18 +554,25 @@ mod tests {
         assert!(for1[1] > 0.0 && for1[0] < 0.0);
     }
 
-    /// [`index`]'s rows stored as the help articles' are: 8-bit weights, a fixed vote prior.
-    fn eight_bit_index(k: usize, prior: f32) -> KnnIndex {
+    /// [`index`]'s rows stored as the help articles' are: 8-bit weights, a fixed vote prior,
+    /// with a limit on the query's features if given.
+    fn eight_bit_index(k: usize, prior: f32, query_features: Option<u32>) -> KnnIndex {
         let rows = vec![
             sparse_vector(&[0, 1], &[1.0, 1.0], 0),
             sparse_vector(&[1, 2], &[1.0, 1.0], 0),
             sparse_vector(&[3, 4, 4], &[1.0, 0.5, 0.5], 0),
         ];
-        let tensors: HashMap<String, Tensor> =
-            knn_tensors(&rows, &[0, 0, 1], true, Some(prior), &Device::Cpu)
-                .unwrap()
-                .into_iter()
-                .collect();
+        let tensors: HashMap<String, Tensor> = knn_tensors(
+            &rows,
+            &[0, 0, 1],
+            true,
+            Some(prior),
+            query_features,
+            &Device::Cpu,
+        )
+        .unwrap()
+        .into_iter()
+        .collect();
         assert_eq!(tensors[WEIGHTS].dtype(), DType::U8);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         KnnIndex::load(&vb, 6, 2, k).unwrap()
@@ -512,7 +580,7 @@ mod tests {
 
     #[test]
     fn eight_bit_rows_keep_their_weights_and_neighbours() {
-        let (exact, small) = (index(3), eight_bit_index(3, 0.02));
+        let (exact, small) = (index(3), eight_bit_index(3, 0.02, None));
         for row in 0..3 {
             for id in 0..6 {
                 let (a, b) = (exact.weight(row, id), small.weight(row, id));
@@ -539,6 +607,7 @@ mod tests {
             top: Vec::new(),
             votes,
             query_norm: 1.0,
+            features: Vec::new(),
         };
         let (weak, strong) = (neighbours(vec![0.02, 0.0]), neighbours(vec![1.0, 0.0]));
         let margin = |l: Vec<f32>| l[0] - l[1];
@@ -547,7 +616,7 @@ mod tests {
         assert!((margin(plain.logits(&weak)) - margin(plain.logits(&strong))).abs() < 1e-5);
         // Against a fixed mass of 0.02: ln(0.04 / 0.02) for the weak votes, ln(1.02 / 0.02)
         // for the strong ones; probabilities still sum to 1.
-        let prior = eight_bit_index(3, 0.02);
+        let prior = eight_bit_index(3, 0.02, None);
         assert!((margin(prior.logits(&weak)) - 2f32.ln()).abs() < 1e-5);
         assert!((margin(prior.logits(&strong)) - 51f32.ln()).abs() < 1e-4);
         let total: f32 = prior.logits(&weak).iter().map(|l| l.exp()).sum();
@@ -560,10 +629,29 @@ mod tests {
     }
 
     #[test]
+    fn a_query_feature_limit_scores_by_the_largest_features() {
+        // Feature 1 (rows 0 and 1) weighs a third of feature 3 (row 2); feature 9 is in no row.
+        let (ids, c) = (vec![1u32, 3, 9], vec![1.0f32, 3.0, 5.0]);
+        let all = eight_bit_index(3, 0.02, None).search(&ids, &c);
+        assert_eq!(all.top.len(), 3);
+        assert_eq!(all.features, vec![1, 3]);
+        let limited = eight_bit_index(3, 0.02, Some(1));
+        let n = limited.search(&ids, &c);
+        assert_eq!(n.features, vec![3]);
+        assert_eq!(n.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![2]);
+        // The cosine keeps the whole query's norm: 3 / √35 times row 2's 1 / √2.
+        assert!((n.top[0].1 - 3.0 / 35f32.sqrt() / 2f32.sqrt()).abs() < 1e-2);
+        assert_eq!(n.top[0].1, all.top[0].1);
+        // A feature the search left out is credited nothing, though rows 0 and 1 have it.
+        let for1 = limited.contrast_contributions(&n, &ids, &c, 1);
+        assert!(for1[1] > 0.0 && for1[0] == 0.0 && for1[2] == 0.0);
+    }
+
+    #[test]
     fn inconsistent_tensors_are_refused() {
         let rows = vec![sparse_vector(&[0, 1], &[1.0, 1.0], 0)];
         let mut tensors: HashMap<String, Tensor> =
-            knn_tensors(&rows, &[0], false, None, &Device::Cpu)
+            knn_tensors(&rows, &[0], false, None, None, &Device::Cpu)
                 .unwrap()
                 .into_iter()
                 .collect();
@@ -578,10 +666,11 @@ mod tests {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         assert!(KnnIndex::load(&vb, 2, 2, 10).is_err());
         // A prior that is not one positive number, a row scale per row missing.
-        let good: HashMap<String, Tensor> = knn_tensors(&rows, &[0], true, Some(0.5), &Device::Cpu)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let good: HashMap<String, Tensor> =
+            knn_tensors(&rows, &[0], true, Some(0.5), Some(2), &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .collect();
         let vb = VarBuilder::from_tensors(good.clone(), DType::F32, &Device::Cpu);
         assert!(KnnIndex::load(&vb, 2, 2, 10).is_ok());
         for (name, bad) in [
@@ -596,6 +685,10 @@ mod tests {
             (
                 ROW_SCALE,
                 Tensor::from_vec(vec![1f32, 1.0], 2, &Device::Cpu).unwrap(),
+            ),
+            (
+                QUERY_FEATURES,
+                Tensor::from_vec(vec![0u32], 1, &Device::Cpu).unwrap(),
             ),
         ] {
             let mut tensors = good.clone();
