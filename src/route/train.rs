@@ -472,6 +472,14 @@ impl Default for TrainOptions {
     /// classify` CPU 48–68 → 123–127 µs per ticket; `KEFU_BENCH_MODEL` one_ticket 67–85 → 140–160
     /// µs at load 1.8–4, past the 100 µs target; batch 28.7k → 12.7–13.8k tickets/s).
     ///
+    /// Session 16: made cheaper and shipped (`scripts/train-default.sh --kb`). The search scans
+    /// its scores 16 rows at a time, explanations read a voter's weights from the searched
+    /// features' postings (still in cache) instead of the rows, and a ticket scores by its
+    /// [`KB_QUERY_FEATURES`] largest features. `--no-refit`, seeds 42/7/1234: 0.8574 / 0.8492 /
+    /// 0.8557 (mean 0.8541), ECE 0.050 / 0.039 / 0.050. `KEFU_BENCH_MODEL` one_ticket, the
+    /// session-15 router against this one, interleaved at load 3.1–3.5 (other tenants): 72–80 →
+    /// 100–106 µs; the session-15 code on the same help-article model 188–214 µs.
+    ///
     /// Session 15, measured on branches and not merged (`--no-refit`, seeds 42/7/1234). Jieba's
     /// dictionary word classes of Chinese words as features (branch `pos15`): smp2017 0.9230 →
     /// 0.9230 (mean), cloud-queues 0.8393 → 0.8361; of smp2017's 57 dev errors at seed 42 about
