@@ -265,83 +265,144 @@ impl TermClauses {
         reader: &SegmentReader,
         found: &mut F,
     ) -> tantivy::Result<()> {
-        if self.clauses.iter().all(|c| c.infos[ord].is_none()) {
-            return Ok(());
-        }
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => self.accumulate(ord, reader, &mut scratch, found),
-            // Called again from inside `found`: a scratch of its own.
-            Err(_) => self.accumulate(ord, reader, &mut Scratch::default(), found),
+        self.with_scratch(ord, reader, |scratch, words| {
+            let result = self.accumulate(ord, reader, scratch);
+            let Scratch { scores, seen } = scratch;
+            // Report (unless failed) and reset every document scored, in document order.
+            for (w, word) in seen.iter_mut().enumerate().take(words) {
+                let mut bits = std::mem::take(word);
+                while bits != 0 {
+                    let d = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if result.is_ok() {
+                        found(d as DocId, scores[d]);
+                    }
+                    scores[d] = 0.0;
+                }
+            }
+            result
         })
     }
 
-    fn accumulate<F: FnMut(DocId, Score)>(
+    /// [`TermClauses::for_each`] for a caller that keeps only the documents scoring more than
+    /// some floor: calls `found(doc, score)` only for those, in document order, starting from
+    /// `floor` and then taking the floor each call returns; returns how many documents of
+    /// segment `ord` a clause matches (deleted ones included), and sets each one's bit (bit
+    /// `d % 64` of word `d / 64`) in `matched`, if given. Most documents score below the floor
+    /// of a pool: reporting each of them cost a fifth of the term-at-a-time pass.
+    pub fn for_each_above<F: FnMut(DocId, Score) -> Score>(
+        &self,
+        ord: usize,
+        reader: &SegmentReader,
+        mut floor: Score,
+        mut matched: Option<&mut [u64]>,
+        found: &mut F,
+    ) -> tantivy::Result<usize> {
+        self.with_scratch(ord, reader, |scratch, words| {
+            let result = self.accumulate(ord, reader, scratch);
+            let ok = result.is_ok();
+            let Scratch { scores, seen } = scratch;
+            let mut count = 0;
+            for (w, word) in seen.iter_mut().enumerate().take(words) {
+                let mut bits = std::mem::take(word);
+                if let Some(matched) = matched.as_deref_mut() {
+                    matched[w] |= bits;
+                }
+                count += bits.count_ones() as usize;
+                while bits != 0 {
+                    let d = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let score = std::mem::take(&mut scores[d]);
+                    if ok && score > floor {
+                        floor = found(d as DocId, score);
+                    }
+                }
+            }
+            result.map(|()| count)
+        })
+    }
+
+    /// Calls `each` with this thread's scratch, sized for segment `ord`, and its number of
+    /// bitset words (`T::default()` when no clause is in the segment).
+    fn with_scratch<T: Default>(
+        &self,
+        ord: usize,
+        reader: &SegmentReader,
+        each: impl FnOnce(&mut Scratch, usize) -> tantivy::Result<T>,
+    ) -> tantivy::Result<T> {
+        if self.clauses.iter().all(|c| c.infos[ord].is_none()) {
+            return Ok(T::default());
+        }
+        let max_doc = reader.max_doc() as usize;
+        let words = max_doc.div_ceil(64);
+        let sized = |scratch: &mut Scratch| {
+            // Kept all zero between calls: only the documents scored are reset.
+            if scratch.scores.len() < max_doc {
+                scratch.scores.resize(max_doc, 0.0);
+            }
+            if scratch.seen.len() < words {
+                scratch.seen.resize(words, 0);
+            }
+        };
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                sized(&mut scratch);
+                each(&mut scratch, words)
+            }
+            // Called again from inside a report: a scratch of its own.
+            Err(_) => {
+                let mut scratch = Scratch::default();
+                sized(&mut scratch);
+                each(&mut scratch, words)
+            }
+        })
+    }
+
+    /// Adds every clause's scores into `scratch` (sized for the segment), setting each scored
+    /// document's bit; the caller reports and resets them.
+    fn accumulate(
         &self,
         ord: usize,
         reader: &SegmentReader,
         scratch: &mut Scratch,
-        found: &mut F,
     ) -> tantivy::Result<()> {
         let max_doc = reader.max_doc() as usize;
         let Scratch { scores, seen } = scratch;
-        // Kept all zero between calls: only the documents scored are reset.
-        if scores.len() < max_doc {
-            scores.resize(max_doc, 0.0);
-        }
-        let words = max_doc.div_ceil(64);
-        if seen.len() < words {
-            seen.resize(words, 0);
-        }
         let scores = &mut scores[..max_doc];
-        let result = (|| -> tantivy::Result<()> {
-            for clause in &self.clauses {
-                let Some(info) = &clause.infos[ord] else {
-                    continue;
+        for clause in &self.clauses {
+            let Some(info) = &clause.infos[ord] else {
+                continue;
+            };
+            let field = &self.fields[clause.field];
+            let ids = &field.norm_ids[ord].as_slice()[..max_doc];
+            let mut block = field.inverted[ord]
+                .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
+            loop {
+                let docs = block.docs();
+                if docs.is_empty() {
+                    break;
+                }
+                let freqs = block.freqs();
+                let mut add = |doc: DocId, tf: u32| {
+                    let d = doc as usize;
+                    let norm = field.norms[ids[d] as usize];
+                    scores[d] += score(clause.weight, norm, tf);
+                    seen[d / 64] |= 1 << (d % 64);
                 };
-                let field = &self.fields[clause.field];
-                let ids = &field.norm_ids[ord].as_slice()[..max_doc];
-                let mut block = field.inverted[ord]
-                    .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
-                loop {
-                    let docs = block.docs();
-                    if docs.is_empty() {
-                        break;
+                if freqs.len() == docs.len() {
+                    for (&doc, &tf) in docs.iter().zip(freqs) {
+                        add(doc, tf);
                     }
-                    let freqs = block.freqs();
-                    let mut add = |doc: DocId, tf: u32| {
-                        let d = doc as usize;
-                        let norm = field.norms[ids[d] as usize];
-                        scores[d] += score(clause.weight, norm, tf);
-                        seen[d / 64] |= 1 << (d % 64);
-                    };
-                    if freqs.len() == docs.len() {
-                        for (&doc, &tf) in docs.iter().zip(freqs) {
-                            add(doc, tf);
-                        }
-                    } else {
-                        // A field indexed without frequencies counts each match once.
-                        for (i, &doc) in docs.iter().enumerate() {
-                            add(doc, freqs.get(i).copied().unwrap_or(1));
-                        }
+                } else {
+                    // A field indexed without frequencies counts each match once.
+                    for (i, &doc) in docs.iter().enumerate() {
+                        add(doc, freqs.get(i).copied().unwrap_or(1));
                     }
-                    block.advance();
                 }
-            }
-            Ok(())
-        })();
-        // Report (unless failed) and reset every document scored, in document order.
-        for (w, word) in seen.iter_mut().enumerate().take(words) {
-            let mut bits = std::mem::take(word);
-            while bits != 0 {
-                let d = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if result.is_ok() {
-                    found(d as DocId, scores[d]);
-                }
-                scores[d] = 0.0;
+                block.advance();
             }
         }
-        result
+        Ok(())
     }
 
     /// Adds each clause's score to the documents `docs` (segment `ord`, increasing order) it
@@ -412,8 +473,6 @@ struct Slot {
 /// A slot's postings in one segment, and what they hold at the current document.
 struct SlotCursor {
     postings: tantivy::postings::SegmentPostings,
-    /// Term frequency at the document (0: not there).
-    tf: u32,
     /// Its positions there, when `read`.
     positions: Vec<u32>,
     read: bool,
@@ -570,7 +629,6 @@ impl PhraseClauses {
                     .read_postings_from_terminfo(info, option)?;
                 cursors[s] = Some(SlotCursor {
                     postings,
-                    tf: 0,
                     positions: Vec::new(),
                     read: false,
                 });
@@ -585,15 +643,21 @@ impl PhraseClauses {
             })
             .collect::<tantivy::Result<_>>()?;
         let mut norms: Vec<Score> = vec![0.0; self.fields.len()];
+        // Each slot's term frequency at the document (0: not there, or no cursor), read by the
+        // clauses from here rather than from their cursors (large, and optional).
+        let mut tfs: Vec<u32> = vec![0; self.slots.len()];
         let mut left: Vec<u32> = Vec::new();
         let mut counts: Vec<u32> = vec![0; live.len()];
         let mut matching: Vec<(Score, usize)> = Vec::with_capacity(live.len());
         let mut rest: Vec<Score> = Vec::with_capacity(live.len());
         for (i, &doc) in docs.iter().enumerate() {
             let mut any = false;
-            for cursor in cursors.iter_mut().flatten() {
+            for (cursor, tf) in cursors.iter_mut().zip(&mut tfs) {
+                let Some(cursor) = cursor else {
+                    continue;
+                };
                 cursor.read = false;
-                cursor.tf = if seek(&mut cursor.postings, doc) {
+                *tf = if seek(&mut cursor.postings, doc) {
                     any = true;
                     cursor.postings.term_freq()
                 } else {
@@ -608,20 +672,15 @@ impl PhraseClauses {
                     norms[f] = self.fields[f].norms[fieldnorms.fieldnorm_id(doc) as usize];
                 }
             }
-            let least = |phrase: &PhraseClause, cursors: &[Option<SlotCursor>]| {
-                phrase
-                    .terms
-                    .iter()
-                    .map(|&(_, s)| cursors[s].as_ref().map_or(0, |c| c.tf))
-                    .min()
-                    .unwrap_or(0)
+            let least = |phrase: &PhraseClause| {
+                phrase.terms.iter().map(|&(_, s)| tfs[s]).min().unwrap_or(0)
             };
             // The clauses that may match, with the most each can add, largest first.
             matching.clear();
             let mut bound: Score = 0.0;
             for (c, phrase) in live.iter().enumerate() {
                 counts[c] = 0;
-                let tf = least(phrase, &cursors);
+                let tf = least(phrase);
                 if tf > 0 {
                     let most = score(phrase.weight.max(0.0), norms[phrase.field], tf);
                     bound += most;
@@ -643,7 +702,7 @@ impl PhraseClauses {
             for (j, &(most, c)) in matching.iter().enumerate() {
                 let phrase = live[c];
                 let count = if let [(_, s)] = phrase.terms.as_slice() {
-                    cursors[*s].as_ref().map_or(0, |c| c.tf)
+                    tfs[*s]
                 } else {
                     phrase_count(phrase, &mut cursors, &mut left)
                 };
