@@ -454,7 +454,7 @@ impl ParsedQuery {
         }
         // Synonyms: a member found in the query's words brings in the other members.
         let seq: Vec<&str> = words.iter().map(|(_, t)| t.as_str()).collect();
-        let all: HashSet<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+        let all: rustc_hash::FxHashSet<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
         let mut added: Vec<(Vec<String>, f32)> = Vec::new();
         for group in &synonym_groups().groups {
             let present = group.iter().any(|member| match member.as_slice() {

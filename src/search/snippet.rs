@@ -271,6 +271,7 @@ impl<'t, S: BuildHasher> Matcher<'_, 't, S> {
     fn find(&self, text: &str, start: usize, end: usize, out: &mut Vec<Match<'t>>) {
         match self {
             Matcher::Marked(marks, _) if end <= marks.covered => {
+                out.reserve(marks.tokens.len());
                 for (from, to, term) in &marks.tokens {
                     if *from < start || *from >= end {
                         continue;
