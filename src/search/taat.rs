@@ -209,12 +209,42 @@ impl TermInfoCache {
     }
 }
 
-/// A reusable accumulator (scores and a bitset of the documents scored), per thread.
+/// A reusable accumulator, per thread: scores, and a byte per document scored (1) or not (0).
+/// A byte is set with one store at each posting, a bit took six instructions (of about 23);
+/// the bytes are read back eight at a time.
 #[derive(Default)]
 struct Scratch {
     scores: Vec<Score>,
-    seen: Vec<u64>,
+    seen: Vec<u8>,
 }
+
+/// Calls `each(d)` for every document `d` whose byte of `seen` (whole groups of
+/// [`SEEN_GROUP`]) is set, in document order, clearing the bytes. Most groups are all zero:
+/// each is checked at once, then its set words of eight bytes one by one.
+#[inline]
+fn drain_seen(seen: &mut [u8], mut each: impl FnMut(usize)) {
+    for (g, group) in seen.chunks_exact_mut(SEEN_GROUP).enumerate() {
+        let half = |at: usize| u128::from_le_bytes(group[at..at + 16].try_into().expect("16"));
+        if half(0) | half(16) == 0 {
+            continue;
+        }
+        for (c, chunk) in group.chunks_exact_mut(8).enumerate() {
+            let mut bytes = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            if bytes == 0 {
+                continue;
+            }
+            chunk.fill(0);
+            let base = g * SEEN_GROUP + c * 8;
+            while bytes != 0 {
+                each(base + bytes.trailing_zeros() as usize / 8);
+                bytes &= bytes - 1;
+            }
+        }
+    }
+}
+
+/// Bytes of [`Scratch::seen`] checked at once.
+const SEEN_GROUP: usize = 32;
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -265,21 +295,16 @@ impl TermClauses {
         reader: &SegmentReader,
         found: &mut F,
     ) -> tantivy::Result<()> {
-        self.with_scratch(ord, reader, |scratch, words| {
+        self.with_scratch(ord, reader, |scratch, len| {
             let result = self.accumulate(ord, reader, scratch);
             let Scratch { scores, seen } = scratch;
             // Report (unless failed) and reset every document scored, in document order.
-            for (w, word) in seen.iter_mut().enumerate().take(words) {
-                let mut bits = std::mem::take(word);
-                while bits != 0 {
-                    let d = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    if result.is_ok() {
-                        found(d as DocId, scores[d]);
-                    }
-                    scores[d] = 0.0;
+            drain_seen(&mut seen[..len], |d| {
+                if result.is_ok() {
+                    found(d as DocId, scores[d]);
                 }
-            }
+                scores[d] = 0.0;
+            });
             result
         })
     }
@@ -295,35 +320,39 @@ impl TermClauses {
         ord: usize,
         reader: &SegmentReader,
         mut floor: Score,
-        mut matched: Option<&mut [u64]>,
+        matched: Option<&mut [u64]>,
         found: &mut F,
     ) -> tantivy::Result<usize> {
-        self.with_scratch(ord, reader, |scratch, words| {
+        self.with_scratch(ord, reader, |scratch, len| {
             let result = self.accumulate(ord, reader, scratch);
-            let ok = result.is_ok();
             let Scratch { scores, seen } = scratch;
+            let (scores, seen) = (&mut scores[..len], &mut seen[..len]);
             let mut count = 0;
-            for (w, word) in seen.iter_mut().enumerate().take(words) {
-                let mut bits = std::mem::take(word);
-                if let Some(matched) = matched.as_deref_mut() {
-                    matched[w] |= bits;
-                }
-                count += bits.count_ones() as usize;
-                while bits != 0 {
-                    let d = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
+            // Three loops, so that the one run decides nothing at each document.
+            match (&result, matched) {
+                (Err(_), _) => drain_seen(seen, |d| scores[d] = 0.0),
+                (Ok(()), None) => drain_seen(seen, |d| {
+                    count += 1;
                     let score = std::mem::take(&mut scores[d]);
-                    if ok && score > floor {
+                    if score > floor {
                         floor = found(d as DocId, score);
                     }
-                }
+                }),
+                (Ok(()), Some(matched)) => drain_seen(seen, |d| {
+                    count += 1;
+                    matched[d / 64] |= 1 << (d % 64);
+                    let score = std::mem::take(&mut scores[d]);
+                    if score > floor {
+                        floor = found(d as DocId, score);
+                    }
+                }),
             }
             result.map(|()| count)
         })
     }
 
-    /// Calls `each` with this thread's scratch, sized for segment `ord`, and its number of
-    /// bitset words (`T::default()` when no clause is in the segment).
+    /// Calls `each` with this thread's scratch, sized for segment `ord`, and the length of its
+    /// document bytes (`T::default()` when no clause is in the segment).
     fn with_scratch<T: Default>(
         &self,
         ord: usize,
@@ -334,32 +363,33 @@ impl TermClauses {
             return Ok(T::default());
         }
         let max_doc = reader.max_doc() as usize;
-        let words = max_doc.div_ceil(64);
+        // Whole groups.
+        let len = max_doc.div_ceil(SEEN_GROUP) * SEEN_GROUP;
         let sized = |scratch: &mut Scratch| {
             // Kept all zero between calls: only the documents scored are reset.
-            if scratch.scores.len() < max_doc {
-                scratch.scores.resize(max_doc, 0.0);
+            if scratch.scores.len() < len {
+                scratch.scores.resize(len, 0.0);
             }
-            if scratch.seen.len() < words {
-                scratch.seen.resize(words, 0);
+            if scratch.seen.len() < len {
+                scratch.seen.resize(len, 0);
             }
         };
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut scratch) => {
                 sized(&mut scratch);
-                each(&mut scratch, words)
+                each(&mut scratch, len)
             }
             // Called again from inside a report: a scratch of its own.
             Err(_) => {
                 let mut scratch = Scratch::default();
                 sized(&mut scratch);
-                each(&mut scratch, words)
+                each(&mut scratch, len)
             }
         })
     }
 
     /// Adds every clause's scores into `scratch` (sized for the segment), setting each scored
-    /// document's bit; the caller reports and resets them.
+    /// document's byte; the caller reports and resets them.
     fn accumulate(
         &self,
         ord: usize,
@@ -369,6 +399,7 @@ impl TermClauses {
         let max_doc = reader.max_doc() as usize;
         let Scratch { scores, seen } = scratch;
         let scores = &mut scores[..max_doc];
+        let seen = &mut seen[..max_doc];
         for clause in &self.clauses {
             let Some(info) = &clause.infos[ord] else {
                 continue;
@@ -387,7 +418,7 @@ impl TermClauses {
                     let d = doc as usize;
                     let norm = field.norms[ids[d] as usize];
                     scores[d] += score(clause.weight, norm, tf);
-                    seen[d / 64] |= 1 << (d % 64);
+                    seen[d] = 1;
                 };
                 if freqs.len() == docs.len() {
                     for (&doc, &tf) in docs.iter().zip(freqs) {
