@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::postings::TermInfo;
 use tantivy::query::{BoostQuery, EnableScoring, Query, Scorer, TermQuery, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{
@@ -25,7 +24,7 @@ use tantivy::{
 
 use super::SearchError;
 use super::query::{RankParams, SplitQuery, boosted_term};
-use super::taat::{PhraseClauses, TermClauses, TermInfoCache};
+use super::taat::{PhraseClauses, TermClauses, TermInfoCache, TermInfos};
 
 /// One article in the running.
 #[derive(Debug, Clone)]
@@ -229,10 +228,14 @@ impl<'a> KindStatistics<'a> {
         readers: &[SegmentReader],
         inverted: &[Arc<InvertedIndexReader>],
         term: &Term,
-    ) -> std::io::Result<Vec<Option<TermInfo>>> {
+    ) -> std::io::Result<TermInfos> {
         match self.term_cache {
             Some(cache) => cache.lookup(readers, inverted, term),
-            None => inverted.iter().map(|i| i.get_term_info(term)).collect(),
+            None => Ok(inverted
+                .iter()
+                .map(|i| i.get_term_info(term))
+                .collect::<std::io::Result<Vec<_>>>()?
+                .into()),
         }
     }
 
@@ -401,7 +404,7 @@ pub fn best_sections(
         .collect::<tantivy::Result<_>>()?;
     // Each key looked up once for every segment (through the term cache: an article met again
     // skips the dictionary).
-    let key_infos: Vec<Vec<Option<TermInfo>>> = keys
+    let key_infos: Vec<TermInfos> = keys
         .iter()
         .map(|&key| stats.term_infos(readers, &key_indexes, &Term::from_field_u64(key_field, key)))
         .collect::<std::io::Result<_>>()?;
