@@ -454,7 +454,7 @@ impl ParsedQuery {
         }
         // Synonyms: a member found in the query's words brings in the other members.
         let seq: Vec<&str> = words.iter().map(|(_, t)| t.as_str()).collect();
-        let all: HashSet<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+        let all: rustc_hash::FxHashSet<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
         let mut added: Vec<(Vec<String>, f32)> = Vec::new();
         for group in &synonym_groups().groups {
             let present = group.iter().any(|member| match member.as_slice() {
@@ -636,7 +636,7 @@ impl ParsedQuery {
     /// The scored term clauses of [`ParsedQuery::build`]: each term in each field, with its boost
     /// (question words weigh `params.question` outside titles; clauses of weight 0 are left out).
     fn weighted_terms(&self, fields: &[(Field, f32)], params: &RankParams) -> Vec<(Term, f32)> {
-        let mut terms = Vec::new();
+        let mut terms = Vec::with_capacity(self.terms.len() * fields.len());
         for term in &self.terms {
             for &(field, boost) in fields {
                 let weight = if term.question && !TITLE_FIELDS.contains(&field) {
@@ -655,7 +655,9 @@ impl ParsedQuery {
     /// The optional phrase clauses of [`ParsedQuery::build`]: proximity of neighbouring words and
     /// multi-word synonyms.
     fn bonuses(&self, phrase_fields: &[(Field, f32)], params: &RankParams) -> Vec<Bonus> {
-        let mut bonuses = Vec::new();
+        let mut bonuses = Vec::with_capacity(
+            (self.pairs.len() + self.synonym_phrases.len()) * phrase_fields.len(),
+        );
         if params.proximity > 0.0 {
             for pair in &self.pairs {
                 for &(field, boost) in phrase_fields {

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::postings::TermInfo;
 use tantivy::query::{BoostQuery, EnableScoring, Query, Scorer, TermQuery, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{
@@ -25,7 +24,7 @@ use tantivy::{
 
 use super::SearchError;
 use super::query::{RankParams, SplitQuery, boosted_term};
-use super::taat::{PhraseClauses, TermClauses, TermInfoCache};
+use super::taat::{PhraseClauses, TermClauses, TermInfoCache, TermInfos};
 
 /// One article in the running.
 #[derive(Debug, Clone)]
@@ -229,10 +228,14 @@ impl<'a> KindStatistics<'a> {
         readers: &[SegmentReader],
         inverted: &[Arc<InvertedIndexReader>],
         term: &Term,
-    ) -> std::io::Result<Vec<Option<TermInfo>>> {
+    ) -> std::io::Result<TermInfos> {
         match self.term_cache {
             Some(cache) => cache.lookup(readers, inverted, term),
-            None => inverted.iter().map(|i| i.get_term_info(term)).collect(),
+            None => Ok(inverted
+                .iter()
+                .map(|i| i.get_term_info(term))
+                .collect::<std::io::Result<Vec<_>>>()?
+                .into()),
         }
     }
 
@@ -401,7 +404,7 @@ pub fn best_sections(
         .collect::<tantivy::Result<_>>()?;
     // Each key looked up once for every segment (through the term cache: an article met again
     // skips the dictionary).
-    let key_infos: Vec<Vec<Option<TermInfo>>> = keys
+    let key_infos: Vec<TermInfos> = keys
         .iter()
         .map(|&key| stats.term_infos(readers, &key_indexes, &Term::from_field_u64(key_field, key)))
         .collect::<std::io::Result<_>>()?;
@@ -805,18 +808,33 @@ pub fn two_phase_top(
                 }
             }
         } else if let Some(clauses) = &clauses {
-            let mut seen = synonyms
+            // The documents a term clause matches (bit `d % 64` of word `d / 64`).
+            let mut seen: Option<Vec<u64>> = synonyms
                 .as_ref()
-                .map(|_| tantivy::BitSet::with_max_value(reader.max_doc()));
-            clauses.for_each(ord as usize, reader, &mut |doc, score| {
-                if let Some(seen) = &mut seen {
-                    seen.insert(doc);
-                }
-                if admit.is_trivial() || admit.admits(doc) {
-                    matched += 1;
-                    top.offer(score, DocAddress::new(ord, doc));
-                }
-            })?;
+                .map(|_| vec![0; (reader.max_doc() as usize).div_ceil(64)]);
+            if admit.is_trivial() {
+                // Every match counts: only those that enter the pool are reported.
+                matched += clauses.for_each_above(
+                    ord as usize,
+                    reader,
+                    top.threshold,
+                    seen.as_deref_mut(),
+                    &mut |doc, score| {
+                        top.enter(score, DocAddress::new(ord, doc));
+                        top.threshold
+                    },
+                )?;
+            } else {
+                clauses.for_each(ord as usize, reader, &mut |doc, score| {
+                    if let Some(seen) = &mut seen {
+                        seen[doc as usize / 64] |= 1 << (doc % 64);
+                    }
+                    if admit.admits(doc) {
+                        matched += 1;
+                        top.offer(score, DocAddress::new(ord, doc));
+                    }
+                })?;
+            }
             if let (Some(parts), Some(seen)) = (&synonyms, &mut seen) {
                 // Positions are read only at the candidates no term clause matches (most are).
                 only_synonyms.clear();
@@ -825,12 +843,13 @@ pub fn two_phase_top(
                     let mut failed = None;
                     candidates.for_each_no_score(reader, &mut |docs| {
                         for &doc in docs {
-                            if seen.contains(doc) || failed.is_some() {
+                            let (word, bit) = (doc as usize / 64, 1 << (doc % 64));
+                            if seen[word] & bit != 0 || failed.is_some() {
                                 continue;
                             }
                             match probe.matches(reader, doc) {
                                 Ok(true) => {
-                                    seen.insert(doc);
+                                    seen[word] |= bit;
                                     only_synonyms.push(doc);
                                 }
                                 Ok(false) => {}
