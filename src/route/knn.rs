@@ -629,6 +629,32 @@ mod tests {
     }
 
     #[test]
+    fn top_rows_agrees_with_sorting_across_blocks_and_ties() {
+        // 75 scores (four whole blocks and a remainder): zeros, repeats and a rising run, so
+        // the floor moves inside blocks and ties fall on both sides of block edges.
+        let scores: Vec<f32> = (0..75u32)
+            .map(|i| match i % 7 {
+                0 => 0.0,
+                3 => 0.5,
+                _ => ((i * 37) % 11) as f32 / 10.0,
+            })
+            .collect();
+        for k in [1, 3, 10, 80] {
+            let mut want: Vec<(u32, f32)> = scores
+                .iter()
+                .enumerate()
+                .filter(|&(_, &s)| s > 0.0)
+                .map(|(i, &s)| (i as u32, s))
+                .collect();
+            // Best first; ties to the earlier row.
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(k);
+            assert_eq!(top_rows(&scores, k), want, "k {k}");
+        }
+        assert!(top_rows(&[0.0; 40], 5).is_empty());
+    }
+
+    #[test]
     fn a_query_feature_limit_scores_by_the_largest_features() {
         // Feature 1 (rows 0 and 1) weighs a third of feature 3 (row 2); feature 9 is in no row.
         let (ids, c) = (vec![1u32, 3, 9], vec![1.0f32, 3.0, 5.0]);
