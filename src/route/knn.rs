@@ -76,13 +76,22 @@ fn norm(v: &[(u32, f32)]) -> f32 {
     v.iter().map(|(_, w)| w * w).sum::<f32>().sqrt()
 }
 
+/// Keeps the `n` largest weights of the sparse vector `v` (ties by feature id), in feature
+/// order; whether any were dropped.
+fn keep_largest(v: &mut Vec<(u32, f32)>, n: usize) -> bool {
+    if v.len() <= n {
+        return false;
+    }
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(n);
+    v.sort_by_key(|&(id, _)| id);
+    true
+}
+
 /// The `n` largest weights of the normalized sparse vector `v` (ties by feature id), normalized
 /// again, in feature order.
 pub fn largest(mut v: Vec<(u32, f32)>, n: usize) -> Vec<(u32, f32)> {
-    if v.len() > n {
-        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.truncate(n);
-        v.sort_by_key(|&(id, _)| id);
+    if keep_largest(&mut v, n) {
         let n = norm(&v);
         if n > 0.0 {
             v.iter_mut().for_each(|(_, w)| *w /= n);
@@ -363,12 +372,8 @@ impl KnnIndex {
         let (mut query, query_norm) = normalized(ids, coefficients, 0);
         // Only the features some row has score; of them, with a limit, the largest.
         query.retain(|&(id, _)| self.postings_of(id).is_some_and(|r| !r.is_empty()));
-        if let Some(n) = self.query_features
-            && query.len() > n
-        {
-            query.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            query.truncate(n);
-            query.sort_by_key(|&(id, _)| id);
+        if let Some(n) = self.query_features {
+            keep_largest(&mut query, n);
         }
         let query_norm = if query_norm > 0.0 { query_norm } else { 1.0 };
         let mut scores = vec![0f32; self.len()];
