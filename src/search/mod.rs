@@ -215,9 +215,10 @@ pub struct SearchEngine {
 ///
 /// Measured (session 17, callgrind, instructions of `search_with`, the aliyun-faq dev queries
 /// once each in order as `kefu eval search` runs them, after 50 `rank_ids` warm-up queries):
-/// total 6,391M → 5,967M (−6.6%), per query p50 3.59M → 3.33M, p99 7.24M → 6.83M (−5.7%);
+/// total 6,391M → 5,967M (−6.6%), per query p50 3.59M → 3.33M, p99 7.24M → 6.82M (−5.9%);
 /// the 60 slowest queries alone (fewer repeats) 422.8M → 406.8M. Results byte-identical
-/// (`search_latency --dump`). Share of hits found kept, replaying the dev queries' hits through
+/// (`search_latency --dump`). Largest resident set of `search_latency` over those queries
+/// 143.5 → 152.1 MB. Share of hits found kept, replaying the dev queries' hits through
 /// an LRU of sections: 50% with 512 documents, 54% with 1024, 56.5% with 2048, 59% with 4096, 60%
 /// with any number (every repeat).
 struct HitDocs {
