@@ -353,10 +353,11 @@ impl SearchEngine {
     /// picked up by the next search; contrasts and density are learned again only when the
     /// number of short articles moved.
     ///
-    /// Checked (session 17) for a slow first search after opening: the first eight searches of
-    /// the aliyun-faq dev queries right after `open_or_create` of its index took 1.7–4.4 ms wall
-    /// (the first 4.4, 1.7 and 1.7 in three runs; load 3–4) against 0.5–2.9 ms for the ones
-    /// after: no 20 ms outlier, so nothing more is warmed here.
+    /// Checked (session 17) for a slow first search after opening: the first aliyun-faq dev
+    /// query searched right after `open_or_create` of its index took 1.7 ms wall, and 4.4 and
+    /// 0.5 ms in two runs that first ranked every dev query as `kefu eval search` does (load
+    /// 3–4); the seven searches after it 0.5–5.6 ms: no 20 ms outlier, so nothing more is warmed
+    /// here.
     pub fn warm(&self) -> Result<(), SearchError> {
         self.forms.warm(&self.reader.searcher(), self.fields.short)
     }
