@@ -282,14 +282,6 @@ impl IndexDoc {
             _ => None,
         })
     }
-
-    /// The first text value of `field`, moved out (left empty).
-    pub fn take_str(&mut self, field: Field) -> Option<String> {
-        self.values.iter_mut().find_map(|(f, v)| match v {
-            OwnedValue::Str(text) if *f == field => Some(std::mem::take(text)),
-            _ => None,
-        })
-    }
 }
 
 /// A stored document read back as its values (`Searcher::doc`): tantivy's own

@@ -33,7 +33,7 @@ pub mod text;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -203,6 +203,69 @@ pub struct SearchEngine {
     forms: paraphrase::FormCache,
     /// Whether each segment has short articles (`paraphrase::short_form`), across queries.
     shorts: rank::SegmentCache<bool>,
+    /// Stored section documents of recent hits, across queries ([`HitDocs`]).
+    hit_docs: HitDocs,
+}
+
+/// Stored documents of recent hits by segment and document, most recently used kept: a hit
+/// reads a section's stored document (about 69k instructions: decompressing its doc-store block,
+/// then copying and checking the UTF-8 of its text and marks), and popular sections are hits of
+/// many queries (the 17,166 hits of the aliyun-faq dev queries are 6,888 sections). A segment's
+/// stored documents never change; entries of segments no longer searched age out.
+///
+/// Measured (session 17, callgrind, instructions of `search_with`, the aliyun-faq dev queries
+/// once each in order as `kefu eval search` runs them, after 50 `rank_ids` warm-up queries):
+/// total 6,391M → 5,967M (−6.6%), per query p50 3.59M → 3.33M, p99 7.24M → 6.82M (−5.9%);
+/// the 60 slowest queries alone (fewer repeats) 422.8M → 406.8M. Results byte-identical
+/// (`search_latency --dump`). Largest resident set of `search_latency` over those queries
+/// 143.5 → 152.1 MB. Share of hits found kept, replaying the dev queries' hits through
+/// an LRU of sections: 50% with 512 documents, 54% with 1024, 56.5% with 2048, 59% with 4096, 60%
+/// with any number (every repeat).
+struct HitDocs {
+    docs: Mutex<lru::LruCache<(tantivy::index::SegmentId, tantivy::DocId), Arc<index::IndexDoc>>>,
+}
+
+/// Stored section documents [`HitDocs`] keeps (a hit's document is its section's text as far
+/// as snippets read it, at most about 12 KB and mostly a few, and its marks: some MB in all).
+const HIT_DOCS: usize = 2048;
+
+impl Default for HitDocs {
+    fn default() -> HitDocs {
+        HitDocs {
+            docs: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(HIT_DOCS).expect("HIT_DOCS > 0"),
+            )),
+        }
+    }
+}
+
+impl HitDocs {
+    /// The stored document at `addr`, read from the doc store the first time.
+    fn get(
+        &self,
+        searcher: &Searcher,
+        addr: DocAddress,
+    ) -> Result<Arc<index::IndexDoc>, SearchError> {
+        let key = (
+            searcher.segment_reader(addr.segment_ord).segment_id(),
+            addr.doc_id,
+        );
+        if let Some(doc) = self.lock().get(&key) {
+            return Ok(doc.clone());
+        }
+        let doc: Arc<index::IndexDoc> = Arc::new(searcher.doc(addr)?);
+        self.lock().put(key, doc.clone());
+        Ok(doc)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        lru::LruCache<(tantivy::index::SegmentId, tantivy::DocId), Arc<index::IndexDoc>>,
+    > {
+        self.docs.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Articles ranked by their term scores alone before their proximity bonuses are added (at least;
@@ -271,6 +334,7 @@ impl SearchEngine {
             paraphrases: true,
             forms: paraphrase::FormCache::default(),
             shorts: rank::SegmentCache::default(),
+            hit_docs: HitDocs::default(),
         };
         engine.warm()?;
         Ok(engine)
@@ -288,6 +352,12 @@ impl SearchEngine {
     /// of it; see `paraphrase::Contrasts` and `density`). Segments merged in the background are
     /// picked up by the next search; contrasts and density are learned again only when the
     /// number of short articles moved.
+    ///
+    /// Checked (session 17) for a slow first search after opening: the first aliyun-faq dev
+    /// query searched right after `open_or_create` of its index took 1.7 ms wall, and 4.4 and
+    /// 0.5 ms in two runs that first ranked every dev query as `kefu eval search` does (load
+    /// 3–4); the seven searches after it 0.5–5.6 ms: no 20 ms outlier, so nothing more is warmed
+    /// here.
     pub fn warm(&self) -> Result<(), SearchError> {
         self.forms.warm(&self.reader.searcher(), self.fields.short)
     }
@@ -1009,8 +1079,11 @@ impl SearchEngine {
                     .map(|(_, addr)| *addr)
             }
         };
-        let addr = section.unwrap_or(candidate.article.unwrap_or(DocAddress::new(0, 0)));
-        let mut doc: index::IndexDoc = searcher.doc(addr)?;
+        // An article's own document (a hit without sections) holds its whole JSON: not kept.
+        let doc = match section {
+            Some(addr) => self.hit_docs.get(searcher, addr)?,
+            None => Arc::new(searcher.doc(candidate.article.unwrap_or(DocAddress::new(0, 0)))?),
+        };
         // The body is only read in place, for the snippet.
         let body = snippets.then(|| doc.first_str(f.text)).flatten();
         let snippet = match body {
@@ -1025,7 +1098,7 @@ impl SearchEngine {
             },
             None => String::new(),
         };
-        let mut text = |field| doc.take_str(field);
+        let text = |field| doc.first_str(field).map(str::to_string);
         Ok(SearchHit {
             id: text(f.id).unwrap_or_default(),
             title: text(f.title).unwrap_or_default(),
@@ -1644,6 +1717,40 @@ mod tests {
             assert_eq!(found.total, 1, "{query}");
             assert_eq!(found.hits.len(), 1, "{query}");
         }
+    }
+
+    /// Hits keep recent stored sections across queries (`HitDocs`), by segment: a replaced
+    /// article's hit shows its new text, also when its new document has the old one's address
+    /// (the old segment, all deleted, is gone).
+    #[test]
+    fn kept_hit_documents_follow_replacements() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let snippets = || -> Vec<String> {
+            let request = SearchRequest {
+                query: "zebra".into(),
+                limit: 10,
+                ..Default::default()
+            };
+            let found = engine.search(&request).unwrap();
+            found.hits.into_iter().map(|h| h.snippet).collect()
+        };
+        engine
+            .upsert(&[Article::new("a.md", "Zebra", "the zebra gateway")])
+            .unwrap();
+        let first = snippets();
+        assert_eq!(first.len(), 1);
+        assert!(first[0].contains("gateway"), "{first:?}");
+        assert_eq!(snippets(), first);
+        engine
+            .upsert(&[Article::new("a.md", "Zebra", "a zebra crossing")])
+            .unwrap();
+        let replaced = snippets();
+        assert_eq!(replaced.len(), 1);
+        assert!(
+            replaced[0].contains("crossing") && !replaced[0].contains("gateway"),
+            "{replaced:?}"
+        );
     }
 
     /// `rank_ids` (ids from the per-segment id tables) names the articles `search` returns, also
