@@ -210,7 +210,16 @@ pub struct SearchEngine {
 /// queries, against scoring every match with the whole query: MRR@10 of the top 10 equal (zh
 /// 0.4857 vs 0.4854, en 0.4822 vs 0.4823), the same 10 articles for 98% of the queries (89% with
 /// a pool of 50, 75% with 30); `rank_ids` of 101 (a pool of 303) gives the same MRR@10.
-const RERANK_POOL: usize = 100;
+///
+/// Session 17: 100 → 50, for the slowest queries' latency (issue 2's p99 ≤ 1 ms). The bonus
+/// pass reads positions of the pool's articles, so the pool is what a long question pays
+/// for. Top 10 of `SearchEngine::search` on the aliyun-faq dev queries (1,747; `search_latency
+/// --pool N --dump`), pool 100 / 75 / 60 / 50 / 40 / 30: MRR@10 0.5021 / 0.5020 / 0.5014 /
+/// 0.5007 / 0.4999 / 0.4993, the right article in the top 3 for 58.27% / 58.27% / 58.21% /
+/// 58.16% / 58.10% of the queries; callgrind instructions of the 60 slowest queries 422.6M /
+/// 407.9M / 398.6M / 391.8M / – / 375.3M. stackfaq (609) and atec-faq (8,481) top 10 the same
+/// MRR@10 at 50 as at 100.
+const RERANK_POOL: usize = 50;
 
 /// The filters of one search: a document must carry every value given.
 #[derive(Debug, Clone, Default)]
