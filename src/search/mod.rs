@@ -1528,18 +1528,36 @@ mod tests {
                         })
                         .unwrap();
                 }
-                let clauses = taat::TermClauses::new(&searcher, &stats, &split.terms).unwrap();
-                let mut found: HashMap<DocAddress, f32> = HashMap::new();
-                for (ord, reader) in searcher.segment_readers().iter().enumerate() {
-                    clauses
-                        .for_each(ord, reader, &mut |doc, score| {
-                            found.insert(DocAddress::new(ord as u32, doc), score);
-                        })
-                        .unwrap();
+                // Postings read from the index, and decoded ahead (every term's, twice: the
+                // second time from the cache).
+                let decoding = taat::TermInfoCache::decoding_from(1);
+                let decoding_stats = engine
+                    .statistics(&searcher)
+                    .unwrap()
+                    .with_term_cache(&decoding);
+                let plain = taat::TermClauses::new(&searcher, &stats, &split.terms).unwrap();
+                let mut each = vec![plain];
+                for _ in 0..2 {
+                    each.push(
+                        taat::TermClauses::new(&searcher, &decoding_stats, &split.terms)
+                            .unwrap()
+                            .with_decoded_postings(&searcher, &decoding_stats)
+                            .unwrap(),
+                    );
                 }
-                assert_eq!(found.len(), expected.len(), "{query}");
-                for (score, addr) in &expected {
-                    assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                for clauses in &each {
+                    let mut found: HashMap<DocAddress, f32> = HashMap::new();
+                    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                        clauses
+                            .for_each(ord, reader, &mut |doc, score| {
+                                found.insert(DocAddress::new(ord as u32, doc), score);
+                            })
+                            .unwrap();
+                    }
+                    assert_eq!(found.len(), expected.len(), "{query}");
+                    for (score, addr) in &expected {
+                        assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                    }
                 }
                 terms_compared += expected.len();
                 for bonus in &split.bonuses {
@@ -1622,6 +1640,53 @@ mod tests {
 
     /// Tantivy's scoring loops (used by the two phases) do not skip deleted documents: a
     /// replaced article's old version is neither ranked nor counted, on either path.
+    /// Decoded postings are kept for the segments searched, and leave with a segment that
+    /// re-indexing replaced.
+    #[test]
+    fn decoded_postings_follow_the_searched_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let cache = taat::TermInfoCache::decoding_from(1);
+        let decode = || {
+            let searcher = engine.reader.searcher();
+            let stats = engine
+                .statistics(&searcher)
+                .unwrap()
+                .with_term_cache(&cache);
+            let f = &engine.fields;
+            let split = ParsedQuery::parse_with("zebra gateway", &engine.params)
+                .build_split(&[(f.abody, 1.0)], &[(f.abody, 1.0)], &engine.params)
+                .unwrap();
+            taat::TermClauses::new(&searcher, &stats, &split.terms)
+                .unwrap()
+                .with_decoded_postings(&searcher, &stats)
+                .unwrap();
+            let mut segments: Vec<_> = searcher
+                .segment_readers()
+                .iter()
+                .map(|r| r.segment_id())
+                .collect();
+            segments.sort();
+            segments
+        };
+        engine
+            .upsert(&[Article::new(
+                "a.md",
+                "Gateway",
+                "configure the zebra gateway",
+            )])
+            .unwrap();
+        let first = decode();
+        assert_eq!(cache.decoded_segments(), first);
+        engine
+            .upsert(&[Article::new("a.md", "Gateway", "the zebra gateway, again")])
+            .unwrap();
+        engine.wait_merges().unwrap();
+        let second = decode();
+        assert!(first.iter().all(|s| !second.contains(s)), "replaced");
+        assert_eq!(cache.decoded_segments(), second);
+    }
+
     #[test]
     fn replaced_versions_are_neither_ranked_nor_counted() {
         let dir = tempfile::tempdir().unwrap();
