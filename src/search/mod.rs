@@ -273,7 +273,16 @@ impl HitDocs {
 /// queries, against scoring every match with the whole query: MRR@10 of the top 10 equal (zh
 /// 0.4857 vs 0.4854, en 0.4822 vs 0.4823), the same 10 articles for 98% of the queries (89% with
 /// a pool of 50, 75% with 30); `rank_ids` of 101 (a pool of 303) gives the same MRR@10.
-const RERANK_POOL: usize = 100;
+///
+/// Session 17: 100 → 50, for the slowest queries' latency (issue 2's p99 ≤ 1 ms). The bonus
+/// pass reads positions of the pool's articles, so the pool is what a long question pays
+/// for. Top 10 of `SearchEngine::search` on the aliyun-faq dev queries (1,747; `search_latency
+/// --pool N --dump`), pool 100 / 75 / 60 / 50 / 40 / 30: MRR@10 0.5021 / 0.5020 / 0.5014 /
+/// 0.5007 / 0.4999 / 0.4993, the right article in the top 3 for 58.27% / 58.27% / 58.21% /
+/// 58.16% / 58.10% of the queries; callgrind instructions of the 60 slowest queries 422.6M /
+/// 407.9M / 398.6M / 391.8M / – / 375.3M. stackfaq (609) and atec-faq (8,481) top 10 the same
+/// MRR@10 at 50 as at 100.
+const RERANK_POOL: usize = 50;
 
 /// The filters of one search: a document must carry every value given.
 #[derive(Debug, Clone, Default)]
@@ -1592,18 +1601,36 @@ mod tests {
                         })
                         .unwrap();
                 }
-                let clauses = taat::TermClauses::new(&searcher, &stats, &split.terms).unwrap();
-                let mut found: HashMap<DocAddress, f32> = HashMap::new();
-                for (ord, reader) in searcher.segment_readers().iter().enumerate() {
-                    clauses
-                        .for_each(ord, reader, &mut |doc, score| {
-                            found.insert(DocAddress::new(ord as u32, doc), score);
-                        })
-                        .unwrap();
+                // Postings read from the index, and decoded ahead (every term's, twice: the
+                // second time from the cache).
+                let decoding = taat::TermInfoCache::decoding_from(1);
+                let decoding_stats = engine
+                    .statistics(&searcher)
+                    .unwrap()
+                    .with_term_cache(&decoding);
+                let plain = taat::TermClauses::new(&searcher, &stats, &split.terms).unwrap();
+                let mut each = vec![plain];
+                for _ in 0..2 {
+                    each.push(
+                        taat::TermClauses::new(&searcher, &decoding_stats, &split.terms)
+                            .unwrap()
+                            .with_decoded_postings(&searcher, &decoding_stats)
+                            .unwrap(),
+                    );
                 }
-                assert_eq!(found.len(), expected.len(), "{query}");
-                for (score, addr) in &expected {
-                    assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                for clauses in &each {
+                    let mut found: HashMap<DocAddress, f32> = HashMap::new();
+                    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+                        clauses
+                            .for_each(ord, reader, &mut |doc, score| {
+                                found.insert(DocAddress::new(ord as u32, doc), score);
+                            })
+                            .unwrap();
+                    }
+                    assert_eq!(found.len(), expected.len(), "{query}");
+                    for (score, addr) in &expected {
+                        assert_eq!(found[addr].to_bits(), score.to_bits(), "{query}");
+                    }
                 }
                 terms_compared += expected.len();
                 for bonus in &split.bonuses {
@@ -1686,6 +1713,53 @@ mod tests {
 
     /// Tantivy's scoring loops (used by the two phases) do not skip deleted documents: a
     /// replaced article's old version is neither ranked nor counted, on either path.
+    /// Decoded postings are kept for the segments searched, and leave with a segment that
+    /// re-indexing replaced.
+    #[test]
+    fn decoded_postings_follow_the_searched_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        let cache = taat::TermInfoCache::decoding_from(1);
+        let decode = || {
+            let searcher = engine.reader.searcher();
+            let stats = engine
+                .statistics(&searcher)
+                .unwrap()
+                .with_term_cache(&cache);
+            let f = &engine.fields;
+            let split = ParsedQuery::parse_with("zebra gateway", &engine.params)
+                .build_split(&[(f.abody, 1.0)], &[(f.abody, 1.0)], &engine.params)
+                .unwrap();
+            taat::TermClauses::new(&searcher, &stats, &split.terms)
+                .unwrap()
+                .with_decoded_postings(&searcher, &stats)
+                .unwrap();
+            let mut segments: Vec<_> = searcher
+                .segment_readers()
+                .iter()
+                .map(|r| r.segment_id())
+                .collect();
+            segments.sort();
+            segments
+        };
+        engine
+            .upsert(&[Article::new(
+                "a.md",
+                "Gateway",
+                "configure the zebra gateway",
+            )])
+            .unwrap();
+        let first = decode();
+        assert_eq!(cache.decoded_segments(), first);
+        engine
+            .upsert(&[Article::new("a.md", "Gateway", "the zebra gateway, again")])
+            .unwrap();
+        engine.wait_merges().unwrap();
+        let second = decode();
+        assert!(first.iter().all(|s| !second.contains(s)), "replaced");
+        assert_eq!(cache.decoded_segments(), second);
+    }
+
     #[test]
     fn replaced_versions_are_neither_ranked_nor_counted() {
         let dir = tempfile::tempdir().unwrap();

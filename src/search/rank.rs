@@ -221,6 +221,11 @@ impl<'a> KindStatistics<'a> {
         self
     }
 
+    /// The term cache, if there is one (it also keeps long postings decoded).
+    pub fn term_cache(&self) -> Option<&'a TermInfoCache> {
+        self.term_cache
+    }
+
     /// `term` in each segment of `readers` (`inverted`: the term's field there), through the
     /// term cache if there is one.
     pub fn term_infos(
@@ -750,7 +755,14 @@ pub fn two_phase_top(
         );
         (Some(query.weight(scoring)?), None)
     } else {
-        (None, Some(TermClauses::new(searcher, stats, &split.terms)?))
+        let clauses = TermClauses::new(searcher, stats, &split.terms)?;
+        // Without required queries, every clause's postings are read whole.
+        let clauses = if required.is_empty() {
+            clauses.with_decoded_postings(searcher, stats)?
+        } else {
+            clauses
+        };
+        (None, Some(clauses))
     };
     let mut matched = 0usize;
     // With required queries whose every match the term clauses match (quoted phrases), their

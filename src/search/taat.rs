@@ -38,6 +38,8 @@ pub struct TermClauses {
 
 struct FieldInfo {
     field: Field,
+    /// The average length BM25 sees (that `norms` were computed from).
+    average: Score,
     /// `K1 * (1 - B + B * length / average length)` by fieldnorm id (tantivy's tf cache).
     norms: Box<[Score; 256]>,
     /// The field's inverted index in each segment.
@@ -55,7 +57,39 @@ struct Clause {
     weight: Score,
     /// The term in each segment, if there.
     infos: TermInfos,
+    term: Term,
+    /// The term's postings decoded, in each segment where they are long ([`DecodedPostings`]):
+    /// empty unless [`TermClauses::with_decoded_postings`].
+    decoded: Vec<Option<Arc<DecodedPostings>>>,
 }
+
+/// A term's postings in one segment, decoded, with each document's BM25 factor
+/// `tf / (tf + norm)` for the field's average length then: what [`TermClauses::accumulate`]
+/// otherwise decodes, looks the norm up for, and divides at every posting. A clause's score of
+/// a document is its weight times the factor, the same float operations as [`score`].
+///
+/// Kept for terms of at least [`DECODED_MIN_DOCS`] documents, the common words of long questions
+/// whose postings are most of a search's term-at-a-time pass (a question's rarer words cost
+/// little), up to [`MAX_DECODED_POSTINGS`] postings in all, the terms met first staying.
+///
+/// Session 17, over the 60 slowest aliyun-faq dev queries searched twice (callgrind,
+/// `search_with`, rerank pool 50): the term-at-a-time pass 198M → 118M instructions, the whole
+/// search 777M → 715M (−8.0%); results byte-identical (`search_latency --dump` over the 1,747
+/// dev queries); peak RSS of that run 144 → 154 MB. Decoding in every `TermClauses`, those of
+/// the best sections too (which look documents up, reading few postings), cost more than it
+/// saved there: 777M → 759M only.
+pub struct DecodedPostings {
+    /// The field's average length the factors were computed for (its bits).
+    average: u32,
+    docs: Box<[DocId]>,
+    factors: Box<[Score]>,
+}
+
+/// Fewest documents of a term whose postings are kept decoded.
+const DECODED_MIN_DOCS: u32 = 256;
+
+/// Postings kept decoded, over all terms and segments (8 bytes each: 32 MB at most).
+const MAX_DECODED_POSTINGS: usize = 4 << 20;
 
 /// The index of `field` in `fields`, added if missing.
 fn field_index(
@@ -78,6 +112,7 @@ fn field_index(
         .collect::<tantivy::Result<_>>()?;
     fields.push(FieldInfo {
         field,
+        average,
         norms: norms(average),
         inverted,
         norm_ids,
@@ -153,10 +188,31 @@ fn score(weight: Score, norm: Score, term_freq: u32) -> Score {
 /// and decodes a block of term infos (a tenth of a search's time). Segments never change, so an
 /// entry stays right as long as its segments are searched; a term met again after the segments
 /// changed is looked up again.
-#[derive(Default)]
 pub struct TermInfoCache {
     /// Per term, its info in each segment it was looked up in (those searched then).
     by_term: Mutex<FxHashMap<Term, SegmentTermInfos>>,
+    decoded: Mutex<DecodedCache>,
+    /// Fewest documents of a term whose postings are decoded ([`DECODED_MIN_DOCS`]).
+    decoded_min_docs: u32,
+}
+
+impl Default for TermInfoCache {
+    fn default() -> TermInfoCache {
+        TermInfoCache {
+            by_term: Mutex::default(),
+            decoded: Mutex::default(),
+            decoded_min_docs: DECODED_MIN_DOCS,
+        }
+    }
+}
+
+/// Long postings decoded, by segment and term, and how many postings they hold in all.
+#[derive(Default)]
+struct DecodedCache {
+    by_key: FxHashMap<(SegmentId, Term), Arc<DecodedPostings>>,
+    postings: usize,
+    /// The segments searched last: when they change, the postings of the others leave.
+    segments: Vec<SegmentId>,
 }
 
 /// A term's info in each of the segments it was looked up in, in their order: shared with the
@@ -176,6 +232,26 @@ pub type TermInfos = Arc<[Option<TermInfo>]>;
 const MAX_CACHED_TERMS: usize = 50_000;
 
 impl TermInfoCache {
+    /// A cache that decodes the postings of terms of at least `min_docs` documents (tests:
+    /// the sample knowledge base has no term of [`DECODED_MIN_DOCS`]).
+    #[cfg(test)]
+    pub fn decoding_from(min_docs: u32) -> TermInfoCache {
+        TermInfoCache {
+            decoded_min_docs: min_docs,
+            ..TermInfoCache::default()
+        }
+    }
+
+    /// The segments of the decoded postings kept (tests).
+    #[cfg(test)]
+    pub fn decoded_segments(&self) -> Vec<SegmentId> {
+        let cache = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
+        let mut segments: Vec<SegmentId> = cache.by_key.keys().map(|(s, _)| *s).collect();
+        segments.sort();
+        segments.dedup();
+        segments
+    }
+
     /// `term` in each segment of `readers` (`inverted`: the term's field there).
     pub fn lookup(
         &self,
@@ -213,6 +289,87 @@ impl TermInfoCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<Term, SegmentTermInfos>> {
         self.by_term.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the decoded postings of segments no longer searched (merged or deleted away), when
+    /// the segments of `readers` are not those searched last.
+    fn follow_segments(&self, readers: &[SegmentReader]) {
+        let mut cache = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.segments.len() == readers.len()
+            && cache
+                .segments
+                .iter()
+                .zip(readers)
+                .all(|(s, r)| *s == r.segment_id())
+        {
+            return;
+        }
+        let segments: Vec<SegmentId> = readers.iter().map(|r| r.segment_id()).collect();
+        cache
+            .by_key
+            .retain(|(segment, _), _| segments.contains(segment));
+        cache.postings = cache.by_key.values().map(|d| d.docs.len()).sum();
+        cache.segments = segments;
+    }
+
+    /// `term`'s postings in segment `ord` of `field` decoded, if they are long and fit (`None`:
+    /// read them from the index).
+    fn decoded(
+        &self,
+        reader: &SegmentReader,
+        field: &FieldInfo,
+        ord: usize,
+        term: &Term,
+        info: &TermInfo,
+    ) -> tantivy::Result<Option<Arc<DecodedPostings>>> {
+        if info.doc_freq < self.decoded_min_docs {
+            return Ok(None);
+        }
+        let key = (reader.segment_id(), term.clone());
+        let average = field.average.to_bits();
+        let lock = || self.decoded.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let cache = lock();
+            if let Some(found) = cache.by_key.get(&key).filter(|d| d.average == average) {
+                return Ok(Some(Arc::clone(found)));
+            }
+            if cache.postings + info.doc_freq as usize > MAX_DECODED_POSTINGS {
+                return Ok(None);
+            }
+        }
+        let ids = field.norm_ids[ord].as_slice();
+        let mut docs = Vec::with_capacity(info.doc_freq as usize);
+        let mut factors = Vec::with_capacity(info.doc_freq as usize);
+        let mut block = field.inverted[ord]
+            .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
+        loop {
+            let block_docs = block.docs();
+            if block_docs.is_empty() {
+                break;
+            }
+            let freqs = block.freqs();
+            for (i, &doc) in block_docs.iter().enumerate() {
+                // A field indexed without frequencies counts each match once.
+                let tf = freqs.get(i).copied().unwrap_or(1) as Score;
+                let norm = field.norms[usize::from(ids[doc as usize])];
+                docs.push(doc);
+                factors.push(tf / (tf + norm));
+            }
+            block.advance();
+        }
+        let decoded = Arc::new(DecodedPostings {
+            average,
+            docs: docs.into(),
+            factors: factors.into(),
+        });
+        let mut cache = lock();
+        let added = decoded.docs.len();
+        let replaced = cache
+            .by_key
+            .insert(key, Arc::clone(&decoded))
+            .map_or(0, |old| old.docs.len());
+        cache.postings = cache.postings + added - replaced;
+        Ok(Some(decoded))
     }
 }
 
@@ -278,9 +435,40 @@ impl TermClauses {
                 field: at,
                 weight: clause_weight(doc_freq, doc_count, *boost),
                 infos,
+                term: term.clone(),
+                decoded: Vec::new(),
             });
         }
         Ok(TermClauses { clauses, fields })
+    }
+
+    /// These clauses with their long postings decoded through `stats`' term cache, kept there
+    /// across queries ([`DecodedPostings`]): for clauses that score term at a time
+    /// ([`TermClauses::for_each`], [`TermClauses::for_each_above`]); those that look documents up
+    /// ([`TermClauses::add_scores_at`]) read few of their postings.
+    pub fn with_decoded_postings(
+        mut self,
+        searcher: &Searcher,
+        stats: &KindStatistics,
+    ) -> tantivy::Result<TermClauses> {
+        let Some(cache) = stats.term_cache() else {
+            return Ok(self);
+        };
+        let readers = searcher.segment_readers();
+        cache.follow_segments(readers);
+        for clause in &mut self.clauses {
+            let field = &self.fields[clause.field];
+            clause.decoded = readers
+                .iter()
+                .zip(clause.infos.iter())
+                .enumerate()
+                .map(|(ord, (reader, info))| match info {
+                    Some(info) => cache.decoded(reader, field, ord, &clause.term, info),
+                    None => Ok(None),
+                })
+                .collect::<tantivy::Result<_>>()?;
+        }
+        Ok(self)
     }
 
     /// Calls `found(doc, score)` for every document of segment `ord` that a clause matches, in
@@ -412,6 +600,14 @@ impl TermClauses {
             let Some(info) = &clause.infos[ord] else {
                 continue;
             };
+            if let Some(Some(decoded)) = clause.decoded.get(ord) {
+                for (&doc, &factor) in decoded.docs.iter().zip(&decoded.factors) {
+                    let d = doc as usize;
+                    scores[d] += clause.weight * factor;
+                    seen[d] = 1;
+                }
+                continue;
+            }
             let field = &self.fields[clause.field];
             let ids = &field.norm_ids[ord].as_slice()[..max_doc];
             let mut block = field.inverted[ord]
