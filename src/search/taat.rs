@@ -91,6 +91,37 @@ const DECODED_MIN_DOCS: u32 = 256;
 /// Postings kept decoded, over all terms and segments (8 bytes each: 32 MB at most).
 const MAX_DECODED_POSTINGS: usize = 4 << 20;
 
+/// Calls `each(doc, term frequency)` for every posting of the term of `info` in segment `ord`
+/// of `field`, in document order, block by block (a field indexed without frequencies counts
+/// each match once).
+#[inline]
+fn for_each_posting(
+    field: &FieldInfo,
+    ord: usize,
+    info: &TermInfo,
+    mut each: impl FnMut(DocId, u32),
+) -> tantivy::Result<()> {
+    let mut block = field.inverted[ord]
+        .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
+    loop {
+        let docs = block.docs();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let freqs = block.freqs();
+        if freqs.len() == docs.len() {
+            for (&doc, &tf) in docs.iter().zip(freqs) {
+                each(doc, tf);
+            }
+        } else {
+            for (i, &doc) in docs.iter().enumerate() {
+                each(doc, freqs.get(i).copied().unwrap_or(1));
+            }
+        }
+        block.advance();
+    }
+}
+
 /// The index of `field` in `fields`, added if missing.
 fn field_index(
     fields: &mut Vec<FieldInfo>,
@@ -340,23 +371,12 @@ impl TermInfoCache {
         let ids = field.norm_ids[ord].as_slice();
         let mut docs = Vec::with_capacity(info.doc_freq as usize);
         let mut factors = Vec::with_capacity(info.doc_freq as usize);
-        let mut block = field.inverted[ord]
-            .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
-        loop {
-            let block_docs = block.docs();
-            if block_docs.is_empty() {
-                break;
-            }
-            let freqs = block.freqs();
-            for (i, &doc) in block_docs.iter().enumerate() {
-                // A field indexed without frequencies counts each match once.
-                let tf = freqs.get(i).copied().unwrap_or(1) as Score;
-                let norm = field.norms[usize::from(ids[doc as usize])];
-                docs.push(doc);
-                factors.push(tf / (tf + norm));
-            }
-            block.advance();
-        }
+        for_each_posting(field, ord, info, |doc, tf| {
+            let tf = tf as Score;
+            let norm = field.norms[usize::from(ids[doc as usize])];
+            docs.push(doc);
+            factors.push(tf / (tf + norm));
+        })?;
         let decoded = Arc::new(DecodedPostings {
             average,
             docs: docs.into(),
@@ -610,32 +630,12 @@ impl TermClauses {
             }
             let field = &self.fields[clause.field];
             let ids = &field.norm_ids[ord].as_slice()[..max_doc];
-            let mut block = field.inverted[ord]
-                .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
-            loop {
-                let docs = block.docs();
-                if docs.is_empty() {
-                    break;
-                }
-                let freqs = block.freqs();
-                let mut add = |doc: DocId, tf: u32| {
-                    let d = doc as usize;
-                    let norm = field.norms[ids[d] as usize];
-                    scores[d] += score(clause.weight, norm, tf);
-                    seen[d] = 1;
-                };
-                if freqs.len() == docs.len() {
-                    for (&doc, &tf) in docs.iter().zip(freqs) {
-                        add(doc, tf);
-                    }
-                } else {
-                    // A field indexed without frequencies counts each match once.
-                    for (i, &doc) in docs.iter().enumerate() {
-                        add(doc, freqs.get(i).copied().unwrap_or(1));
-                    }
-                }
-                block.advance();
-            }
+            for_each_posting(field, ord, info, |doc, tf| {
+                let d = doc as usize;
+                let norm = field.norms[ids[d] as usize];
+                scores[d] += score(clause.weight, norm, tf);
+                seen[d] = 1;
+            })?;
         }
         Ok(())
     }
