@@ -1612,9 +1612,7 @@ mod tests {
                 let mut each = vec![plain];
                 for _ in 0..2 {
                     each.push(
-                        taat::TermClauses::new(&searcher, &decoding_stats, &split.terms)
-                            .unwrap()
-                            .with_decoded_postings(&searcher, &decoding_stats)
+                        taat::TermClauses::decoded(&searcher, &decoding_stats, &split.terms)
                             .unwrap(),
                     );
                 }
@@ -1730,10 +1728,7 @@ mod tests {
             let split = ParsedQuery::parse_with("zebra gateway", &engine.params)
                 .build_split(&[(f.abody, 1.0)], &[(f.abody, 1.0)], &engine.params)
                 .unwrap();
-            taat::TermClauses::new(&searcher, &stats, &split.terms)
-                .unwrap()
-                .with_decoded_postings(&searcher, &stats)
-                .unwrap();
+            taat::TermClauses::decoded(&searcher, &stats, &split.terms).unwrap();
             let mut segments: Vec<_> = searcher
                 .segment_readers()
                 .iter()

@@ -755,12 +755,11 @@ pub fn two_phase_top(
         );
         (Some(query.weight(scoring)?), None)
     } else {
-        let clauses = TermClauses::new(searcher, stats, &split.terms)?;
         // Without required queries, every clause's postings are read whole.
         let clauses = if required.is_empty() {
-            clauses.with_decoded_postings(searcher, stats)?
+            TermClauses::decoded(searcher, stats, &split.terms)?
         } else {
-            clauses
+            TermClauses::new(searcher, stats, &split.terms)?
         };
         (None, Some(clauses))
     };

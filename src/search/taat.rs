@@ -57,9 +57,8 @@ struct Clause {
     weight: Score,
     /// The term in each segment, if there.
     infos: TermInfos,
-    term: Term,
     /// The term's postings decoded, in each segment where they are long ([`DecodedPostings`]):
-    /// empty unless [`TermClauses::with_decoded_postings`].
+    /// empty unless made by [`TermClauses::decoded`].
     decoded: Vec<Option<Arc<DecodedPostings>>>,
 }
 
@@ -209,8 +208,15 @@ fn norms(average_fieldnorm: Score) -> Box<[Score; 256]> {
 /// dev queries, 1276 → 1478); the division was not what it waited on.
 #[inline]
 fn score(weight: Score, norm: Score, term_freq: u32) -> Score {
+    weight * factor(norm, term_freq)
+}
+
+/// The part of [`score`] that is the document's: `tf / (tf + norm)` (what [`DecodedPostings`]
+/// keeps).
+#[inline]
+fn factor(norm: Score, term_freq: u32) -> Score {
     let term_freq = term_freq as Score;
-    weight * (term_freq / (term_freq + norm))
+    term_freq / (term_freq + norm)
 }
 
 /// Term dictionary lookups of the searched segments, kept across queries: the terms of one
@@ -237,13 +243,23 @@ impl Default for TermInfoCache {
     }
 }
 
-/// Long postings decoded, by segment and term, and how many postings they hold in all.
+/// Long postings decoded, by term and segment (a term found costs no copy of it), and how many
+/// postings they hold in all.
 #[derive(Default)]
 struct DecodedCache {
-    by_key: FxHashMap<(SegmentId, Term), Arc<DecodedPostings>>,
+    by_term: FxHashMap<Term, Vec<(SegmentId, Arc<DecodedPostings>)>>,
     postings: usize,
     /// The segments searched last: when they change, the postings of the others leave.
     segments: Vec<SegmentId>,
+}
+
+/// Whether `segments` are those of `readers`, in their order.
+fn same_segments(segments: &[SegmentId], readers: &[SegmentReader]) -> bool {
+    segments.len() == readers.len()
+        && segments
+            .iter()
+            .zip(readers)
+            .all(|(s, r)| *s == r.segment_id())
 }
 
 /// A term's info in each of the segments it was looked up in, in their order: shared with the
@@ -277,7 +293,8 @@ impl TermInfoCache {
     #[cfg(test)]
     pub fn decoded_segments(&self) -> Vec<SegmentId> {
         let cache = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
-        let mut segments: Vec<SegmentId> = cache.by_key.keys().map(|(s, _)| *s).collect();
+        let mut segments: Vec<SegmentId> =
+            cache.by_term.values().flatten().map(|(s, _)| *s).collect();
         segments.sort();
         segments.dedup();
         segments
@@ -290,15 +307,11 @@ impl TermInfoCache {
         inverted: &[Arc<InvertedIndexReader>],
         term: &Term,
     ) -> std::io::Result<TermInfos> {
-        let same_segments = |entry: &SegmentTermInfos| {
-            entry.segments.len() == readers.len()
-                && entry
-                    .segments
-                    .iter()
-                    .zip(readers)
-                    .all(|(s, r)| *s == r.segment_id())
-        };
-        if let Some(entry) = self.lock().get(term).filter(|e| same_segments(e)) {
+        if let Some(entry) = self
+            .lock()
+            .get(term)
+            .filter(|e| same_segments(&e.segments, readers))
+        {
             return Ok(Arc::clone(&entry.infos));
         }
         let infos: TermInfos = inverted
@@ -326,20 +339,20 @@ impl TermInfoCache {
     /// the segments of `readers` are not those searched last.
     fn follow_segments(&self, readers: &[SegmentReader]) {
         let mut cache = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.segments.len() == readers.len()
-            && cache
-                .segments
-                .iter()
-                .zip(readers)
-                .all(|(s, r)| *s == r.segment_id())
-        {
+        if same_segments(&cache.segments, readers) {
             return;
         }
         let segments: Vec<SegmentId> = readers.iter().map(|r| r.segment_id()).collect();
-        cache
-            .by_key
-            .retain(|(segment, _), _| segments.contains(segment));
-        cache.postings = cache.by_key.values().map(|d| d.docs.len()).sum();
+        cache.by_term.retain(|_, kept| {
+            kept.retain(|(segment, _)| segments.contains(segment));
+            !kept.is_empty()
+        });
+        cache.postings = cache
+            .by_term
+            .values()
+            .flatten()
+            .map(|(_, d)| d.docs.len())
+            .sum();
         cache.segments = segments;
     }
 
@@ -356,12 +369,17 @@ impl TermInfoCache {
         if info.doc_freq < self.decoded_min_docs {
             return Ok(None);
         }
-        let key = (reader.segment_id(), term.clone());
+        let segment = reader.segment_id();
         let average = field.average.to_bits();
         let lock = || self.decoded.lock().unwrap_or_else(|e| e.into_inner());
         {
             let cache = lock();
-            if let Some(found) = cache.by_key.get(&key).filter(|d| d.average == average) {
+            if let Some((_, found)) = cache
+                .by_term
+                .get(term)
+                .and_then(|kept| kept.iter().find(|(s, _)| *s == segment))
+                .filter(|(_, d)| d.average == average)
+            {
                 return Ok(Some(Arc::clone(found)));
             }
             if cache.postings + info.doc_freq as usize > MAX_DECODED_POSTINGS {
@@ -372,10 +390,8 @@ impl TermInfoCache {
         let mut docs = Vec::with_capacity(info.doc_freq as usize);
         let mut factors = Vec::with_capacity(info.doc_freq as usize);
         for_each_posting(field, ord, info, |doc, tf| {
-            let tf = tf as Score;
-            let norm = field.norms[usize::from(ids[doc as usize])];
             docs.push(doc);
-            factors.push(tf / (tf + norm));
+            factors.push(factor(field.norms[usize::from(ids[doc as usize])], tf));
         })?;
         let decoded = Arc::new(DecodedPostings {
             average,
@@ -383,12 +399,15 @@ impl TermInfoCache {
             factors: factors.into(),
         });
         let mut cache = lock();
-        let added = decoded.docs.len();
-        let replaced = cache
-            .by_key
-            .insert(key, Arc::clone(&decoded))
-            .map_or(0, |old| old.docs.len());
-        cache.postings = cache.postings + added - replaced;
+        let kept = cache.by_term.entry(term.clone()).or_default();
+        let replaced = match kept.iter_mut().find(|(s, _)| *s == segment) {
+            Some((_, old)) => std::mem::replace(old, Arc::clone(&decoded)).docs.len(),
+            None => {
+                kept.push((segment, Arc::clone(&decoded)));
+                0
+            }
+        };
+        cache.postings = cache.postings + decoded.docs.len() - replaced;
         Ok(Some(decoded))
     }
 }
@@ -455,40 +474,40 @@ impl TermClauses {
                 field: at,
                 weight: clause_weight(doc_freq, doc_count, *boost),
                 infos,
-                term: term.clone(),
                 decoded: Vec::new(),
             });
         }
         Ok(TermClauses { clauses, fields })
     }
 
-    /// These clauses with their long postings decoded through `stats`' term cache, kept there
-    /// across queries ([`DecodedPostings`]): for clauses that score term at a time
+    /// [`TermClauses::new`] with the long postings decoded through `stats`' term cache, kept
+    /// there across queries ([`DecodedPostings`]): for clauses that score term at a time
     /// ([`TermClauses::for_each`], [`TermClauses::for_each_above`]); those that look documents up
     /// ([`TermClauses::add_scores_at`]) read few of their postings.
-    pub fn with_decoded_postings(
-        mut self,
+    pub fn decoded(
         searcher: &Searcher,
         stats: &KindStatistics,
+        terms: &[(Term, f32)],
     ) -> tantivy::Result<TermClauses> {
+        let mut clauses = TermClauses::new(searcher, stats, terms)?;
         let Some(cache) = stats.term_cache() else {
-            return Ok(self);
+            return Ok(clauses);
         };
         let readers = searcher.segment_readers();
         cache.follow_segments(readers);
-        for clause in &mut self.clauses {
-            let field = &self.fields[clause.field];
+        for (clause, (term, _)) in clauses.clauses.iter_mut().zip(terms) {
+            let field = &clauses.fields[clause.field];
             clause.decoded = readers
                 .iter()
                 .zip(clause.infos.iter())
                 .enumerate()
                 .map(|(ord, (reader, info))| match info {
-                    Some(info) => cache.decoded(reader, field, ord, &clause.term, info),
+                    Some(info) => cache.decoded(reader, field, ord, term, info),
                     None => Ok(None),
                 })
                 .collect::<tantivy::Result<_>>()?;
         }
-        Ok(self)
+        Ok(clauses)
     }
 
     /// Calls `found(doc, score)` for every document of segment `ord` that a clause matches, in
