@@ -37,6 +37,7 @@
       articles: '帮助文章',
       suggestions: '搜索建议',
       total: (n) => `共 ${n} 篇`,
+      relaxed: '没有文章包含引号中的完整短语，以下结果包含其中的词',
       loading: '正在搜索…',
       empty: '没有找到相关文章',
       emptyHint: '换个说法或更短的关键词试试，也可以',
@@ -67,6 +68,7 @@
       articles: 'Articles',
       suggestions: 'Suggestions',
       total: (n) => `${n} found`,
+      relaxed: 'No article has the exact quoted phrase; these results have its words',
       loading: 'Searching…',
       empty: 'No articles found',
       emptyHint: 'Try different or fewer words, or ',
@@ -250,6 +252,7 @@
 .kefu-list{padding:6px}
 .kefu-list:empty{display:none}
 .kefu-group+.kefu-group{border-top:1px solid #edf0f5;margin-top:4px;padding-top:4px}
+.kefu-relaxed{padding:0 10px 6px;font-size:12px;color:#6b7280}
 .kefu-group-label{display:flex;justify-content:space-between;padding:8px 10px 4px;font-size:12px;font-weight:600;
  letter-spacing:.02em;color:var(--kefu-muted)}
 .kefu-result,.kefu-suggestion{display:block;padding:10px 12px;border-radius:8px;color:inherit;text-decoration:none;cursor:pointer}
@@ -633,6 +636,7 @@
             query: q,
             hits: Array.isArray(data && data.hits) ? data.hits : [],
             total: Number((data && data.total) || 0),
+            relaxed: Boolean(data && data.relaxed),
             suggestions: prevSuggestions,
             error: null,
             done: true,
@@ -691,6 +695,7 @@
         const g = el('div', { class: 'kefu-group', role: 'group', 'aria-labelledby': labelId },
           el('div', { class: 'kefu-group-label', id: labelId, 'aria-hidden': 'true' },
             el('span', { text: t.articles }), el('span', { text: t.total(total || hits.length) })));
+        if (this.state.relaxed) g.append(el('div', { class: 'kefu-relaxed', text: t.relaxed }));
         hits.forEach((h, i) => g.append(this.renderHit(h, i)));
         groups.push(g);
       }

@@ -133,6 +133,12 @@ impl SearchArgs {
             "{} matching articles ({:.1} ms)",
             response.total, response.took_ms
         )?;
+        if response.relaxed {
+            writeln!(
+                out,
+                "no article has the quoted phrase as written: these have its words"
+            )?;
+        }
         for (i, hit) in response.hits.iter().enumerate() {
             let link = match &hit.anchor {
                 Some(anchor) => format!("{}#{anchor}", hit.id),

@@ -107,6 +107,11 @@ pub struct SearchResponse {
     pub hits: Vec<SearchHit>,
     /// Number of matching articles (not sections).
     pub total: usize,
+    /// No article holds the query's quoted phrases (often a pasted error message worded a
+    /// little differently from the article's), so the hits match the phrases' words instead,
+    /// as if they were not quoted; exclusions and filters still hold.
+    #[serde(default)]
+    pub relaxed: bool,
     pub took_ms: f64,
 }
 
@@ -641,6 +646,7 @@ impl SearchEngine {
             query: request.query.clone(),
             hits: Vec::new(),
             total: 0,
+            relaxed: false,
             took_ms: 0.0,
         };
         if !parsed.is_empty() {
@@ -648,16 +654,34 @@ impl SearchEngine {
             let stats = self.statistics(&searcher)?;
             // A corrected typo ranks, picks the best section and is highlighted like the rest.
             let corrected = self.corrected(&searcher, &parsed)?;
-            let parsed = corrected.as_ref().unwrap_or(&parsed);
-            let (ranked, total, _) = self.rank(
+            let mut parsed = corrected.as_ref().unwrap_or(&parsed);
+            let needed = request.offset + limit;
+            let (mut ranked, mut total, _) = self.rank(
                 &searcher,
                 &stats,
                 query,
                 parsed,
                 &filters,
-                request.offset + limit,
+                needed,
                 Wanted::Total,
             )?;
+            let unquoted = parsed.unquoted();
+            if total == 0 && !parsed.phrases.is_empty() && !unquoted.is_empty() {
+                let (words, words_total, _) = self.rank(
+                    &searcher,
+                    &stats,
+                    query,
+                    &unquoted,
+                    &filters,
+                    needed,
+                    Wanted::Total,
+                )?;
+                if words_total > 0 {
+                    (ranked, total) = (words, words_total);
+                    parsed = &unquoted;
+                    response.relaxed = true;
+                }
+            }
             response.total = total;
             let highlight = parsed.highlight_terms();
             let mut page: Vec<rank::Candidate> = ranked
@@ -957,15 +981,29 @@ impl SearchEngine {
         let stats = self.statistics(&searcher)?;
         let corrected = self.corrected(&searcher, &parsed)?;
         let parsed = corrected.as_ref().unwrap_or(&parsed);
-        let (ranked, _, ids) = self.rank(
+        let filters = Filters::default();
+        let (mut ranked, _, mut ids) = self.rank(
             &searcher,
             &stats,
             query,
             parsed,
-            &Filters::default(),
+            &filters,
             limit,
             Wanted::Ids,
         )?;
+        // As `search_with`: quoted phrases that no article holds are searched as words.
+        let unquoted = parsed.unquoted();
+        if ranked.is_empty() && !parsed.phrases.is_empty() && !unquoted.is_empty() {
+            (ranked, _, ids) = self.rank(
+                &searcher,
+                &stats,
+                query,
+                &unquoted,
+                &filters,
+                limit,
+                Wanted::Ids,
+            )?;
+        }
         Ok(ids
             .into_iter()
             .zip(ranked.iter().map(|c| c.score))
