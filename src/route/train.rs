@@ -514,8 +514,10 @@ impl Default for TrainOptions {
     /// at seed 42 the member, in the `--articles` probe too, changes which article rows are kept
     /// (the ensemble before it 514 → 504 rows right), which the guard cannot see. Costs, banking77
     /// seed 42 (load ≈ 3.5 on 2 cores): the model directory 6.5 → 12.6 MB (seeds 7, 1234: 8.2 →
-    /// 14.3), training 21.5 → 22.6 s wall (the member 0.4 s), `KEFU_BENCH_MODEL` one_ticket 64–89
-    /// → 276–325 µs (the full search; `knn15`'s measured 133–143 µs). Held out (banking77's
+    /// 14.3), training 21.5 → 22.6 s wall (the member 0.4 s; with the default refit 47.5 s),
+    /// `KEFU_BENCH_MODEL` one_ticket 64–118 → 276–443 µs over two interleaved rounds at load
+    /// 1.6–3.7 (the full search; `knn15`'s measured 133–143 µs), the shipped router 100–146 µs
+    /// in the same rounds (its model and the routing code unchanged). Held out (banking77's
     /// hold-back split by the parity of `sha1 / 10`, calibrated on 487 rows, scored on 527):
     /// 0.9260 / 0.9222 / 0.9222 → 0.9260 / 0.9279 / 0.9222 (mean 0.9235 → 0.9254); the member
     /// dropped at seeds 42 and 1234 for one and three of 487 rows, where the NLL alone keeps it
