@@ -85,9 +85,8 @@ pub struct TrainArgs {
     /// (`TrainOptions::linear_member`) whose log-probabilities it is averaged with by default.
     #[arg(long)]
     pub single: bool,
-    /// Do not try the candidate members (`TrainOptions::fasttext_member` and
-    /// `TrainOptions::attention_member`, each kept by default only
-    /// when it lowers the ensemble's dev NLL).
+    /// Do not try the candidate members (the built-in list of `TrainOptions::default`, each
+    /// kept by default only when it lowers the ensemble's dev NLL).
     #[arg(long)]
     pub no_candidates: bool,
     /// Grouped feature layout: word bigrams in this many buckets of their own, words and
@@ -133,11 +132,13 @@ pub struct TrainArgs {
     /// Embedding member: max pooling of the feature embeddings next to the weighted mean.
     #[arg(long)]
     pub max_pool: bool,
-    /// Candidate members, each kept only when it lowers the ensemble's dev NLL: `fasttext`
-    /// (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`),
+    /// Candidate members, each kept only when it lowers the ensemble's dev NLL (`knn` and
+    /// `knn-chars` only when they cost it no dev row either; `calibrate::select_members`):
+    /// `fasttext` (`TrainOptions::fasttext_member`), `attention` (`TrainOptions::attention_member`),
     /// `attention-ngrams` (`TrainOptions::attention_ngrams_member`), `svm`
     /// (`TrainOptions::svm_member`), `knn` and `knn-chars` (`TrainOptions::knn_member`, all
-    /// features or character n-grams only); comma-separated (default: the built-in list).
+    /// features or character n-grams only); comma-separated (default: the built-in list,
+    /// `fasttext,attention,svm,knn-chars`).
     #[arg(long, value_delimiter = ',', value_parser = ["fasttext", "attention", "attention-ngrams", "svm", "knn", "knn-chars"])]
     pub candidates: Option<Vec<String>>,
     /// Learning rate of the linear SVM member (`svm` in --candidates or --members).
@@ -196,7 +197,8 @@ pub struct TrainArgs {
     pub article_repeat: u32,
     /// Help articles (read as `kefu index` reads them) for a candidate member that votes with
     /// a ticket's nearest articles: each article whose `category` is a label of --data is
-    /// stored whole (`train::TrainOptions::knn_kb`); kept when it lowers the dev NLL.
+    /// stored whole (`train::TrainOptions::knn_kb`); kept when it lowers the dev NLL and costs
+    /// no dev row.
     #[arg(long, num_args = 1..)]
     pub kb: Vec<PathBuf>,
 }
@@ -325,6 +327,8 @@ impl TrainArgs {
                     *c = self.attention_member();
                 } else if c.loss == Loss::SquaredHinge {
                     *c = self.svm_member(&first_options);
+                } else if c.arch == Arch::Knn {
+                    *c = first_options.knn_member(c.knn_chars);
                 }
             }
         }
