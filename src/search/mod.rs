@@ -107,9 +107,9 @@ pub struct SearchResponse {
     pub hits: Vec<SearchHit>,
     /// Number of matching articles (not sections).
     pub total: usize,
-    /// No article holds the query's quoted phrases (often a pasted error message worded a
-    /// little differently from the article's), so the hits match the phrases' words instead,
-    /// as if they were not quoted; exclusions and filters still hold.
+    /// No article that the filters allow holds the query's quoted phrases (often a pasted error
+    /// message worded a little differently from the article's), so the hits match the phrases'
+    /// words instead, as if they were not quoted; exclusions and filters still hold.
     #[serde(default)]
     pub relaxed: bool,
     pub took_ms: f64,
