@@ -608,17 +608,19 @@ mod tests {
         assert!(loss(&fitted) < loss(&start));
     }
 
+    /// Logits of three labels: `m` on label `k`, 0 elsewhere.
+    fn onehot(k: usize, m: f32) -> Vec<f32> {
+        let mut v = vec![0.0; 3];
+        v[k] = m;
+        v
+    }
+
     #[test]
     fn member_selection_keeps_what_helps_and_drops_noise() {
         // Members 0 and 1 are right 70% of the time on different rows; member 2 knows the
         // rows where both are wrong; member 3 is confidently random.
         let mut rng = SplitMix::new(99);
         let gold: Vec<usize> = (0..300).map(|i| i % 3).collect();
-        let onehot = |k: usize, m: f32| {
-            let mut v = vec![0.0; 3];
-            v[k] = m;
-            v
-        };
         let logits: Vec<Vec<Vec<f32>>> = gold
             .iter()
             .enumerate()
@@ -650,11 +652,6 @@ mod tests {
         // falls) but confidently claims another label on 6 rows the others get right (those
         // rows' top label changes to a wrong one).
         let gold: Vec<usize> = (0..300).map(|i| i % 3).collect();
-        let onehot = |k: usize, m: f32| {
-            let mut v = vec![0.0; 3];
-            v[k] = m;
-            v
-        };
         let logits: Vec<Vec<Vec<f32>>> = gold
             .iter()
             .enumerate()
