@@ -695,7 +695,7 @@
         const g = el('div', { class: 'kefu-group', role: 'group', 'aria-labelledby': labelId },
           el('div', { class: 'kefu-group-label', id: labelId, 'aria-hidden': 'true' },
             el('span', { text: t.articles }), el('span', { text: t.total(total || hits.length) })));
-        if (this.state.relaxed) g.append(el('div', { class: 'kefu-relaxed', text: t.relaxed }));
+        if (this.state.relaxed) g.append(el('div', { class: 'kefu-relaxed', 'data-testid': 'kefu-relaxed', text: t.relaxed }));
         hits.forEach((h, i) => g.append(this.renderHit(h, i)));
         groups.push(g);
       }

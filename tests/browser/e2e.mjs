@@ -183,6 +183,18 @@ async function main() {
       assert(n >= 1, `no results for traditional "${Q_TRAD}" (server should map 帳單→账单)`);
     });
 
+    await check('b2. widget: a quoted phrase no article holds finds its words, and says so', async () => {
+      await widgetSearch(page, '"group security"');
+      assert(await resultCount(page) >= 1, 'no results for the relaxed phrase "group security"');
+      const note = page.locator('[data-testid=kefu-relaxed]');
+      assert(await note.count() === 1, 'the widget does not say the phrase was searched as words');
+      assert((await note.textContent()).includes('引号'), `unexpected note: ${await note.textContent()}`);
+      await widgetSearch(page, '"security group"');
+      assert(await resultCount(page) >= 1, 'no results for the phrase "security group"');
+      assert(await page.locator('[data-testid=kefu-relaxed]').count() === 0,
+        'a phrase that articles hold is shown as relaxed');
+    });
+
     await check('c. XSS: article text with <script> renders as text, nothing executes', async () => {
       await page.evaluate(() => {
         window.alert = () => { window.__kefu_xss = true; };
