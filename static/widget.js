@@ -252,7 +252,7 @@
 .kefu-list{padding:6px}
 .kefu-list:empty{display:none}
 .kefu-group+.kefu-group{border-top:1px solid #edf0f5;margin-top:4px;padding-top:4px}
-.kefu-relaxed{padding:0 10px 6px;font-size:12px;color:#6b7280}
+.kefu-relaxed{padding:0 10px 6px;font-size:12px;color:var(--kefu-muted)}
 .kefu-group-label{display:flex;justify-content:space-between;padding:8px 10px 4px;font-size:12px;font-weight:600;
  letter-spacing:.02em;color:var(--kefu-muted)}
 .kefu-result,.kefu-suggestion{display:block;padding:10px 12px;border-radius:8px;color:inherit;text-decoration:none;cursor:pointer}
