@@ -136,49 +136,31 @@ pub fn combine_members(member_logits: &[Vec<f32>], temperatures: &[f32]) -> Vec<
     out
 }
 
-/// The ensemble of `members` on each dev row (indices into each row of `member_logits`, at
-/// their own `temperatures`): its combined logits ([`combine_members`]).
-fn ensemble_logits(
+/// The ensemble of `members` on the dev rows (indices into each row of `member_logits`, at
+/// their own `temperatures`, combined by [`combine_members`]): its NLL after its own temperature
+/// is fitted as well, and the rows it puts under their gold label (its top label; no
+/// temperature changes which label is on top).
+fn ensemble_fit(
     member_logits: &[Vec<Vec<f32>>],
+    gold: &[usize],
     temperatures: &[f32],
     members: &[usize],
-) -> Vec<Vec<f32>> {
+) -> (f64, usize) {
     let temps: Vec<f32> = members.iter().map(|&k| temperatures[k]).collect();
-    member_logits
+    let combined: Vec<Vec<f32>> = member_logits
         .iter()
         .map(|m| {
             let sub: Vec<Vec<f32>> = members.iter().map(|&k| m[k].clone()).collect();
             combine_members(&sub, &temps)
         })
-        .collect()
-}
-
-/// Dev NLL of the ensemble of `members` (indices into each row of `member_logits`, at their
-/// own `temperatures`), after the ensemble's own temperature is fitted as well.
-pub fn ensemble_nll(
-    member_logits: &[Vec<Vec<f32>>],
-    gold: &[usize],
-    temperatures: &[f32],
-    members: &[usize],
-) -> f64 {
-    let combined = ensemble_logits(member_logits, temperatures, members);
+        .collect();
     let t = fit_temperature(&combined, gold);
-    nll(&combined, gold, t)
-}
-
-/// Dev rows the ensemble of `members` puts under their gold label (its top label; no
-/// temperature changes which label is on top).
-pub fn ensemble_right(
-    member_logits: &[Vec<Vec<f32>>],
-    gold: &[usize],
-    temperatures: &[f32],
-    members: &[usize],
-) -> usize {
-    ensemble_logits(member_logits, temperatures, members)
+    let right = combined
         .iter()
         .zip(gold)
         .filter(|(l, g)| argmax(l).0 == **g)
-        .count()
+        .count();
+    (nll(&combined, gold, t), right)
 }
 
 /// One candidate member's trial (see [`select_members`]).
@@ -187,7 +169,7 @@ pub struct MemberTrial {
     pub member: usize,
     pub nll_without: f64,
     pub nll_with: f64,
-    /// Dev rows the ensemble gets right without and with the candidate ([`ensemble_right`]).
+    /// Dev rows the ensemble gets right without and with the candidate ([`ensemble_fit`]).
     #[serde(default)]
     pub right_without: usize,
     #[serde(default)]
@@ -196,9 +178,9 @@ pub struct MemberTrial {
 }
 
 /// Greedy member selection on dev: members `0..base` are always in; each further member (in
-/// order) joins when it lowers the calibrated ensemble's dev NLL ([`ensemble_nll`]), and a member
+/// order) joins when it lowers the calibrated ensemble's dev NLL ([`ensemble_fit`]), and a member
 /// with `guarded[k]` only when the ensemble also gets no fewer dev rows right with it
-/// ([`ensemble_right`]). Returns the chosen member indices (ascending) and each candidate's
+/// ([`ensemble_fit`]). Returns the chosen member indices (ascending) and each candidate's
 /// trial. `member_logits[i][k]`: example `i`, member `k`; `temperatures[k]`: member `k`'s own
 /// temperature; `guarded` shorter than the members: the rest unguarded.
 ///
@@ -220,14 +202,12 @@ pub fn select_members(
     if gold.is_empty() {
         return (chosen, Vec::new());
     }
-    let mut current = ensemble_nll(member_logits, gold, temperatures, &chosen);
-    let mut right = ensemble_right(member_logits, gold, temperatures, &chosen);
+    let (mut current, mut right) = ensemble_fit(member_logits, gold, temperatures, &chosen);
     let mut trials = Vec::new();
     for k in base..all {
         let mut with = chosen.clone();
         with.push(k);
-        let n = ensemble_nll(member_logits, gold, temperatures, &with);
-        let r = ensemble_right(member_logits, gold, temperatures, &with);
+        let (n, r) = ensemble_fit(member_logits, gold, temperatures, &with);
         let kept = n < current && (r >= right || !guarded.get(k).copied().unwrap_or(false));
         trials.push(MemberTrial {
             member: k,
