@@ -654,35 +654,20 @@ impl SearchEngine {
             let stats = self.statistics(&searcher)?;
             // A corrected typo ranks, picks the best section and is highlighted like the rest.
             let corrected = self.corrected(&searcher, &parsed)?;
-            let mut parsed = corrected.as_ref().unwrap_or(&parsed);
-            let needed = request.offset + limit;
-            let (mut ranked, mut total, _) = self.rank(
+            let parsed = corrected.as_ref().unwrap_or(&parsed);
+            let unquoted = parsed.unquoted();
+            let (ranked, total, _, relaxed) = self.rank_relaxing(
                 &searcher,
                 &stats,
                 query,
-                parsed,
+                (parsed, &unquoted),
                 &filters,
-                needed,
+                request.offset + limit,
                 Wanted::Total,
             )?;
-            let unquoted = parsed.unquoted();
-            if total == 0 && !parsed.phrases.is_empty() && !unquoted.is_empty() {
-                let (words, words_total, _) = self.rank(
-                    &searcher,
-                    &stats,
-                    query,
-                    &unquoted,
-                    &filters,
-                    needed,
-                    Wanted::Total,
-                )?;
-                if words_total > 0 {
-                    (ranked, total) = (words, words_total);
-                    parsed = &unquoted;
-                    response.relaxed = true;
-                }
-            }
+            let parsed = if relaxed { &*unquoted } else { parsed };
             response.total = total;
+            response.relaxed = relaxed;
             let highlight = parsed.highlight_terms();
             let mut page: Vec<rank::Candidate> = ranked
                 .into_iter()
@@ -709,6 +694,31 @@ impl SearchEngine {
     ) -> Result<Option<ParsedQuery>, SearchError> {
         let f = &self.fields;
         Ok(parsed.with_corrections(searcher, &[f.abody, f.atitle], self.params.spelling)?)
+    }
+
+    /// [`SearchEngine::rank`] of `parsed`, or, when no article matches it and it has quoted
+    /// phrases, of `unquoted` (`parsed` without them: its words alone) if that finds articles;
+    /// the last item says whether it was `unquoted`.
+    #[allow(clippy::too_many_arguments)]
+    fn rank_relaxing(
+        &self,
+        searcher: &Searcher,
+        stats: &rank::KindStatistics,
+        text: &str,
+        (parsed, unquoted): (&ParsedQuery, &ParsedQuery),
+        filter: &Filters,
+        needed: usize,
+        wanted: Wanted,
+    ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>, bool), SearchError> {
+        let (ranked, total, ids) =
+            self.rank(searcher, stats, text, parsed, filter, needed, wanted)?;
+        if ranked.is_empty() && !parsed.phrases.is_empty() && !unquoted.is_empty() {
+            let words = self.rank(searcher, stats, text, unquoted, filter, needed, wanted)?;
+            if !words.0.is_empty() {
+                return Ok((words.0, words.1, words.2, true));
+            }
+        }
+        Ok((ranked, total, ids, false))
     }
 
     /// Scores articles: best section + article-level score, exclusions applied.
@@ -981,29 +991,15 @@ impl SearchEngine {
         let stats = self.statistics(&searcher)?;
         let corrected = self.corrected(&searcher, &parsed)?;
         let parsed = corrected.as_ref().unwrap_or(&parsed);
-        let filters = Filters::default();
-        let (mut ranked, _, mut ids) = self.rank(
+        let (ranked, _, ids, _) = self.rank_relaxing(
             &searcher,
             &stats,
             query,
-            parsed,
-            &filters,
+            (parsed, &parsed.unquoted()),
+            &Filters::default(),
             limit,
             Wanted::Ids,
         )?;
-        // As `search_with`: quoted phrases that no article holds are searched as words.
-        let unquoted = parsed.unquoted();
-        if ranked.is_empty() && !parsed.phrases.is_empty() && !unquoted.is_empty() {
-            (ranked, _, ids) = self.rank(
-                &searcher,
-                &stats,
-                query,
-                &unquoted,
-                &filters,
-                limit,
-                Wanted::Ids,
-            )?;
-        }
         Ok(ids
             .into_iter()
             .zip(ranked.iter().map(|c| c.score))
