@@ -6,7 +6,7 @@
 # With ../shared/data/search/aliyun-faq/docs there too, cloud-queues is trained a second time with
 # the help-article member (`kefu train --kb`, floor 0.84).
 # It trains with `--no-refit` so that dev stays held out: the default also trains on the dev rows
-# after calibrating on them (scripts/refit-halves.sh measures that held out).
+# after calibrating on them (scripts/refit-folds.sh measures that held out).
 #
 #   scripts/classify-gate.sh [KEFU_BINARY] [DATA_DIR]
 set -euo pipefail

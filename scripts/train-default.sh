@@ -24,7 +24,7 @@
 # After calibrating on dev, the chosen members train again on train + dev (`kefu train`'s
 # default refit), so the shipped router learns from every labelled row; the dev figures printed
 # last are therefore not held out (held-out figures: the CI gate, which trains with `--no-refit`,
-# and scripts/refit-halves.sh).
+# and scripts/refit-folds.sh).
 #
 # Session 11: the linear SVM member became a default candidate of `kefu train` (it pays on
 # clinc150 and banking77), but not for this router: at seed 42 it is kept by dev NLL yet lowers
