@@ -37,8 +37,9 @@ sys.exit(0 if ok else 1)
 PY
 }
 # cloud-queues as scripts/train-default.sh trains the shipped router (`kefu train` with the
-# sample knowledge base's articles, without the SVM candidate).
-gate cloud-queues cloud-queues 0.82 --articles kb --candidates fasttext,attention
+# sample knowledge base's articles and the product aliases, without the SVM candidate).
+gate cloud-queues cloud-queues 0.82 --articles kb --candidates fasttext,attention \
+  --aliases models/aliases.txt
 gate smp2017 smp2017 0.90
 # cloud-queues with the help-article member (`--kb`): the aliyun-faq help corpus, each article
 # filed under its queue by scripts/aliyun-kb.py (0.8557 at seed 42 in session 15).
@@ -46,7 +47,7 @@ docs="$data/../search/aliyun-faq/docs"
 if [ -d "$docs" ]; then
   scripts/aliyun-kb.py "$docs" >"$tmp/aliyun-kb.jsonl" 2>"$tmp/aliyun-kb.log"
   gate cloud-queues-kb cloud-queues 0.84 --articles kb --candidates fasttext,attention \
-    --kb "$tmp/aliyun-kb.jsonl"
+    --kb "$tmp/aliyun-kb.jsonl" --aliases models/aliases.txt
 else
   echo "classify-gate: $docs not found, the --kb gate skipped"
 fi

@@ -6,8 +6,12 @@
 # (Chinese assistant requests: weather, music, recipes...), HR/purchase IT tickets (the first
 # 150 of each by sha1 order), and 60 cloud-support questions we wrote about products no queue
 # covers (databases, Kubernetes, big data, AI, messaging, media; tests/data/no-queue-products.jsonl).
-# Last, the price in scope: coverage and accuracy on 45 questions we wrote for the nine queues in
-# our own words (tests/data/in-scope-questions.jsonl), unlike the documentation headings of dev. Then `kefu eval classify` reports in-scope accuracy (abstaining
+# Then the price in scope: coverage and accuracy on 45 questions we wrote for the nine queues in
+# our own words (tests/data/in-scope-questions.jsonl), unlike the documentation headings of dev.
+# Last, other clouds' customers (tests/data/other-clouds.jsonl, 49 questions written with
+# models/aliases.txt; other-clouds-blind.jsonl, 60 written by a teammate who had not seen it):
+# questions naming AWS, Azure, Google Cloud, Tencent Cloud and Huawei Cloud products, for our
+# queues or for products none covers. `kefu eval classify` reports in-scope accuracy (abstaining
 # counts as wrong) and out-of-scope recall (abstaining counts as right), and this script adds the
 # recall per source.
 #
@@ -80,3 +84,15 @@ r = json.load(open(sys.argv[1]))
 print(f"  in scope, our wording: {r['examples']} questions, accuracy {r['accuracy']:.3f}, "
       f"coverage {r['coverage']:.3f}, answered accuracy {r['answered_accuracy']:.3f}")
 PY
+# Other clouds' customers: questions naming AWS, Azure, Google Cloud, Tencent Cloud and Huawei
+# Cloud products, for our queues or for products no queue covers (`oos`).
+for set in other-clouds other-clouds-blind; do
+  "$kefu" eval classify --model "$model" --data "tests/data/$set.jsonl" --json >"$tmp/$set.json" 2>/dev/null
+  python3 - "$tmp/$set.json" "$set" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"  {sys.argv[2]}: {r['examples']} questions; in-scope accuracy {r['in_scope_accuracy']:.3f}, "
+      f"coverage {r['coverage']:.3f}, answered accuracy {r['answered_accuracy']:.3f}, "
+      f"out-of-scope recall {r['oos_recall']:.3f}")
+PY
+done

@@ -657,6 +657,67 @@ fn train_votes_with_help_articles_through_the_cli() {
     );
 }
 
+#[test]
+fn train_with_product_aliases_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let aliases = dir.path().join("aliases.txt");
+    std::fs::write(&aliases, "# ours: theirs\nOSS bucket: S3, Blob Storage\n").unwrap();
+    let (args, out) = tiny_train_args(dir.path(), &["--aliases", aliases.to_str().unwrap()]);
+    let (_, err, ok) = kefu_owned(&args, b"");
+    assert!(ok, "{err}");
+    assert!(err.contains("--aliases: 1 groups; 0 rows name"), "{err}");
+    // The model keeps the file and expands every ticket by it: an S3 ticket is an OSS one.
+    let kept = std::fs::read_to_string(out.join("aliases.txt")).unwrap();
+    assert_eq!(kept, std::fs::read_to_string(&aliases).unwrap());
+    let c = Classifier::load(&out).unwrap();
+    assert_eq!(c.aliases().map(|a| a.len()), Some(1));
+    let aliased = c.predict("S3 upload is slow");
+    let plain = Classifier::load(&out).unwrap().with_aliases(None);
+    assert_eq!(
+        aliased.probs,
+        plain.predict("OSS bucket\nS3 upload is slow").probs
+    );
+    assert_ne!(aliased.probs, plain.predict("S3 upload is slow").probs);
+    // Text without an alias is classified as without the file.
+    assert_eq!(
+        c.predict("发票抬头怎么修改").probs,
+        plain.predict("发票抬头怎么修改").probs
+    );
+    let (json, err, ok) = kefu(
+        &[
+            "classify",
+            "--model",
+            out.to_str().unwrap(),
+            "--json",
+            "my blob storage",
+        ],
+        b"",
+    );
+    assert!(
+        ok && json.contains("\"category\":\"storage\""),
+        "{json} {err}"
+    );
+
+    // Trained again into the same folder without --aliases: no stale file is left to apply.
+    let (args, _) = tiny_train_args(dir.path(), &[]);
+    let (_, err, ok) = kefu_owned(&args, b"");
+    assert!(ok, "{err}");
+    assert!(!out.join("aliases.txt").exists());
+    assert!(Classifier::load(&out).unwrap().aliases().is_none());
+
+    // A broken aliases file stops training before it starts, naming the line.
+    std::fs::write(&aliases, "OSS: S3\nno colon\n").unwrap();
+    let (args, _) = tiny_train_args(dir.path(), &["--aliases", aliases.to_str().unwrap()]);
+    let (_, err, ok) = kefu_owned(&args, b"");
+    assert!(!ok && err.contains("aliases.txt:2: expected"), "{err}");
+    // So does a model directory whose aliases file is broken, at load.
+    std::fs::copy(&aliases, out.join("aliases.txt")).unwrap();
+    let Err(e) = Classifier::load(&out) else {
+        panic!("a broken aliases.txt loaded")
+    };
+    assert!(e.to_string().contains("aliases.txt:2: expected"), "{e}");
+}
+
 // ---------------------------------------------------------------- default model
 
 #[test]
@@ -720,6 +781,44 @@ fn default_model_sends_questions_about_products_without_a_queue_to_a_human() {
         let p = c.predict(t);
         assert!(p.novelty <= limit, "{t}: novelty {} > {limit}", p.novelty);
     }
+}
+
+#[test]
+fn default_model_knows_other_clouds_product_names() {
+    // Sixty questions that a teammate wrote for other clouds' products (AWS, Azure, Google
+    // Cloud, Tencent Cloud, Huawei Cloud) without seeing models/aliases.txt: 45 for our queues,
+    // 15 about products no queue covers. Without the aliases the router answered 10 of the 45
+    // right (in-scope accuracy 0.222) and sent 12 of the 15 to a human; with them, 23 and 12.
+    let data = train::read_examples(&repo("tests/data/other-clouds-blind.jsonl")).unwrap();
+    assert_eq!(data.len(), 60);
+    let c = Classifier::load(&repo("models/router")).unwrap();
+    assert!(
+        c.aliases().is_some(),
+        "the default router keeps its aliases"
+    );
+    let (mut in_scope, mut right, mut oos, mut human) = (0, 0, 0, 0);
+    for e in &data {
+        let p = c.predict(&e.text);
+        if e.label == "oos" {
+            oos += 1;
+            human += usize::from(p.abstain);
+        } else {
+            in_scope += 1;
+            right += usize::from(!p.abstain && c.labels()[p.best] == e.label);
+        }
+    }
+    assert_eq!((in_scope, oos), (45, 15));
+    assert!(right >= 20, "only {right} of 45 routed right");
+    assert!(human >= 11, "only {human} of 15 sent to a human");
+    // The alias brings our product's name: a CloudFront ticket is a CDN ticket.
+    let router = default_router();
+    let d = router
+        .route(&ticket(
+            "",
+            "CloudFront keeps serving the old files after I updated them",
+        ))
+        .unwrap();
+    assert_eq!(d.category, "cdn", "{d:?}");
 }
 
 #[test]

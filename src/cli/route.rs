@@ -5,6 +5,7 @@
 //! classified in parallel (rayon) in batches of what is already buffered, so a pipeline that
 //! sends one ticket and waits gets its answer at once.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use clap::Args;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::route::aliases::{ALIASES_FILE, ProductAliases};
 use crate::route::classifier::Classifier;
 use crate::route::eval;
 use crate::route::features::FeatureConfig;
@@ -201,6 +203,11 @@ pub struct TrainArgs {
     /// no dev row.
     #[arg(long, num_args = 1..)]
     pub kb: Vec<PathBuf>,
+    /// Product aliases (`models/aliases.txt`: other clouds' product names → ours): every
+    /// training, dev, --articles and --kb row is expanded by them, and the model directory keeps
+    /// the file so that each ticket it classifies is expanded the same way.
+    #[arg(long)]
+    pub aliases: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -290,6 +297,12 @@ impl TrainArgs {
     }
 
     pub fn run(self) -> anyhow::Result<()> {
+        let aliases = self
+            .aliases
+            .as_deref()
+            .map(ProductAliases::load)
+            .transpose()
+            .context("--aliases")?;
         if let Some(w) = self.oos_weight
             && !(w.is_finite() && w > 0.0)
         {
@@ -366,10 +379,31 @@ impl TrainArgs {
                 m.aux_weight = w;
             }
         }
-        let (data, aux) = train::read_examples_with_field(&self.data, Some(&self.aux_field))?;
-        let kb = self.kb_rows(&data)?;
-        let dev = self.dev.as_deref().map(train::read_examples).transpose()?;
+        let (mut data, aux) = train::read_examples_with_field(&self.data, Some(&self.aux_field))?;
+        let mut kb = self.kb_rows(&data)?;
+        let mut dev = self.dev.as_deref().map(train::read_examples).transpose()?;
         let mut extra = self.article_rows(&data)?;
+        if let Some(aliases) = &aliases {
+            let mut rows: Vec<&mut train::Example> = (data.iter_mut())
+                .chain(dev.iter_mut().flatten())
+                .chain(&mut extra)
+                .chain(&mut kb)
+                .collect();
+            let expanded: usize = rows
+                .par_iter_mut()
+                .map(|row| match aliases.expand(&row.text) {
+                    Cow::Owned(text) => {
+                        row.text = text;
+                        1
+                    }
+                    Cow::Borrowed(_) => 0,
+                })
+                .sum();
+            eprintln!(
+                "--aliases: {} groups; {expanded} rows name another cloud's product",
+                aliases.len()
+            );
+        }
         if !extra.is_empty() && self.article_agreement < 1.0 {
             let probe_dir = tempfile::tempdir().context("temporary folder for the first model")?;
             eprintln!(
@@ -395,6 +429,18 @@ impl TrainArgs {
         }
         let report =
             train::train_with_kb(&data, &aux, &extra, &kb, dev.as_deref(), &opts, &self.out)?;
+        // A model trained without aliases must not pick up a file left by an earlier one.
+        let aliases_file = self.out.join(ALIASES_FILE);
+        match &aliases {
+            Some(aliases) => std::fs::write(&aliases_file, aliases.source())
+                .with_context(|| format!("writing {}", aliases_file.display()))?,
+            None => match std::fs::remove_file(&aliases_file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", aliases_file.display()));
+                }
+                _ => {}
+            },
+        }
         eprint!("{}", report.markdown());
         eprintln!("model written to {}", self.out.display());
         Ok(())

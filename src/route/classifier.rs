@@ -2,7 +2,8 @@
 //! candle model → calibrated probabilities, abstention and an explanation.
 //!
 //! Model directory: `model.safetensors`, `tokenizer.json`, `labels.json`, `config.json`
-//! (features, shape, temperature, abstain threshold), `report.md`.
+//! (features, shape, temperature, abstain threshold), `report.md`, and `aliases.txt` when it was
+//! trained with product aliases ([`super::aliases`]: each text is expanded by them first).
 //! Owns: loading (every missing or inconsistent file is a clear [`RouteError::Model`]) and
 //! prediction. Must never: know about queues or priorities (that is `rules.rs`).
 
@@ -14,6 +15,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::aliases::{ALIASES_FILE, ProductAliases};
 use super::calibrate::{self, argmax, combine_members, softmax};
 use super::features::{
     FeatureConfig, Features, Featurizer, MAX_ANALYZED_BYTES, analyzed_tokens, prefix,
@@ -142,6 +144,9 @@ pub struct Classifier {
     /// shares ([`PlainModel::same_coefficients`]): the embedding and the linear member of a
     /// default router both pool TF-IDF over one vocabulary.
     shared_coefficients: Vec<Option<usize>>,
+    /// Product aliases the model was trained with ([`ALIASES_FILE`]): each text is expanded by
+    /// them before its features are computed.
+    aliases: Option<ProductAliases>,
 }
 
 fn model_err(dir: &Path, what: &str, e: impl std::fmt::Display) -> RouteError {
@@ -234,7 +239,15 @@ impl Classifier {
                 .map_err(|e| model_err(dir, "model.safetensors", e))?;
             members.push((featurizer, model));
         }
-        Ok(Classifier::from_members(members, labels, config))
+        let aliases = match std::fs::read_to_string(dir.join(ALIASES_FILE)) {
+            Ok(source) => Some(
+                ProductAliases::parse(&source, &dir.join(ALIASES_FILE).display().to_string())
+                    .map_err(RouteError::Model)?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(model_err(dir, ALIASES_FILE, e)),
+        };
+        Ok(Classifier::from_members(members, labels, config).with_aliases(aliases))
     }
 
     pub fn from_parts(
@@ -276,7 +289,19 @@ impl Classifier {
             oos,
             unseen_weight,
             shared_coefficients,
+            aliases: None,
         }
+    }
+
+    /// The same classifier expanding every text by `aliases` first.
+    pub fn with_aliases(mut self, aliases: Option<ProductAliases>) -> Classifier {
+        self.aliases = aliases;
+        self
+    }
+
+    /// The product aliases texts are expanded by, if any.
+    pub fn aliases(&self) -> Option<&ProductAliases> {
+        self.aliases.as_ref()
     }
 
     pub fn labels(&self) -> &[String] {
@@ -294,7 +319,11 @@ impl Classifier {
 
     /// Each member's features of `text` (the analyzer runs once).
     fn member_features(&self, text: &str) -> Vec<Rc<Features>> {
-        let text = prefix(text, MAX_ANALYZED_BYTES);
+        let expanded = match &self.aliases {
+            Some(aliases) => aliases.expand(text),
+            None => std::borrow::Cow::Borrowed(text),
+        };
+        let text = prefix(&expanded, MAX_ANALYZED_BYTES);
         let tokens = analyzed_tokens(text);
         let mut out: Vec<Rc<Features>> = Vec::with_capacity(self.members.len());
         for (k, (f, _)) in self.members.iter().enumerate() {

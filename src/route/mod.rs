@@ -4,7 +4,8 @@
 //! `tokenizer.json`), `model` (the candle network and its plain-array copy), `train` (lazy-AdamW
 //! training loop, writes the model directory), `calibrate` (temperature, ECE, abstain threshold),
 //! `classifier` (a loaded model directory: predict + explain), `rules` (`routing.toml`: queues,
-//! priorities, SLA), `eval` (`kefu eval classify`). The default model is `models/router`
+//! priorities, SLA), `aliases` (other clouds' product names → ours, `models/aliases.txt`),
+//! `eval` (`kefu eval classify`). The default model is `models/router`
 //! (rebuild: `scripts/train-default.sh`).
 //!
 //! ```no_run
@@ -16,6 +17,7 @@
 //!
 //! Must never: discover a bad model or rules file at the first ticket: both are checked at load.
 
+pub mod aliases;
 pub mod calibrate;
 pub mod classifier;
 pub mod eval;

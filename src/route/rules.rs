@@ -76,14 +76,14 @@ struct PriorityEntry {
 
 /// A keyword in normalized form; Latin edges must sit on word boundaries (`down` ≠ `download`).
 #[derive(Debug, Clone)]
-struct Keyword {
-    text: String,
+pub(super) struct Keyword {
+    pub(super) text: String,
     latin_start: bool,
     latin_end: bool,
 }
 
 impl Keyword {
-    fn new(raw: &str) -> Keyword {
+    pub(super) fn new(raw: &str) -> Keyword {
         let text = Normalized::new(raw).text().trim().to_string();
         let latin = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
         Keyword {
@@ -95,7 +95,7 @@ impl Keyword {
 
     /// Whether an occurrence of the keyword at `start..end` of `text` counts: a Latin edge must
     /// not continue a word.
-    fn accepts(&self, text: &str, start: usize, end: usize) -> bool {
+    pub(super) fn accepts(&self, text: &str, start: usize, end: usize) -> bool {
         let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
         let cut_start = self.latin_start && word(text[..start].chars().next_back());
         let cut_end = self.latin_end && word(text[end..].chars().next());
