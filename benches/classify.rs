@@ -1,8 +1,9 @@
 //! Routing speed: one ticket through the default router (analyzer → features → model →
 //! calibration → rules → explanation), and a batch of tickets over both cores with rayon.
 //! Input: the cloud-queues dev questions when `../shared/data` is present (real text), else the
-//! built-in tickets below. Run: `cargo bench --bench classify` (`KEFU_BENCH_MODEL=DIR` for
-//! another model directory than `models/router`).
+//! built-in tickets below, or `KEFU_BENCH_TICKETS=FILE` (JSON lines with a `text`, e.g. a dev
+//! split of the data the model was trained on). Run: `cargo bench --bench classify`
+//! (`KEFU_BENCH_MODEL=DIR` for another model directory than `models/router`).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -23,8 +24,12 @@ const FALLBACK: &[&str] = &[
 ];
 
 fn tickets() -> Vec<Ticket> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/classify/cloud-queues/dev.jsonl");
+    let shared = std::env::var_os("KEFU_BENCH_TICKETS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/data/classify/cloud-queues/dev.jsonl")
+        });
     let texts: Vec<String> = match std::fs::read_to_string(&shared) {
         Ok(s) => s
             .lines()
