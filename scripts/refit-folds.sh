@@ -15,7 +15,8 @@
 # It replaced scripts/refit-halves.sh (session 19), which calibrated on the half of dev whose
 # text's SHA-1 is even and scored the odd half only: the figures quoted as refit-halves in the
 # code's notes are that protocol's. On half the rows their ECE was noisy: cloud-queues' shipped
-# configuration read about 0.06 there, and 0.041-0.045 over all 610 rows here (session 19).
+# configuration read about 0.06 there, and 0.033-0.043 with the refit over all 610 rows here
+# (session 19).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kefu="${1:-${CARGO_TARGET_DIR:-target}/release/kefu}"
