@@ -239,14 +239,11 @@ impl Classifier {
                 .map_err(|e| model_err(dir, "model.safetensors", e))?;
             members.push((featurizer, model));
         }
-        let aliases = match std::fs::read_to_string(dir.join(ALIASES_FILE)) {
-            Ok(source) => Some(
-                ProductAliases::parse(&source, &dir.join(ALIASES_FILE).display().to_string())
-                    .map_err(RouteError::Model)?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(model_err(dir, ALIASES_FILE, e)),
-        };
+        let aliases_file = dir.join(ALIASES_FILE);
+        let aliases = aliases_file
+            .exists()
+            .then(|| ProductAliases::load(&aliases_file))
+            .transpose()?;
         Ok(Classifier::from_members(members, labels, config).with_aliases(aliases))
     }
 
