@@ -636,6 +636,8 @@
             query: q,
             hits: Array.isArray(data && data.hits) ? data.hits : [],
             total: Number((data && data.total) || 0),
+            // The server stopped counting there (a quoted word most articles hold): "1000+".
+            totalAtLeast: Boolean(data && data.total_is_lower_bound),
             relaxed: Boolean(data && data.relaxed),
             suggestions: prevSuggestions,
             error: null,
@@ -674,6 +676,7 @@
     render(announce) {
       const t = this.t;
       const { query, hits, total, error } = this.state;
+      const shownTotal = this.state.totalAtLeast ? `${total}+` : total || hits.length;
       const id = this.uid;
       const hitIds = new Set(hits.map((h) => h.id));
       const seen = new Set([query.toLowerCase()]);
@@ -694,7 +697,7 @@
         const labelId = `${id}-g-res`;
         const g = el('div', { class: 'kefu-group', role: 'group', 'aria-labelledby': labelId },
           el('div', { class: 'kefu-group-label', id: labelId, 'aria-hidden': 'true' },
-            el('span', { text: t.articles }), el('span', { text: t.total(total || hits.length) })));
+            el('span', { text: t.articles }), el('span', { text: t.total(shownTotal) })));
         if (this.state.relaxed) g.append(el('div', { class: 'kefu-relaxed', 'data-testid': 'kefu-relaxed', text: t.relaxed }));
         hits.forEach((h, i) => g.append(this.renderHit(h, i)));
         groups.push(g);
@@ -726,7 +729,7 @@
       // footer: more / helpful / key hints
       const footer = [];
       if (hits.length && hits.length < total) {
-        const more = el('button', { type: 'button', class: 'kefu-more', 'data-testid': 'kefu-more', text: `${t.more} (${hits.length}/${total})` });
+        const more = el('button', { type: 'button', class: 'kefu-more', 'data-testid': 'kefu-more', text: `${t.more} (${hits.length}/${shownTotal})` });
         more.addEventListener('click', () => this.loadMore(more));
         footer.push(more);
       }
@@ -742,7 +745,7 @@
       const keys = new Set(this.options().map((o) => o.dataset.key));
       this.setActive(keys.has(this.activeKey) ? this.activeKey : null, false);
 
-      if (announce) this.live.textContent = error ? t.error : t.announce(total || hits.length);
+      if (announce) this.live.textContent = error ? t.error : t.announce(shownTotal);
       if (this.root.contains(document.activeElement)) this.open();
     }
 
@@ -792,7 +795,10 @@
         const more = Array.isArray(data && data.hits) ? data.hits : [];
         const firstNew = this.state.hits.length;
         this.state.hits = this.state.hits.concat(more);
-        if (!more.length) this.state.total = this.state.hits.length;
+        if (!more.length) {
+          this.state.total = this.state.hits.length;
+          this.state.totalAtLeast = false;
+        }
         this.render(false);
         const opts = this.list.querySelectorAll('[data-kind="article"][data-testid="kefu-result"]');
         if (opts[firstNew]) this.setActive(opts[firstNew].dataset.key);

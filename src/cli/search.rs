@@ -130,8 +130,14 @@ impl SearchArgs {
         let bold = std::io::stdout().is_terminal();
         writeln!(
             out,
-            "{} matching articles ({:.1} ms)",
-            response.total, response.took_ms
+            "{}{} matching articles ({:.1} ms)",
+            response.total,
+            if response.total_is_lower_bound {
+                "+"
+            } else {
+                ""
+            },
+            response.took_ms
         )?;
         if response.relaxed {
             writeln!(

@@ -107,6 +107,10 @@ pub struct SearchResponse {
     pub hits: Vec<SearchHit>,
     /// Number of matching articles (not sections).
     pub total: usize,
+    /// `total` is a lower bound: counting stopped there. Only a query with a quoted phrase that
+    /// most articles hold counts its matches one by one, up to 1,000 (the widget shows "1000+").
+    #[serde(default)]
+    pub total_is_lower_bound: bool,
     /// No article that the filters allow holds the query's quoted phrases (often a pasted error
     /// message worded a little differently from the article's), so the hits match the phrases'
     /// words instead, as if they were not quoted; exclusions and filters still hold.
@@ -295,6 +299,19 @@ struct Filters {
     lang: Option<String>,
     product: Option<String>,
     category: Option<String>,
+}
+
+/// What [`SearchEngine::rank`] found.
+struct Ranking {
+    ranked: Vec<rank::Candidate>,
+    /// Matching articles, with [`Wanted::Total`].
+    total: usize,
+    /// Whether `total` is a lower bound ([`rank::EXACT_COUNT`]).
+    total_is_lower_bound: bool,
+    /// The ids of the top articles, with [`Wanted::Ids`].
+    ids: Vec<String>,
+    /// Whether the query's quoted phrases were dropped ([`SearchEngine::rank_relaxing`]).
+    relaxed: bool,
 }
 
 /// What [`SearchEngine::rank`] computes besides the ranking.
@@ -646,6 +663,7 @@ impl SearchEngine {
             query: request.query.clone(),
             hits: Vec::new(),
             total: 0,
+            total_is_lower_bound: false,
             relaxed: false,
             took_ms: 0.0,
         };
@@ -656,7 +674,13 @@ impl SearchEngine {
             let corrected = self.corrected(&searcher, &parsed)?;
             let parsed = corrected.as_ref().unwrap_or(&parsed);
             let unquoted = parsed.unquoted();
-            let (ranked, total, _, relaxed) = self.rank_relaxing(
+            let Ranking {
+                ranked,
+                total,
+                total_is_lower_bound,
+                relaxed,
+                ..
+            } = self.rank_relaxing(
                 &searcher,
                 &stats,
                 query,
@@ -667,6 +691,7 @@ impl SearchEngine {
             )?;
             let parsed = if relaxed { &*unquoted } else { parsed };
             response.total = total;
+            response.total_is_lower_bound = total_is_lower_bound;
             response.relaxed = relaxed;
             let highlight = parsed.highlight_terms();
             let mut page: Vec<rank::Candidate> = ranked
@@ -698,7 +723,7 @@ impl SearchEngine {
 
     /// [`SearchEngine::rank`] of `parsed`, or, when no article matches it and it has quoted
     /// phrases, of `unquoted` (`parsed` without them: its words alone) if that finds articles;
-    /// the last item says whether it was `unquoted`.
+    /// [`Ranking::relaxed`] says whether it was `unquoted`.
     #[allow(clippy::too_many_arguments)]
     fn rank_relaxing(
         &self,
@@ -709,16 +734,18 @@ impl SearchEngine {
         filter: &Filters,
         needed: usize,
         wanted: Wanted,
-    ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>, bool), SearchError> {
-        let (ranked, total, ids) =
-            self.rank(searcher, stats, text, parsed, filter, needed, wanted)?;
-        if ranked.is_empty() && !parsed.phrases.is_empty() && !unquoted.is_empty() {
+    ) -> Result<Ranking, SearchError> {
+        let ranking = self.rank(searcher, stats, text, parsed, filter, needed, wanted)?;
+        if ranking.ranked.is_empty() && !parsed.phrases.is_empty() && !unquoted.is_empty() {
             let words = self.rank(searcher, stats, text, unquoted, filter, needed, wanted)?;
-            if !words.0.is_empty() {
-                return Ok((words.0, words.1, words.2, true));
+            if !words.ranked.is_empty() {
+                return Ok(Ranking {
+                    relaxed: true,
+                    ..words
+                });
             }
         }
-        Ok((ranked, total, ids, false))
+        Ok(ranking)
     }
 
     /// Scores articles: best section + article-level score, exclusions applied.
@@ -732,7 +759,7 @@ impl SearchEngine {
         filter: &Filters,
         needed: usize,
         wanted: Wanted,
-    ) -> Result<(Vec<rank::Candidate>, usize, Vec<String>), SearchError> {
+    ) -> Result<Ranking, SearchError> {
         let f = &self.fields;
         let p = &self.params;
         let mut filters: Vec<Box<dyn Query>> = Vec::new();
@@ -797,7 +824,7 @@ impl SearchEngine {
         } else {
             (None, Vec::new())
         };
-        let (article_top, mut total) = match split {
+        let (article_top, mut total, total_is_lower_bound) = match split {
             Some(split) => {
                 // The articles that get their bonuses: a pool of term scores, at least 3 pages.
                 let pool = self.rerank_pool.max(article_limit * 3);
@@ -846,12 +873,19 @@ impl SearchEngine {
                             .collect(),
                     )
                 };
-                let rank::TwoPhase { top, matched } = rank::two_phase_top(
+                let rank::TwoPhase {
+                    top,
+                    matched,
+                    at_least,
+                } = rank::two_phase_top(
                     searcher,
                     stats,
                     &split,
                     &filters,
-                    &required,
+                    &rank::Required {
+                        queries: &required,
+                        most: self.most_matching(stats, &parsed.phrases, &article_fields)?,
+                    },
                     &exclusions,
                     &extra,
                     article_limit,
@@ -861,7 +895,7 @@ impl SearchEngine {
                 // Counting visits every match: a proximity pair's words are terms of the query,
                 // and the multi-word synonyms' own matches are added (`Extra::Matches`).
                 let total = matched.unwrap_or(0);
-                (top, total)
+                (top, total, at_least)
             }
             None => {
                 let mut scored = parsed.build(&article_fields, &article_phrase_fields, p);
@@ -882,15 +916,17 @@ impl SearchEngine {
                 // The query scores every match (its phrase clauses rule out tantivy's block-max
                 // WAND), so counting rides along in the same pass.
                 if wanted == Wanted::Total {
-                    searcher.search_with_statistics_provider(
+                    let (top, total) = searcher.search_with_statistics_provider(
                         &article_query,
                         &(top, Count),
                         stats,
-                    )?
+                    )?;
+                    (top, total, false)
                 } else {
                     (
                         searcher.search_with_statistics_provider(&article_query, &top, stats)?,
                         0,
+                        false,
                     )
                 }
             }
@@ -960,7 +996,37 @@ impl SearchEngine {
         } else {
             Vec::new()
         };
-        Ok((ranked, total, ids))
+        Ok(Ranking {
+            ranked,
+            total,
+            total_is_lower_bound,
+            ids,
+            relaxed: false,
+        })
+    }
+
+    /// The most articles that may match all of `phrases` (the fewest holding one phrase's
+    /// words in one of `fields`, summed over the fields), as `stats` count documents.
+    fn most_matching(
+        &self,
+        stats: &rank::KindStatistics,
+        phrases: &[query::Phrase],
+        fields: &[(tantivy::schema::Field, f32)],
+    ) -> Result<u64, SearchError> {
+        use tantivy::query::Bm25StatisticsProvider;
+        let mut most = u64::MAX;
+        for phrase in phrases {
+            let mut any_field = 0u64;
+            for &(field, _) in fields {
+                let mut fewest = u64::MAX;
+                for (_, text) in &phrase.terms {
+                    fewest = fewest.min(stats.doc_freq(&Term::from_field_text(field, text))?);
+                }
+                any_field = any_field.saturating_add(fewest);
+            }
+            most = most.min(any_field);
+        }
+        Ok(most)
     }
 
     /// Whether an article of the searcher is one short sentence (`Fields::short`, counting
@@ -991,7 +1057,7 @@ impl SearchEngine {
         let stats = self.statistics(&searcher)?;
         let corrected = self.corrected(&searcher, &parsed)?;
         let parsed = corrected.as_ref().unwrap_or(&parsed);
-        let (ranked, _, ids, _) = self.rank_relaxing(
+        let Ranking { ranked, ids, .. } = self.rank_relaxing(
             &searcher,
             &stats,
             query,

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 
 use tantivy::columnar::{Column, StrColumn};
-use tantivy::query::{BoostQuery, EnableScoring, Query, Scorer, TermQuery, Weight};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, EnableScoring, Occur, Query, Scorer, TermQuery, Weight,
+};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{
     DocAddress, DocId, DocSet, InvertedIndexReader, Score, Searcher, SeekDangerResult,
@@ -321,7 +323,15 @@ impl tantivy::query::Bm25StatisticsProvider for KindStatistics<'_> {
 /// Whether a query matches given documents, asked in increasing document order. Uses
 /// tantivy's `seek_danger`, so a phrase is checked at the asked document only: a plain `seek`
 /// (or creating the scorer) scans forward for the phrase's next match.
+///
+/// A query is probed through its [`Alternatives`], each on its own: a document matches when one
+/// does, scored the sum of those that match, in their order (as tantivy's union sums them).
 struct Probe<'w> {
+    parts: Vec<Part<'w>>,
+}
+
+/// One alternative of a [`Probe`].
+struct Part<'w> {
     weight: &'w dyn Weight,
     /// Created at the first document asked.
     scorer: Option<Box<dyn Scorer>>,
@@ -330,15 +340,45 @@ struct Probe<'w> {
 }
 
 impl<'w> Probe<'w> {
-    fn new(weight: &'w dyn Weight) -> Probe<'w> {
+    fn new(alternatives: &'w [Box<dyn Weight>]) -> Probe<'w> {
         Probe {
-            weight,
-            scorer: None,
-            lower: 0,
+            parts: alternatives
+                .iter()
+                .map(|weight| Part {
+                    weight: weight.as_ref(),
+                    scorer: None,
+                    lower: 0,
+                })
+                .collect(),
         }
     }
 
     /// Whether `doc` matches; `doc` must be greater than the one asked before.
+    fn matches(&mut self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<bool> {
+        for part in &mut self.parts {
+            if part.matches(reader, doc)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The score of `doc` if it matches.
+    fn score(&mut self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Option<Score>> {
+        let mut sum: Option<Score> = None;
+        for part in &mut self.parts {
+            if part.matches(reader, doc)?
+                && let Some(scorer) = &mut part.scorer
+            {
+                let score = scorer.score();
+                sum = Some(sum.map_or(score, |s| s + score));
+            }
+        }
+        Ok(sum)
+    }
+}
+
+impl Part<'_> {
     fn matches(&mut self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<bool> {
         if doc < self.lower || self.lower == TERMINATED {
             return Ok(false);
@@ -362,14 +402,40 @@ impl<'w> Probe<'w> {
             }
         })
     }
+}
 
-    /// The score of `doc` if it matches.
-    fn score(&mut self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Option<Score>> {
-        Ok(if self.matches(reader, doc)? {
-            self.scorer.as_mut().map(|s| s.score())
-        } else {
-            None
-        })
+/// A query's weights to probe documents with ([`Probe`]): for a query that only ORs its clauses
+/// (a quoted phrase in any field, [`super::query::ParsedQuery::any_field`]), its clauses'; else
+/// its own. Probed as a whole, a union seeks by reading the next 4096 documents of every clause
+/// (checking each phrase match there): a quoted phrase most documents hold was checked at every
+/// document for each one asked.
+struct Alternatives(Vec<Box<dyn Weight>>);
+
+impl Alternatives {
+    fn of(query: &dyn Query, scoring: EnableScoring) -> tantivy::Result<Alternatives> {
+        let clauses = match query.downcast_ref::<BooleanQuery>() {
+            Some(union)
+                if !union.clauses().is_empty()
+                    && union.get_minimum_number_should_match() <= 1
+                    && union
+                        .clauses()
+                        .iter()
+                        .all(|(occur, _)| *occur == Occur::Should) =>
+            {
+                union.clauses().iter().map(|(_, q)| q.as_ref()).collect()
+            }
+            _ => vec![query],
+        };
+        Ok(Alternatives(
+            clauses
+                .into_iter()
+                .map(|q| q.weight(scoring))
+                .collect::<tantivy::Result<_>>()?,
+        ))
+    }
+
+    fn one(weight: Box<dyn Weight>) -> Alternatives {
+        Alternatives(vec![weight])
     }
 }
 
@@ -431,7 +497,7 @@ pub fn best_sections(
             }
         }
         docs.sort_unstable();
-        let mut sections = Probe::new(is_section.as_ref());
+        let mut sections = Probe::new(std::slice::from_ref(&is_section));
         let mut kept = Vec::with_capacity(docs.len());
         for (doc, key) in docs {
             if sections.matches(reader, doc)? {
@@ -562,8 +628,8 @@ pub fn best_sections(
 /// intersection of two sums them in either order, of more in the order of their costs.
 pub const MAX_REQUIRED: usize = 2;
 
-fn probes(weights: &[Box<dyn Weight>]) -> Vec<Probe<'_>> {
-    weights.iter().map(|w| Probe::new(w.as_ref())).collect()
+fn probes(queries: &[Alternatives]) -> Vec<Probe<'_>> {
+    queries.iter().map(|q| Probe::new(&q.0)).collect()
 }
 
 /// What is read once per segment and kept while the segment is searched (segments no longer
@@ -631,6 +697,22 @@ pub struct TwoPhase {
     /// Documents the query matches (filters and exclusions applied) when counting was asked:
     /// those of the term clauses, and those of [`Extra::Matches`].
     pub matched: Option<usize>,
+    /// Whether counting stopped at [`EXACT_COUNT`] matches: `matched` is then a lower bound.
+    pub at_least: bool,
+}
+
+/// Matches counted exactly when the required queries are checked document by document
+/// ([`two_phase_top`]); past it, the count is a lower bound, as a search engine's "1,000+
+/// results" (Elasticsearch's `track_total_hits` counts to 10,000 by default).
+pub const EXACT_COUNT: usize = 1000;
+
+/// Queries every document must match (quoted phrases), for [`two_phase_top`].
+#[derive(Clone, Copy)]
+pub struct Required<'q> {
+    pub queries: &'q [Box<dyn Query>],
+    /// The most documents they may match together (the fewest holding one of them's words,
+    /// as the statistics count them).
+    pub most: u64,
 }
 
 /// Documents matched by clauses without terms of their own (multi-word synonyms), for
@@ -679,29 +761,37 @@ impl Ord for Ranked {
 fn term_weights(
     terms: &[(Term, f32)],
     scoring: EnableScoring,
-) -> tantivy::Result<Vec<Box<dyn Weight>>> {
+) -> tantivy::Result<Vec<Alternatives>> {
     terms
         .iter()
-        .map(|(term, boost)| boosted_term(term.clone(), *boost).weight(scoring))
+        .map(|(term, boost)| {
+            Ok(Alternatives::one(
+                boosted_term(term.clone(), *boost).weight(scoring)?,
+            ))
+        })
         .collect()
 }
 
-/// The weights of `queries`.
+/// The weights of `queries`, to probe documents with.
 fn weights(
     queries: &[Box<dyn Query>],
     scoring: EnableScoring,
-) -> tantivy::Result<Vec<Box<dyn Weight>>> {
-    queries.iter().map(|q| q.weight(scoring)).collect()
+) -> tantivy::Result<Vec<Alternatives>> {
+    queries
+        .iter()
+        .map(|q| Alternatives::of(q.as_ref(), scoring))
+        .collect()
 }
 
-fn bonus_weights(
-    split: &SplitQuery,
-    scoring: EnableScoring,
-) -> tantivy::Result<Vec<Box<dyn Weight>>> {
+fn bonus_weights(split: &SplitQuery, scoring: EnableScoring) -> tantivy::Result<Vec<Alternatives>> {
     split
         .bonuses
         .iter()
-        .map(|bonus| BoostQuery::new(bonus.query(), bonus.boost).weight(scoring))
+        .map(|bonus| {
+            Ok(Alternatives::one(
+                BoostQuery::new(bonus.query(), bonus.boost).weight(scoring)?,
+            ))
+        })
         .collect()
 }
 
@@ -715,22 +805,28 @@ fn bonus_weights(
 /// they get their full score, term clauses included. `required` (quoted phrases) are scored in
 /// the second phase like the bonuses; the term clauses must match every document they match.
 /// `count`: visit every match to count them
-/// (those of `extra` too when it is [`Extra::Matches`]).
+/// (those of `extra` too when it is [`Extra::Matches`]), exactly up to [`EXACT_COUNT`] when
+/// the required queries must be checked document by document ([`TwoPhase::at_least`]).
 #[allow(clippy::too_many_arguments)]
 pub fn two_phase_top(
     searcher: &Searcher,
     stats: &KindStatistics,
     split: &SplitQuery,
     filters: &[Box<dyn Query>],
-    required: &[Box<dyn Query>],
+    required: &Required,
     exclusions: &[Box<dyn Query>],
     extra: &Extra,
     k: usize,
     pool: usize,
     count: bool,
 ) -> tantivy::Result<TwoPhase> {
+    let Required {
+        queries: required,
+        most: required_most,
+    } = *required;
     let scoring = EnableScoring::enabled_from_statistics_provider(stats, searcher);
     let unscored = EnableScoring::disabled_from_searcher(searcher);
+    let only_filters = weights(filters, unscored)?;
     let mut filters = weights(filters, unscored)?;
     filters.extend(weights(required, unscored)?);
     let exclusions = weights(exclusions, unscored)?;
@@ -738,8 +834,22 @@ pub fn two_phase_top(
     // many clauses (a long question) that costs more than scoring every match. Counting the
     // matches visits them all anyway, term at a time (`taat`: the same scores).
     let prune = !count && split.terms.len() <= WAND_MAX_CLAUSES;
-    // Phase 1: the pool, by term scores (WAND skips by the score to beat: kept up to date).
-    let mut top = TopPool::new(pool.max(k), !prune);
+    // Required queries most documents of the term clauses may match (a quoted word nearly every
+    // document holds) are checked at the documents that would enter the pool only (and, when
+    // counting, at the first `EXACT_COUNT` matches): going through all their matches (each one
+    // a check of positions in every field) cost 12 ms of a 13 ms atec-faq query. Fewer are
+    // cheaper to go through than the term clauses' documents are to check.
+    use tantivy::query::Bm25StatisticsProvider;
+    let mut most_term_docs = 0;
+    if !prune && !required.is_empty() {
+        for (term, _) in &split.terms {
+            most_term_docs = most_term_docs.max(stats.doc_freq(term)?);
+        }
+    }
+    let checked = !prune && !required.is_empty() && required_most >= most_term_docs / 4;
+    // Phase 1: the pool, by term scores (WAND skips by the score to beat: kept up to date;
+    // checking the required queries at each document entering keeps it up to date too).
+    let mut top = TopPool::new(pool.max(k), !prune && !checked);
     let (terms, clauses) = if prune {
         let query = tantivy::query::BooleanQuery::new(
             split
@@ -755,8 +865,8 @@ pub fn two_phase_top(
         );
         (Some(query.weight(scoring)?), None)
     } else {
-        // Without required queries, every clause's postings are read whole.
-        let clauses = if required.is_empty() {
+        // Without required queries to go through, every clause's postings are read whole.
+        let clauses = if required.is_empty() || checked {
             TermClauses::decoded(searcher, stats, &split.terms)?
         } else {
             TermClauses::new(searcher, stats, &split.terms)?
@@ -764,12 +874,14 @@ pub fn two_phase_top(
         (None, Some(clauses))
     };
     let mut matched = 0usize;
+    // Whether counting stopped at `EXACT_COUNT` (documents were left unchecked).
+    let mut at_least = false;
     // With required queries whose every match the term clauses match (quoted phrases), their
     // documents, usually few, are the ones scored: not every document of every term. The
     // documents matched by `extra` alone are then none: admitted, they match the required
     // queries, hence the term clauses.
     let driver = match (&clauses, required) {
-        (Some(_), [_, ..]) => Some(
+        (Some(_), [_, ..]) if !checked => Some(
             tantivy::query::BooleanQuery::new(
                 required
                     .iter()
@@ -781,7 +893,7 @@ pub fn two_phase_top(
         _ => None,
     };
     let synonyms = match extra {
-        Extra::Matches(parts) if !prune && driver.is_none() => Some(
+        Extra::Matches(parts) if !prune && required.is_empty() => Some(
             parts
                 .iter()
                 .map(|(candidates, query)| {
@@ -797,7 +909,13 @@ pub fn two_phase_top(
     // their whole score.
     let mut bonus_only: Vec<(Score, DocAddress)> = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
-        let mut admit = Admit::new(reader, &filters, &exclusions);
+        // The driver's documents match the required queries: the filters are left to check.
+        let checks = if driver.is_some() {
+            &only_filters
+        } else {
+            &filters
+        };
+        let mut admit = Admit::new(reader, checks, &exclusions);
         let ord = ord as u32;
         if let Some(terms) = &terms {
             terms.for_each_pruning(top.threshold, reader, &mut |doc, score| {
@@ -817,6 +935,35 @@ pub fn two_phase_top(
                     matched += 1;
                     top.offer(score, DocAddress::new(ord, doc));
                 }
+            }
+        } else if let (Some(clauses), true) = (&clauses, checked) {
+            if count {
+                clauses.for_each(ord as usize, reader, &mut |doc, score| {
+                    if matched < EXACT_COUNT {
+                        if admit.admits(doc) {
+                            matched += 1;
+                            top.offer(score, DocAddress::new(ord, doc));
+                        }
+                    } else {
+                        at_least = true;
+                        if score > top.threshold && admit.admits(doc) {
+                            top.enter(score, DocAddress::new(ord, doc));
+                        }
+                    }
+                })?;
+            } else {
+                clauses.for_each_above(
+                    ord as usize,
+                    reader,
+                    top.threshold,
+                    None,
+                    &mut |doc, score| {
+                        if admit.admits(doc) {
+                            top.enter(score, DocAddress::new(ord, doc));
+                        }
+                        top.threshold
+                    },
+                )?;
             }
         } else if let Some(clauses) = &clauses {
             // The documents a term clause matches (bit `d % 64` of word `d / 64`).
@@ -850,7 +997,7 @@ pub fn two_phase_top(
                 // Positions are read only at the candidates no term clause matches (most are).
                 only_synonyms.clear();
                 for (candidates, query) in parts {
-                    let mut probe = Probe::new(query.as_ref());
+                    let mut probe = Probe::new(std::slice::from_ref(query));
                     let mut failed = None;
                     candidates.for_each_no_score(reader, &mut |docs| {
                         for &doc in docs {
@@ -953,14 +1100,15 @@ pub fn two_phase_top(
     ranked.truncate(k);
     Ok(TwoPhase {
         top: ranked.into_iter().map(|r| (r.0, r.1)).collect(),
-        matched: (!prune).then_some(matched),
+        matched: count.then_some(matched),
+        at_least,
     })
 }
 
 /// Adds to each document's score the scores of the `weights` that match it, in their order.
 fn add_scores(
     searcher: &Searcher,
-    weights: &[Box<dyn Weight>],
+    weights: &[Alternatives],
     docs: &mut [(Score, DocAddress)],
 ) -> tantivy::Result<()> {
     by_segment(docs, |ord, segment| {
@@ -1244,8 +1392,8 @@ struct Admit<'r, 'w> {
 impl<'r, 'w> Admit<'r, 'w> {
     fn new(
         reader: &'r SegmentReader,
-        filters: &'w [Box<dyn Weight>],
-        exclusions: &'w [Box<dyn Weight>],
+        filters: &'w [Alternatives],
+        exclusions: &'w [Alternatives],
     ) -> Admit<'r, 'w> {
         Admit {
             reader,
@@ -1294,8 +1442,8 @@ mod tests {
     use super::*;
     use crate::article::Article;
     use crate::route::train::SplitMix;
-    use crate::search::SearchEngine;
     use crate::search::query::ParsedQuery;
+    use crate::search::{SearchEngine, SearchRequest};
 
     /// Made-up words (no English stop word, nothing the stemmer merges), the first ones the
     /// most frequent (Zipf-like), so that most documents match a query and share its pairs.
@@ -1535,5 +1683,160 @@ mod tests {
             .unwrap();
         }
         assert!(checked > 1000, "only {checked} bonus sums checked");
+    }
+
+    /// Quoted phrases find the same pool and count, whether [`two_phase_top`] goes through the
+    /// phrases' own matches (rare words) or checks them at the documents entering the pool
+    /// (words most documents hold), counting or not, with few clauses and many; and the
+    /// searches count what the whole query counts.
+    #[test]
+    fn checked_phrases_find_what_their_matches_find() {
+        let (_dir, mut engine, queries) = generated();
+        let words = vocabulary();
+        let mut quoted: Vec<String> = queries
+            .iter()
+            .map(|query| {
+                let mut words = query.split(' ');
+                let (first, second) = (words.next().unwrap(), words.next().unwrap());
+                format!(
+                    "\"{first} {second}\" {}",
+                    words.collect::<Vec<_>>().join(" ")
+                )
+            })
+            .collect();
+        for (a, b) in [(0, 1), (1, 0), (0, 2), (60, 61), (40, 3)] {
+            let long = words[5..15].join(" ");
+            quoted.push(format!("\"{} {}\" {}", words[a], words[b], words[4]));
+            quoted.push(format!("{} \"{} {}\" {long}", words[7], words[a], words[b]));
+        }
+        let mut compared = 0;
+        {
+            let searcher = engine.reader.searcher();
+            let stats = engine.statistics(&searcher).unwrap();
+            let (f, p) = (&engine.fields, &engine.params);
+            let fields = [
+                (f.atitle, p.atitle),
+                (f.stitle, p.stitle),
+                (f.abody, p.abody),
+            ];
+            for query in &quoted {
+                let parsed = ParsedQuery::parse_with(query, p);
+                let split = parsed
+                    .unquoted()
+                    .build_split(&fields, &[(f.atitle, p.atitle), (f.abody, p.abody)], p)
+                    .unwrap();
+                let required: Vec<Box<dyn Query>> = parsed
+                    .phrases
+                    .iter()
+                    .map(|phrase| parsed.any_field(phrase, &fields))
+                    .collect();
+                for count in [false, true] {
+                    let [through, checked] = [0, u64::MAX].map(|most| {
+                        let required = Required {
+                            queries: &required,
+                            most,
+                        };
+                        let found = two_phase_top(
+                            &searcher,
+                            &stats,
+                            &split,
+                            &[],
+                            &required,
+                            &[],
+                            &Extra::Nothing,
+                            10,
+                            30,
+                            count,
+                        )
+                        .unwrap();
+                        let top: Vec<(u32, DocAddress)> =
+                            found.top.iter().map(|&(s, a)| (s.to_bits(), a)).collect();
+                        (top, found.matched, found.at_least)
+                    });
+                    assert_eq!(through, checked, "{query} {count}");
+                    compared += through.0.len();
+                }
+            }
+        }
+        let mut counted = 0;
+        for query in &quoted {
+            engine.set_two_phase(true);
+            let request = SearchRequest {
+                query: query.clone(),
+                ..SearchRequest::default()
+            };
+            let two = engine.search(&request).unwrap();
+            engine.set_two_phase(false);
+            let one = engine.search(&request).unwrap();
+            assert_eq!(
+                (two.total, two.relaxed),
+                (one.total, one.relaxed),
+                "{query}"
+            );
+            assert!(!two.total_is_lower_bound && !one.total_is_lower_bound);
+            counted += two.total;
+        }
+        assert!(compared > 300, "only {compared} documents compared");
+        assert!(counted > 1000, "only {counted} matches counted");
+    }
+
+    /// A quoted phrase more than [`EXACT_COUNT`] articles hold is counted up to there and said
+    /// to be a lower bound; the ranking is the whole query's, which counts them all.
+    #[test]
+    fn counting_a_phrase_most_articles_hold_stops_at_the_exact_count() {
+        let articles: Vec<Article> = (0..EXACT_COUNT + 150)
+            .map(|i| Article {
+                id: format!("a{i}"),
+                title: format!("Gateway note {i}"),
+                body: if i % 3 == 0 {
+                    format!("The gateway timeout error shows after {i} seconds of waiting.")
+                } else {
+                    format!("A gateway timeout happens when upstream number {i} is slow.")
+                },
+                lang: Some("en".into()),
+                product: None,
+                category: None,
+                url: None,
+                tags: Vec::new(),
+                updated_at: None,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        engine.upsert(&articles).unwrap();
+        let search = |engine: &SearchEngine, query: &str| {
+            engine
+                .search(&SearchRequest {
+                    query: query.into(),
+                    limit: 10,
+                    ..SearchRequest::default()
+                })
+                .unwrap()
+        };
+        let quoted = "\"gateway timeout\" error seconds";
+        let capped = search(&engine, quoted);
+        assert_eq!(capped.total, EXACT_COUNT, "{quoted}");
+        assert!(capped.total_is_lower_bound, "{quoted}");
+        // Unquoted, the matches are counted as they are scored: exactly.
+        let words = search(&engine, "gateway timeout error seconds");
+        assert_eq!(
+            (words.total, words.total_is_lower_bound),
+            (articles.len(), false)
+        );
+        // A phrase fewer articles hold is counted exactly.
+        let fewer = search(&engine, "\"timeout error\" gateway");
+        let holding = (0..articles.len()).filter(|i| i % 3 == 0).count();
+        assert_eq!((fewer.total, fewer.total_is_lower_bound), (holding, false));
+        engine.set_two_phase(false);
+        let whole = search(&engine, quoted);
+        assert_eq!(
+            (whole.total, whole.total_is_lower_bound),
+            (articles.len(), false)
+        );
+        let ids = |r: &crate::search::SearchResponse| -> Vec<String> {
+            r.hits.iter().map(|h| h.id.clone()).collect()
+        };
+        assert_eq!(ids(&capped), ids(&whole));
+        assert_eq!(capped.hits.len(), 10);
     }
 }
