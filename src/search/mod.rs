@@ -107,8 +107,9 @@ pub struct SearchResponse {
     pub hits: Vec<SearchHit>,
     /// Number of matching articles (not sections).
     pub total: usize,
-    /// `total` is a lower bound: counting stopped there. Only a query with a quoted phrase that
-    /// most articles hold counts its matches one by one, up to 1,000 (the widget shows "1000+").
+    /// `total` is a lower bound: counting stopped there. A query whose matches are checked one
+    /// by one (a filter, an exclusion, or a quoted phrase most articles hold) counts up to 1,000
+    /// of them and then checks only those that could make the page (the widget shows "1000+").
     #[serde(default)]
     pub total_is_lower_bound: bool,
     /// No article that the filters allow holds the query's quoted phrases (often a pasted error

@@ -701,9 +701,10 @@ pub struct TwoPhase {
     pub at_least: bool,
 }
 
-/// Matches counted exactly when the required queries are checked document by document
-/// ([`two_phase_top`]); past it, the count is a lower bound, as a search engine's "1,000+
-/// results" (Elasticsearch's `track_total_hits` counts to 10,000 by default).
+/// Matches counted exactly when documents are checked one by one ([`two_phase_top`]); past it,
+/// only the documents that would enter the pool are checked and the count is a lower bound, as
+/// a search engine's "1,000+ results" (Elasticsearch's `track_total_hits` counts to 10,000 by
+/// default).
 pub const EXACT_COUNT: usize = 1000;
 
 /// Queries every document must match (quoted phrases), for [`two_phase_top`].
@@ -806,7 +807,8 @@ fn bonus_weights(split: &SplitQuery, scoring: EnableScoring) -> tantivy::Result<
 /// the second phase like the bonuses; the term clauses must match every document they match.
 /// `count`: visit every match to count them
 /// (those of `extra` too when it is [`Extra::Matches`]), exactly up to [`EXACT_COUNT`] when
-/// the required queries must be checked document by document ([`TwoPhase::at_least`]).
+/// they are checked document by document (filters, required queries, exclusions:
+/// [`TwoPhase::at_least`]).
 #[allow(clippy::too_many_arguments)]
 pub fn two_phase_top(
     searcher: &Searcher,
@@ -847,9 +849,10 @@ pub fn two_phase_top(
         }
     }
     let checked = !prune && !required.is_empty() && required_most >= most_term_docs / 4;
-    // Phase 1: the pool, by term scores (WAND skips by the score to beat: kept up to date;
-    // checking the required queries at each document entering keeps it up to date too).
-    let mut top = TopPool::new(pool.max(k), !prune && !checked);
+    // Phase 1: the pool, by term scores (WAND skips by the score to beat: kept up to date, as
+    // when documents are checked as they enter it).
+    let probed = !filters.is_empty() || !exclusions.is_empty();
+    let mut top = TopPool::new(pool.max(k), !prune && !probed);
     let (terms, clauses) = if prune {
         let query = tantivy::query::BooleanQuery::new(
             split
@@ -936,35 +939,6 @@ pub fn two_phase_top(
                     top.offer(score, DocAddress::new(ord, doc));
                 }
             }
-        } else if let (Some(clauses), true) = (&clauses, checked) {
-            if count {
-                clauses.for_each(ord as usize, reader, &mut |doc, score| {
-                    if matched < EXACT_COUNT {
-                        if admit.admits(doc) {
-                            matched += 1;
-                            top.offer(score, DocAddress::new(ord, doc));
-                        }
-                    } else {
-                        at_least = true;
-                        if score > top.threshold && admit.admits(doc) {
-                            top.enter(score, DocAddress::new(ord, doc));
-                        }
-                    }
-                })?;
-            } else {
-                clauses.for_each_above(
-                    ord as usize,
-                    reader,
-                    top.threshold,
-                    None,
-                    &mut |doc, score| {
-                        if admit.admits(doc) {
-                            top.enter(score, DocAddress::new(ord, doc));
-                        }
-                        top.threshold
-                    },
-                )?;
-            }
         } else if let Some(clauses) = &clauses {
             // The documents a term clause matches (bit `d % 64` of word `d / 64`).
             let mut seen: Option<Vec<u64>> = synonyms
@@ -982,7 +956,8 @@ pub fn two_phase_top(
                         top.threshold
                     },
                 )?;
-            } else {
+            } else if !admit.probes() {
+                // Deleted documents only: a bit to look up.
                 clauses.for_each(ord as usize, reader, &mut |doc, score| {
                     if let Some(seen) = &mut seen {
                         seen[doc as usize / 64] |= 1 << (doc % 64);
@@ -992,6 +967,39 @@ pub fn two_phase_top(
                         top.offer(score, DocAddress::new(ord, doc));
                     }
                 })?;
+            } else if count {
+                // Each check reads postings (a phrase's positions in every field): the first
+                // `EXACT_COUNT` matches are counted, and past them only the documents that
+                // would enter the pool are checked.
+                clauses.for_each(ord as usize, reader, &mut |doc, score| {
+                    if let Some(seen) = &mut seen {
+                        seen[doc as usize / 64] |= 1 << (doc % 64);
+                    }
+                    if matched < EXACT_COUNT {
+                        if admit.admits(doc) {
+                            matched += 1;
+                            top.offer(score, DocAddress::new(ord, doc));
+                        }
+                    } else {
+                        at_least = true;
+                        if score > top.threshold && admit.admits(doc) {
+                            top.enter(score, DocAddress::new(ord, doc));
+                        }
+                    }
+                })?;
+            } else {
+                clauses.for_each_above(
+                    ord as usize,
+                    reader,
+                    top.threshold,
+                    seen.as_deref_mut(),
+                    &mut |doc, score| {
+                        if admit.admits(doc) {
+                            top.enter(score, DocAddress::new(ord, doc));
+                        }
+                        top.threshold
+                    },
+                )?;
             }
             if let (Some(parts), Some(seen)) = (&synonyms, &mut seen) {
                 // Positions are read only at the candidates no term clause matches (most are).
@@ -1403,6 +1411,12 @@ impl<'r, 'w> Admit<'r, 'w> {
         }
     }
 
+    /// Whether a document is checked by reading postings (filters or exclusions), not only
+    /// looked up among the deleted ones.
+    fn probes(&self) -> bool {
+        !self.filters.is_empty() || !self.exclusions.is_empty()
+    }
+
     fn is_trivial(&self) -> bool {
         self.filters.is_empty()
             && self.exclusions.is_empty()
@@ -1758,7 +1772,12 @@ mod tests {
                 }
             }
         }
-        let mut counted = 0;
+        // Exclusions of words most articles hold, with few clauses and many (more than block-max
+        // WAND takes: every document is checked as it enters the pool).
+        for (query, excluded) in queries.iter().zip(words.iter().cycle().skip(1)) {
+            quoted.push(format!("{query} -{excluded} -{}", words[0]));
+        }
+        let (mut counted, mut excluding) = (0, 0);
         for query in &quoted {
             engine.set_two_phase(true);
             let request = SearchRequest {
@@ -1774,10 +1793,27 @@ mod tests {
                 "{query}"
             );
             assert!(!two.total_is_lower_bound && !one.total_is_lower_bound);
+            if !query.contains('"') {
+                let ids = |r: &crate::search::SearchResponse| -> Vec<String> {
+                    r.hits.iter().map(|h| h.id.clone()).collect()
+                };
+                assert_eq!(ids(&two), ids(&one), "{query}");
+                let [a, b] = [true, false].map(|two_phase| {
+                    engine.set_two_phase(two_phase);
+                    engine.rank_ids(query, 50).unwrap()
+                });
+                assert_eq!(
+                    a.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                    b.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                    "{query}"
+                );
+                excluding += 1;
+            }
             counted += two.total;
         }
         assert!(compared > 300, "only {compared} documents compared");
         assert!(counted > 1000, "only {counted} matches counted");
+        assert_eq!(excluding, queries.len());
     }
 
     /// A quoted phrase more than [`EXACT_COUNT`] articles hold is counted up to there and said
@@ -1804,15 +1840,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
         engine.upsert(&articles).unwrap();
-        let search = |engine: &SearchEngine, query: &str| {
+        let search_in = |engine: &SearchEngine, query: &str, lang: Option<&str>| {
             engine
                 .search(&SearchRequest {
                     query: query.into(),
                     limit: 10,
+                    lang: lang.map(str::to_string),
                     ..SearchRequest::default()
                 })
                 .unwrap()
         };
+        let search = |engine: &SearchEngine, query: &str| search_in(engine, query, None);
         let quoted = "\"gateway timeout\" error seconds";
         let capped = search(&engine, quoted);
         assert_eq!(capped.total, EXACT_COUNT, "{quoted}");
@@ -1827,6 +1865,17 @@ mod tests {
         let fewer = search(&engine, "\"timeout error\" gateway");
         let holding = (0..articles.len()).filter(|i| i % 3 == 0).count();
         assert_eq!((fewer.total, fewer.total_is_lower_bound), (holding, false));
+        // Filters and exclusions are checked document by document too.
+        let filtered = search_in(&engine, "gateway timeout error", Some("en"));
+        assert_eq!(
+            (filtered.total, filtered.total_is_lower_bound),
+            (EXACT_COUNT, true)
+        );
+        let excluding = search(&engine, "gateway timeout -upstream");
+        assert_eq!(
+            (excluding.total, excluding.total_is_lower_bound),
+            (holding, false)
+        );
         engine.set_two_phase(false);
         let whole = search(&engine, quoted);
         assert_eq!(
