@@ -428,6 +428,30 @@ async function main() {
       }
     });
 
+    await check('i2. widget: a count the server stopped at is shown as a lower bound ("1000+")', async () => {
+      // The bundled kb has 60 articles, so the server's own response is taken and given the
+      // count a large knowledge base would report for a quoted phrase most articles hold.
+      await page.goto(`${BASE}/`);
+      await page.route('**/v1/search?*', async (route) => {
+        const response = await route.fetch();
+        const body = await response.json();
+        body.total = 1000;
+        body.total_is_lower_bound = true;
+        await route.fulfill({ response, json: body });
+      });
+      try {
+        await widgetSearch(page, Q_REFUND);
+        const label = await page.locator('.kefu-group-label').first().textContent();
+        assert(label.includes('1000+'), `the count should read 1000+, got "${label}"`);
+        const more = page.locator('[data-testid=kefu-more]');
+        assert(await more.count() === 1, 'a "more" button should be offered');
+        const text = await more.textContent();
+        assert(text.includes('/1000+)'), `the more button should say /1000+, got "${text}"`);
+      } finally {
+        await page.unroute('**/v1/search?*');
+      }
+    });
+
     await check('j. widget: no results shows a friendly message and a ticket hint', async () => {
       await widgetSearch(page, Q_NONSENSE);
       assert(await resultCount(page) === 0, `nonsense query "${Q_NONSENSE}" returned results`);
