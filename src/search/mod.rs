@@ -885,7 +885,9 @@ impl SearchEngine {
                     &filters,
                     &rank::Required {
                         queries: &required,
+                        words: parsed.words_of_phrases(&article_fields).as_ref(),
                         most: self.most_matching(stats, &parsed.phrases, &article_fields)?,
+                        driven_most: rank::DRIVEN_MOST,
                     },
                     &exclusions,
                     &extra,

@@ -614,6 +614,26 @@ impl ParsedQuery {
             .collect()
     }
 
+    /// Matches the documents holding every word of each quoted phrase in one of `fields` (each
+    /// phrase's words in one field), checking no positions: every match of the phrases, and
+    /// more.
+    pub fn words_of_phrases(&self, fields: &[(Field, f32)]) -> Box<dyn Query> {
+        Box::new(BooleanQuery::new(
+            self.phrases
+                .iter()
+                .map(|phrase| {
+                    let any_field: Box<dyn Query> = Box::new(BooleanQuery::new(
+                        self.any_field_parts(phrase, fields)
+                            .into_iter()
+                            .map(|(words, _)| (Occur::Should, words))
+                            .collect(),
+                    ));
+                    (Occur::Must, any_field)
+                })
+                .collect(),
+        ))
+    }
+
     /// [`ParsedQuery::build`] split into its clauses, to score a few known documents clause by
     /// clause (`search::rank::best_sections`): the same clauses with the same boosts, the score
     /// being the sum of the matching ones. `None` when the query has quoted phrases (required clauses), which only the
