@@ -253,6 +253,8 @@ async fn search_answers_with_snippets_anchors_and_is_logged() {
     assert_eq!(v["query"], "退款多久到账");
     assert!(v["took_ms"].as_f64().is_some());
     assert!(v["total"].as_u64().unwrap() >= 1);
+    // A 60-article knowledge base is counted exactly.
+    assert_eq!(v["total_is_lower_bound"], false);
     let first = &v["hits"][0];
     assert_eq!(first["id"], "billing/refund.zh.md");
     for field in ["title", "lang", "snippet", "score"] {

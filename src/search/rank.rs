@@ -740,13 +740,13 @@ fn holding_words(
 #[derive(Clone, Copy)]
 pub struct Required<'q> {
     pub queries: &'q [Box<dyn Query>],
-    /// Matches every document holding the words of every query (in one field), and no other.
+    /// Matches the documents holding each query's words in one field, and no other.
     pub words: &'q dyn Query,
     /// Documents holding the words up to which just those are checked and scored
     /// ([`DRIVEN_MOST`]).
     pub driven_most: usize,
-    /// The most documents they may match together (the fewest holding one of them's words,
-    /// as the statistics count them).
+    /// The most documents they may match together, as the statistics count them (for one of
+    /// them, the fewest documents holding one of its words, summed over the fields).
     pub most: u64,
 }
 
@@ -951,8 +951,11 @@ pub fn two_phase_top(
                 top.threshold
             })?;
         } else if let (Some(clauses), Some(driven)) = (&clauses, &driven) {
-            let mut driven = driven[ord as usize].clone();
-            driven.retain(|&doc| admit.admits(doc));
+            let driven: Vec<DocId> = driven[ord as usize]
+                .iter()
+                .copied()
+                .filter(|&doc| admit.admits(doc))
+                .collect();
             let mut scores: Vec<Option<Score>> = vec![None; driven.len()];
             clauses.add_scores_at(ord as usize, &driven, &mut scores)?;
             for (&doc, score) in driven.iter().zip(scores) {
