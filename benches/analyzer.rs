@@ -6,6 +6,10 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kefu::analyzer::analyzer;
 
+/// The allocator of the `kefu` binary (`src/main.rs`), which the product runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// About `budget` bytes of article text of one language.
 fn corpus(lang: &str, budget: usize) -> String {
     let aliyun = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/kb/aliyun");

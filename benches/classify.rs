@@ -12,6 +12,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kefu::route::{Ticket, TicketRouter};
 use rayon::prelude::*;
 
+/// The allocator of the `kefu` binary (`src/main.rs`), which the product runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FALLBACK: &[&str] = &[
     "如何申请增值税专用发票？",
     "ECS实例无法通过SSH登录，提示连接超时",

@@ -9,6 +9,10 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kefu::search::{SearchEngine, SearchRequest};
 
+/// The allocator of the `kefu` binary (`src/main.rs`), which the product runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn docs() -> PathBuf {
     let aliyun = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/kb/aliyun");
     if aliyun.is_dir() {

@@ -24,6 +24,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use kefu::search::{SearchEngine, SearchRequest};
 
+/// The allocator of the `kefu` binary (`src/main.rs`), which `kefu serve` searches with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn percentiles(mut ms: Vec<f64>) -> String {
     if ms.is_empty() {
         return "(not run)".to_string();
