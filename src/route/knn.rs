@@ -23,6 +23,8 @@
 //! from their stored rows, in the exhaustive search's order ([`KnnIndex::pruned_top`]).
 //! Must never: depend on anything the query's features and these tensors do not give.
 
+use std::cell::RefCell;
+
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -305,6 +307,27 @@ const BOUND_SLACK: f32 = 1e-3;
 /// noise of none; c = 1000, nearly always exhaustive, 218 µs).
 const CANDIDATE_SHARE: usize = 8;
 
+thread_local! {
+    /// A query's weights by slot for [`KnnIndex::pruned_top`], zero between searches (a search
+    /// zeroes the slots it set): zeroing a fresh array of every slot was 40% of routing a
+    /// ticket (callgrind, the default router over the cloud-queues dev tickets).
+    static DENSE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`DENSE`] with a query's weights at `slots`, zeroed again when dropped (on a panic too).
+struct QuerySlots<'a> {
+    dense: std::cell::RefMut<'a, Vec<f32>>,
+    slots: Vec<u32>,
+}
+
+impl Drop for QuerySlots<'_> {
+    fn drop(&mut self) {
+        for &slot in &self.slots {
+            self.dense[slot as usize] = 0.0;
+        }
+    }
+}
+
 /// The stored rows and an inverted index over them.
 #[derive(Debug, Clone)]
 pub struct KnnIndex {
@@ -582,22 +605,40 @@ impl KnnIndex {
                 *b += common * c;
             }
         }
-        let mut dense = vec![0f32; self.slots];
-        for &(id, q) in query {
-            dense[self.slot[id as usize] as usize] = q;
-        }
+        DENSE.with(|cell| {
+            let mut dense = QuerySlots {
+                dense: cell.borrow_mut(),
+                slots: query
+                    .iter()
+                    .map(|&(id, _)| self.slot[id as usize])
+                    .collect(),
+            };
+            if dense.dense.len() < self.slots {
+                dense.dense.resize(self.slots, 0.0);
+            }
+            for (i, &(_, q)) in query.iter().enumerate() {
+                let slot = dense.slots[i] as usize;
+                dense.dense[slot] = q;
+            }
+            self.pruned_top_with(&bound, &dense.dense)
+        })
+    }
+
+    /// [`KnnIndex::pruned_top`] once the rows' bounds and the query's weights by slot are known.
+    fn pruned_top_with(&self, bound: &[f32], dense: &[f32]) -> Option<Vec<(u32, f32)>> {
+        let n = self.len();
         // The probe's rows, by row, with their cosines (most are candidates: not scored twice).
-        let mut probe: Vec<(u32, f32)> = top_rows(&bound, PROBE * self.k);
+        let mut probe: Vec<(u32, f32)> = top_rows(bound, PROBE * self.k);
         probe.sort_unstable_by_key(|&(row, _)| row);
         let rows: Vec<u32> = probe.iter().map(|&(row, _)| row).collect();
         let mut floor = Top::new(self.k);
-        for ((row, s), cosine) in probe.iter_mut().zip(self.scores(&rows, &dense)) {
+        for ((row, s), cosine) in probe.iter_mut().zip(self.scores(&rows, dense)) {
             *s = cosine;
             floor.offer(*row, cosine);
         }
         // Fewer than k rows with a positive cosine among the probe: no useful floor.
         let reach = floor.full()? - BOUND_SLACK;
-        let candidates = reaching(&bound, reach, n / CANDIDATE_SHARE)?;
+        let candidates = reaching(bound, reach, n / CANDIDATE_SHARE)?;
         // The candidates' cosines: the probe's known, the others scored together.
         let mut probed = probe.iter().peekable();
         let mut cosines: Vec<Option<f32>> = Vec::with_capacity(candidates.len());
@@ -610,7 +651,7 @@ impl KnnIndex {
             }
             cosines.push(known);
         }
-        let mut scored = self.scores(&unscored, &dense).into_iter();
+        let mut scored = self.scores(&unscored, dense).into_iter();
         let mut top = Top::new(self.k);
         for (row, known) in candidates.into_iter().zip(cosines) {
             let s = known.or_else(|| scored.next()).unwrap_or(0.0);
