@@ -1512,6 +1512,29 @@ mod tests {
             .join(" ")
     }
 
+    /// Article `a{i}`, in English.
+    fn english(i: usize, title: String, body: String) -> Article {
+        Article {
+            id: format!("a{i}"),
+            title,
+            body,
+            lang: Some("en".into()),
+            product: None,
+            category: None,
+            url: None,
+            tags: Vec::new(),
+            updated_at: None,
+        }
+    }
+
+    /// An engine over `articles`, in a temporary folder (kept while the engine is used).
+    fn engine_of(articles: &[Article]) -> (tempfile::TempDir, SearchEngine) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
+        engine.upsert(articles).unwrap();
+        (dir, engine)
+    }
+
     /// An engine over generated articles, and generated queries of 2 to 12 words.
     fn generated() -> (tempfile::TempDir, SearchEngine, Vec<String>) {
         let words = vocabulary();
@@ -1521,23 +1544,10 @@ mod tests {
                 let len = 2 + rng.below(4);
                 let title = sentence(&mut rng, &words, len);
                 let len = 10 + rng.below(150);
-                let body = sentence(&mut rng, &words, len);
-                Article {
-                    id: format!("a{i}"),
-                    title,
-                    body,
-                    lang: Some("en".into()),
-                    product: None,
-                    category: None,
-                    url: None,
-                    tags: Vec::new(),
-                    updated_at: None,
-                }
+                english(i, title, sentence(&mut rng, &words, len))
             })
             .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let engine = SearchEngine::open_or_create(dir.path()).unwrap();
-        engine.upsert(&articles).unwrap();
+        let (dir, engine) = engine_of(&articles);
         let queries = (0..40)
             .map(|_| {
                 let len = 2 + rng.below(11);
@@ -1866,25 +1876,16 @@ mod tests {
     fn counting_a_phrase_most_articles_hold_stops_at_the_exact_count() {
         // More than the documents holding a phrase's words that are gone through (`DRIVEN_MOST`).
         let articles: Vec<Article> = (0..DRIVEN_MOST + 150)
-            .map(|i| Article {
-                id: format!("a{i}"),
-                title: format!("Gateway note {i}"),
-                body: if i % 3 == 0 {
+            .map(|i| {
+                let body = if i % 3 == 0 {
                     format!("The gateway timeout error shows after {i} seconds of waiting.")
                 } else {
                     format!("A gateway timeout happens when upstream number {i} is slow.")
-                },
-                lang: Some("en".into()),
-                product: None,
-                category: None,
-                url: None,
-                tags: Vec::new(),
-                updated_at: None,
+                };
+                english(i, format!("Gateway note {i}"), body)
             })
             .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let mut engine = SearchEngine::open_or_create(dir.path()).unwrap();
-        engine.upsert(&articles).unwrap();
+        let (_dir, mut engine) = engine_of(&articles);
         let search_in = |engine: &SearchEngine, query: &str, lang: Option<&str>| {
             engine
                 .search(&SearchRequest {
