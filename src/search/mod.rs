@@ -895,8 +895,9 @@ impl SearchEngine {
                     pool,
                     wanted == Wanted::Total,
                 )?;
-                // Counting visits every match: a proximity pair's words are terms of the query,
-                // and the multi-word synonyms' own matches are added (`Extra::Matches`).
+                // Counting visits every match (checking filters, exclusions and quoted phrases
+                // up to `rank::EXACT_COUNT` of them): a proximity pair's words are terms of the
+                // query, and the multi-word synonyms' own matches are added (`Extra::Matches`).
                 let total = matched.unwrap_or(0);
                 (top, total, at_least)
             }
