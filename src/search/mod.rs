@@ -108,8 +108,8 @@ pub struct SearchResponse {
     /// Number of matching articles (not sections).
     pub total: usize,
     /// `total` is a lower bound: counting stopped there. A query whose matches are checked one
-    /// by one (a filter, an exclusion, or a quoted phrase most articles hold) counts up to 1,000
-    /// of them and then checks only those that could make the page (the widget shows "1000+").
+    /// by one (a quoted phrase most articles hold, an excluded phrase) counts up to 1,000 of
+    /// them and then checks only those that could make the page (the widget shows "1000+").
     #[serde(default)]
     pub total_is_lower_bound: bool,
     /// No article that the filters allow holds the query's quoted phrases (often a pasted error
@@ -895,9 +895,9 @@ impl SearchEngine {
                     pool,
                     wanted == Wanted::Total,
                 )?;
-                // Counting visits every match (checking filters, exclusions and quoted phrases
-                // up to `rank::EXACT_COUNT` of them): a proximity pair's words are terms of the
-                // query, and the multi-word synonyms' own matches are added (`Extra::Matches`).
+                // Counting visits every match (checking quoted phrases at up to
+                // `rank::EXACT_COUNT` of them): a proximity pair's words are terms of the query,
+                // and the multi-word synonyms' own matches are added (`Extra::Matches`).
                 let total = matched.unwrap_or(0);
                 (top, total, at_least)
             }

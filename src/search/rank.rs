@@ -409,7 +409,11 @@ impl Part<'_> {
 /// its own. Probed as a whole, a union seeks by reading the next 4096 documents of every clause
 /// (checking each phrase match there): a quoted phrase most documents hold was checked at every
 /// document for each one asked.
-struct Alternatives(Vec<Box<dyn Weight>>);
+struct Alternatives {
+    weights: Vec<Box<dyn Weight>>,
+    /// The clauses' terms, when each clause is one term (a filter, an excluded word).
+    terms: Option<Vec<Term>>,
+}
 
 impl Alternatives {
     fn of(query: &dyn Query, scoring: EnableScoring) -> tantivy::Result<Alternatives> {
@@ -426,17 +430,104 @@ impl Alternatives {
             }
             _ => vec![query],
         };
-        Ok(Alternatives(
-            clauses
+        Ok(Alternatives {
+            terms: clauses.iter().map(|q| single_term(*q)).collect(),
+            weights: clauses
                 .into_iter()
                 .map(|q| q.weight(scoring))
                 .collect::<tantivy::Result<_>>()?,
-        ))
+        })
     }
 
     fn one(weight: Box<dyn Weight>) -> Alternatives {
-        Alternatives(vec![weight])
+        Alternatives {
+            weights: vec![weight],
+            terms: None,
+        }
     }
+}
+
+/// The term a query matches the documents of, if it is a term query (boosted or not).
+fn single_term(query: &dyn Query) -> Option<Term> {
+    if let Some(query) = query.downcast_ref::<TermQuery>() {
+        return Some(query.term().clone());
+    }
+    query.downcast_ref::<BoostQuery>()?;
+    let mut terms: Vec<(Term, bool)> = Vec::new();
+    query.query_terms(&mut |term, positions| terms.push((term.clone(), positions)));
+    match terms.as_slice() {
+        [(term, false)] => Some(term.clone()),
+        _ => None,
+    }
+}
+
+/// The documents of segment `reader` that are alive, match every filter and no exclusion (bit
+/// `d % 64` of word `d / 64`), when each filter and exclusion is made of terms: a pass that
+/// checks every document reads their postings once instead of seeking them at each. `None`
+/// when one is not (a quoted phrase).
+fn admitted_bits(
+    reader: &SegmentReader,
+    filters: &[Alternatives],
+    exclusions: &[Alternatives],
+) -> tantivy::Result<Option<Vec<u64>>> {
+    let max_doc = reader.max_doc() as usize;
+    let holding = |terms: &[Term]| -> tantivy::Result<Vec<u64>> {
+        let mut bits = vec![0u64; max_doc.div_ceil(64)];
+        for term in terms {
+            let index = reader.inverted_index(term.field())?;
+            if let Some(mut postings) = index.read_postings(term, IndexRecordOption::Basic)? {
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    bits[doc as usize / 64] |= 1 << (doc % 64);
+                    doc = postings.advance();
+                }
+            }
+        }
+        Ok(bits)
+    };
+    let (Some(filters), Some(exclusions)) = (
+        filters
+            .iter()
+            .map(|f| f.terms.as_deref())
+            .collect::<Option<Vec<_>>>(),
+        exclusions
+            .iter()
+            .map(|e| e.terms.as_deref())
+            .collect::<Option<Vec<_>>>(),
+    ) else {
+        return Ok(None);
+    };
+    let mut admitted: Vec<u64> = (0..max_doc.div_ceil(64))
+        .map(|word| {
+            let docs = max_doc - word * 64;
+            if docs >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << docs) - 1
+            }
+        })
+        .collect();
+    if let Some(alive) = reader.alive_bitset() {
+        for (word, bits) in admitted.iter_mut().enumerate() {
+            for bit in 0..64 {
+                let doc = word * 64 + bit;
+                if doc < max_doc && alive.is_deleted(doc as DocId) {
+                    *bits &= !(1 << bit);
+                }
+            }
+        }
+    }
+    for terms in filters {
+        for (a, b) in admitted.iter_mut().zip(holding(terms)?) {
+            *a &= b;
+        }
+    }
+    for terms in exclusions {
+        for (a, b) in admitted.iter_mut().zip(holding(terms)?) {
+            *a &= !b;
+        }
+    }
+    Ok(Some(admitted))
 }
 
 /// For each article key, its best section under `split` (section documents only): the highest
@@ -629,7 +720,7 @@ pub fn best_sections(
 pub const MAX_REQUIRED: usize = 2;
 
 fn probes(queries: &[Alternatives]) -> Vec<Probe<'_>> {
-    queries.iter().map(|q| Probe::new(&q.0)).collect()
+    queries.iter().map(|q| Probe::new(&q.weights)).collect()
 }
 
 /// What is read once per segment and kept while the segment is searched (segments no longer
@@ -701,10 +792,10 @@ pub struct TwoPhase {
     pub at_least: bool,
 }
 
-/// Matches counted exactly when documents are checked one by one ([`two_phase_top`]); past it,
-/// only the documents that would enter the pool are checked and the count is a lower bound, as
-/// a search engine's "1,000+ results" (Elasticsearch's `track_total_hits` counts to 10,000 by
-/// default).
+/// Matches counted exactly when documents are checked one by one ([`two_phase_top`]: quoted
+/// phrases, required or excluded); past it, only the documents that would enter the pool are
+/// checked and the count is a lower bound, as a search engine's "1,000+ results"
+/// (Elasticsearch's `track_total_hits` counts to 10,000 by default).
 pub const EXACT_COUNT: usize = 1000;
 
 /// Documents holding a quoted phrase's words up to which [`two_phase_top`] checks and scores
@@ -841,8 +932,8 @@ fn bonus_weights(split: &SplitQuery, scoring: EnableScoring) -> tantivy::Result<
 /// the second phase like the bonuses; the term clauses must match every document they match.
 /// `count`: visit every match to count them
 /// (those of `extra` too when it is [`Extra::Matches`]), exactly up to [`EXACT_COUNT`] when
-/// they are checked document by document (filters, required queries, exclusions:
-/// [`TwoPhase::at_least`]).
+/// they are checked document by document (quoted phrases, required or excluded:
+/// [`TwoPhase::at_least`]; filters and excluded words are bits, [`admitted_bits`]).
 #[allow(clippy::too_many_arguments)]
 pub fn two_phase_top(
     searcher: &Searcher,
@@ -988,6 +1079,21 @@ pub fn two_phase_top(
                         seen[doc as usize / 64] |= 1 << (doc % 64);
                     }
                     if admit.admits(doc) {
+                        matched += 1;
+                        top.offer(score, DocAddress::new(ord, doc));
+                    }
+                })?;
+            } else if let Some(admitted) = if count {
+                admitted_bits(reader, &filters, &exclusions)?
+            } else {
+                None
+            } {
+                // Filters and excluded words: every match counts, each checked by a bit.
+                clauses.for_each(ord as usize, reader, &mut |doc, score| {
+                    if let Some(seen) = &mut seen {
+                        seen[doc as usize / 64] |= 1 << (doc % 64);
+                    }
+                    if admitted[doc as usize / 64] & (1 << (doc % 64)) != 0 {
                         matched += 1;
                         top.offer(score, DocAddress::new(ord, doc));
                     }
@@ -1911,16 +2017,29 @@ mod tests {
         let fewer = search(&engine, "\"timeout error\" gateway");
         let holding = (0..articles.len()).filter(|i| i % 3 == 0).count();
         assert_eq!((fewer.total, fewer.total_is_lower_bound), (holding, false));
-        // Filters and exclusions are checked document by document too.
+        // Filters and excluded words are counted exactly, past `EXACT_COUNT` too; an excluded
+        // phrase is checked document by document.
         let filtered = search_in(&engine, "gateway timeout error", Some("en"));
         assert_eq!(
             (filtered.total, filtered.total_is_lower_bound),
-            (EXACT_COUNT, true)
+            (articles.len(), false)
         );
+        let none = search_in(&engine, "gateway timeout error", Some("zh"));
+        assert_eq!((none.total, none.total_is_lower_bound), (0, false));
         let excluding = search(&engine, "gateway timeout -upstream");
         assert_eq!(
             (excluding.total, excluding.total_is_lower_bound),
             (holding, false)
+        );
+        let many = search(&engine, "gateway timeout -seconds");
+        assert_eq!(
+            (many.total, many.total_is_lower_bound),
+            (articles.len() - holding, false)
+        );
+        let phrase = search(&engine, "gateway -\"seconds of waiting\"");
+        assert_eq!(
+            (phrase.total, phrase.total_is_lower_bound),
+            (EXACT_COUNT, true)
         );
         engine.set_two_phase(false);
         let whole = search(&engine, quoted);
