@@ -616,9 +616,8 @@ impl KnnIndex {
             if dense.dense.len() < self.slots {
                 dense.dense.resize(self.slots, 0.0);
             }
-            for (i, &(_, q)) in query.iter().enumerate() {
-                let slot = dense.slots[i] as usize;
-                dense.dense[slot] = q;
+            for (&slot, &(_, q)) in dense.slots.iter().zip(query) {
+                dense.dense[slot as usize] = q;
             }
             self.pruned_top_with(&bound, &dense.dense)
         })
