@@ -213,6 +213,62 @@ fn candidate_member_is_tried_on_dev_and_the_model_matches_the_choice() {
 }
 
 #[test]
+fn part_of_speech_tags_are_kept_only_when_they_lower_the_dev_nll() {
+    let data = tiny_data();
+    let opts = tiny_options(5);
+    let dir = tempfile::tempdir().unwrap();
+    let (auto, plain) = (dir.path().join("auto"), dir.path().join("plain"));
+    let report = train::train(&data, Some(&data), &opts, &auto).unwrap();
+    let choice = report
+        .pos_tags
+        .clone()
+        .expect("Chinese rows: tried both ways");
+    let without = train::train(&data, Some(&data), &opts.without_pos_tags(), &plain).unwrap();
+    assert_eq!(without.pos_tags, None);
+    assert!(!without.markdown().contains("part-of-speech"));
+    // The message gives both NLLs; the kept router is the one with the lower.
+    let nll = |after: &str| -> f64 {
+        let rest = &choice[choice.find(after).unwrap() + after.len()..];
+        rest.split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap()
+    };
+    let (with_nll, without_nll) = (nll("dev NLL "), nll("them, "));
+    assert_eq!(
+        format!("{:.4}", without.dev_nll),
+        format!("{without_nll:.4}")
+    );
+    let kept = with_nll < without_nll;
+    assert_eq!(choice.starts_with("kept"), kept, "{choice}");
+    let chosen_nll = if kept { with_nll } else { without_nll };
+    assert_eq!(format!("{:.4}", report.dev_nll), format!("{chosen_nll:.4}"));
+    let c = Classifier::load(&auto).unwrap();
+    assert_eq!(c.config().features.pos_tags, kept);
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert_eq!(weights(&auto) == weights(&plain), !kept);
+    assert!(
+        report
+            .markdown()
+            .contains("part-of-speech tags of Chinese text")
+    );
+    // English rows only: nothing to tag, trained once, without.
+    let english: Vec<Example> = data.iter().filter(|e| e.text.is_ascii()).cloned().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let report = train::train(&english, Some(&english), &opts, dir.path()).unwrap();
+    assert_eq!(report.pos_tags, None);
+    assert!(
+        !Classifier::load(dir.path())
+            .unwrap()
+            .config()
+            .features
+            .pos_tags
+    );
+}
+
+#[test]
 fn tiny_model_learns_and_training_is_deterministic() {
     let data = tiny_data();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

@@ -357,6 +357,19 @@ impl Analyzer {
         }
     }
 
+    /// Part-of-speech tags of already normalized text ([`Normalized::text`]), word by word in
+    /// order, with each word's byte span in `norm`: jieba's dictionary tag (`ns` place, `nr`
+    /// person, `nt` organisation, `v` verb…), a guessed one for a word the dictionary lacks
+    /// (`eng` Latin, `m` digits, `x` punctuation). Whitespace is left out. The segmentation is
+    /// jieba's own cut of the whole text, so it can differ from [`Analyzer::analyze`]'s words.
+    pub fn pos_tags(&self, norm: &str, mut emit: impl FnMut(&str, usize, usize)) {
+        for tag in self.jieba.tag(norm, true) {
+            if !tag.word.trim().is_empty() {
+                emit(tag.tag, tag.byte_start, tag.byte_end);
+            }
+        }
+    }
+
     /// `ecs` followed by `实例...`: if `ecs实例` is a dictionary term, add it at the Latin word's
     /// position, spanning both.
     fn join_mixed_term(

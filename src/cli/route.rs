@@ -66,6 +66,9 @@ pub struct TrainArgs {
     /// Leave out word bigrams.
     #[arg(long)]
     pub no_bigrams: bool,
+    /// Leave out the part-of-speech tags of Chinese text (every member).
+    #[arg(long)]
+    pub no_pos_tags: bool,
     /// Examples per training step.
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -265,6 +268,7 @@ impl TrainArgs {
                 char_ngram_max: self.char_ngram_max.unwrap_or(d.features.char_ngram_max),
                 word_bigrams: d.features.word_bigrams && !self.no_bigrams,
                 word_buckets: self.word_buckets.unwrap_or(d.features.word_buckets),
+                pos_tags: d.features.pos_tags && !self.no_pos_tags,
                 ..d.features.clone()
             },
             ..d
@@ -374,6 +378,12 @@ impl TrainArgs {
                 });
             }
         }
+        if self.no_pos_tags {
+            // The members that do not start from `options()`' features.
+            for m in opts.extra.iter_mut().chain(&mut opts.candidates) {
+                m.features.pos_tags = false;
+            }
+        }
         if let Some(w) = self.aux_weight {
             for m in opts.extra.iter_mut().chain(&mut opts.candidates) {
                 m.aux_weight = w;
@@ -411,7 +421,16 @@ impl TrainArgs {
                 extra.len(),
                 self.article_agreement
             );
-            train::train_with_aux(&data, &aux, &[], dev.as_deref(), &opts, probe_dir.path())?;
+            // Without part-of-speech tags: one training rather than two for a filter.
+            let probe_opts = opts.without_pos_tags();
+            train::train_with_aux(
+                &data,
+                &aux,
+                &[],
+                dev.as_deref(),
+                &probe_opts,
+                probe_dir.path(),
+            )?;
             let probe = Classifier::load(probe_dir.path())?;
             let before = extra.len();
             extra = agreeing_rows(extra, &probe, self.article_agreement);

@@ -24,7 +24,8 @@ pub fn argmax(xs: &[f32]) -> (usize, f32) {
         })
 }
 
-fn nll(logits: &[Vec<f32>], gold: &[usize], t: f32) -> f64 {
+/// Mean negative log-likelihood of the gold labels at temperature `t`.
+pub fn nll(logits: &[Vec<f32>], gold: &[usize], t: f32) -> f64 {
     logits
         .iter()
         .zip(gold)

@@ -42,6 +42,13 @@ pub struct FeatureConfig {
     /// Chinese word boundaries), instead of n-grams inside each analyzer token.
     #[serde(default)]
     pub word_buckets: u32,
+    /// Add the part-of-speech tags of a text that holds Chinese ([`crate::analyzer::Analyzer::pos_tags`]):
+    /// each word's tag, and each pair of consecutive tags with the text's start and end, hashed
+    /// with the word bigrams. The tags carry what jieba's dictionary knows of a word the training
+    /// rows never had: 浦发银行 is an organisation (`nt`), 呼和浩特 a place (`ns`), so
+    /// `从 ns 到 ns` reads as a trip whatever the cities. Texts without Chinese get none.
+    #[serde(default)]
+    pub pos_tags: bool,
 }
 
 impl Default for FeatureConfig {
@@ -53,6 +60,7 @@ impl Default for FeatureConfig {
             word_bigrams: true,
             han_cross_ngrams: true,
             word_buckets: 1 << 16,
+            pos_tags: true,
         }
     }
 }
@@ -248,7 +256,43 @@ impl Featurizer {
         if grouped {
             self.char_wb_ngrams(text, &whole_starts, &mut out);
         }
+        if self.config.pos_tags {
+            self.pos_tag_ngrams(text, &whole_starts, &mut out);
+        }
         out
+    }
+
+    /// [`FeatureConfig::pos_tags`]: tag unigrams and bigrams (`^` and `$` for the text's start
+    /// and end), each reporting to the whole-word token (`starts`, as in
+    /// [`Featurizer::char_wb_ngrams`]) at or before where its (second) word begins.
+    fn pos_tag_ngrams(&self, text: &str, starts: &[(usize, u32)], out: &mut Features) {
+        if starts.is_empty() || !text.chars().any(is_han) {
+            return;
+        }
+        let normalized = Normalized::new(text);
+        let owner = |norm_from: usize, norm_to: usize| -> u32 {
+            let (from, _) = normalized.original_span(norm_from, norm_to);
+            let i = starts.partition_point(|&(s, _)| s <= from);
+            starts[i.saturating_sub(1)].1
+        };
+        let mut prev = String::from("^");
+        let mut last = starts[0].1;
+        analyzer().pos_tags(normalized.text(), |tag, from, to| {
+            let word = owner(from, to);
+            out.ids.push(self.bigram_bucket(fnv1a(b'p', &[tag])));
+            out.token_of.push(word);
+            out.ids.push(self.bigram_bucket(fnv1a(b'q', &[&prev, tag])));
+            out.token_of.push(word);
+            // The tag among the characters as well: measured on smp2017 dev (6 seeds), the
+            // tags in the word group alone 0.9290, with the tag in both 0.9306.
+            out.ids.push(self.bucket(fnv1a(b'p', &[tag])));
+            out.token_of.push(word);
+            prev.clear();
+            prev.push_str(tag);
+            last = word;
+        });
+        out.ids.push(self.bigram_bucket(fnv1a(b'q', &[&prev, "$"])));
+        out.token_of.push(last);
     }
 
     /// scikit-learn's `char_wb` n-grams over the normalized text: each whitespace-separated
@@ -392,6 +436,42 @@ mod tests {
         assert!(grams(&joined).iter().any(|id| !grams(&apart).contains(id)));
         // Traditional and full-width input give the same features as simplified.
         assert_eq!(f.features("開發票").ids, f.features("开发票").ids);
+    }
+
+    #[test]
+    fn part_of_speech_tags_carry_what_kind_of_word_it_is() {
+        let texts = ["从 杭州 到 上海", "how do i get there"];
+        let tok = vocab::build(texts.iter().map(|t| analyzed_tokens(t)), 1).unwrap();
+        let on = Featurizer::new(tok.clone(), FeatureConfig::default());
+        let off = Featurizer::new(
+            tok,
+            FeatureConfig {
+                pos_tags: false,
+                ..FeatureConfig::default()
+            },
+        );
+        // The tags' features: what the tagged text has beyond the untagged one's.
+        let tags = |text: &str| -> Vec<u32> {
+            let (with, without) = (on.features(text), off.features(text));
+            assert_eq!(with.tokens, without.tokens);
+            assert_eq!(with.ids.len(), with.token_of.len());
+            assert!(
+                with.token_of
+                    .iter()
+                    .all(|&t| (t as usize) < with.tokens.len())
+            );
+            assert_eq!(with.ids[..without.ids.len()], without.ids[..]);
+            let mut extra = with.ids[without.ids.len()..].to_vec();
+            extra.sort_unstable();
+            extra
+        };
+        // Cities training never saw read as places: the same tags as any other trip.
+        let trip = tags("从武汉到呼和浩特");
+        assert!(!trip.is_empty());
+        assert_eq!(trip, tags("从北京到上海"));
+        assert_ne!(trip, tags("打开浦发银行"));
+        // Text without Chinese gets none, so English models are what they were.
+        assert!(tags("how do I get to Hohhot from Wuhan").is_empty());
     }
 
     #[test]

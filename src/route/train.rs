@@ -33,6 +33,7 @@ use super::model::{
     stored_table, token_layout,
 };
 use super::vocab;
+use crate::analyzer::is_han;
 
 pub mod articles;
 pub mod auxiliary;
@@ -552,6 +553,22 @@ impl Default for TrainOptions {
 }
 
 impl TrainOptions {
+    /// These options with [`FeatureConfig::pos_tags`] off in every member.
+    pub fn without_pos_tags(&self) -> TrainOptions {
+        let off = |m: &TrainOptions| TrainOptions {
+            features: FeatureConfig {
+                pos_tags: false,
+                ..m.features.clone()
+            },
+            ..m.clone()
+        };
+        TrainOptions {
+            extra: self.extra.iter().map(off).collect(),
+            candidates: self.candidates.iter().map(off).collect(),
+            ..off(self)
+        }
+    }
+
     /// The original fastText-style network: 32-wide embeddings of words, word bigrams and
     /// character 2–4-grams inside each word plus Chinese n-grams across words (one hashed
     /// table), IDF-weighted mean pooling, a linear layer.
@@ -851,6 +868,12 @@ pub struct TrainReport {
     pub seconds: f64,
     pub epoch_loss: Vec<f64>,
     pub dev_accuracy: f64,
+    /// Mean NLL of the calibrated ensemble on the dev rows with a known label.
+    #[serde(default)]
+    pub dev_nll: f64,
+    /// [`train_with_kb`]'s choice on [`FeatureConfig::pos_tags`], when it made one.
+    #[serde(default)]
+    pub pos_tags: Option<String>,
     pub dev_ece_raw: f64,
     pub dev_ece: f64,
     pub temperature: f32,
@@ -906,9 +929,13 @@ impl TrainReport {
         if let Some(how) = &self.refit_calibration {
             s += &format!("- refit: {how}\n");
         }
+        if let Some(choice) = &self.pos_tags {
+            s += &format!("- part-of-speech tags of Chinese text {choice}\n");
+        }
         s += &format!(
-            "- dev accuracy: {:.4}\n- temperature: {:.3} (dev ECE {:.4} → {:.4}, 15 bins)\n- {}: {}\n- dev coverage {:.4}, answered accuracy {:.4}\n",
+            "- dev accuracy: {:.4} (calibrated NLL {:.4})\n- temperature: {:.3} (dev ECE {:.4} → {:.4}, 15 bins)\n- {}: {}\n- dev coverage {:.4}, answered accuracy {:.4}\n",
             self.dev_accuracy,
+            self.dev_nll,
             self.temperature,
             self.dev_ece_raw,
             self.dev_ece,
@@ -1579,6 +1606,12 @@ pub fn train_with_aux(
 /// [`train_with_aux`] with help articles `kb` (one row each: its text and its category) for the
 /// members with [`TrainOptions::knn_kb`], which store them instead of the training rows; the
 /// articles whose category the training data lacks are left out.
+///
+/// With [`FeatureConfig::pos_tags`] and Chinese in the training rows, the router is built twice,
+/// with the part-of-speech tags and without ([`TrainOptions::without_pos_tags`]), and the one
+/// with the lower calibrated dev NLL is written: what a word's tag says of a ticket depends on
+/// the data (short assistant queries gain from it, cloud-support questions do not, see
+/// [`FeatureConfig::pos_tags`]).
 pub fn train_with_kb(
     train: &[Example],
     aux: &[Option<String>],
@@ -1588,6 +1621,73 @@ pub fn train_with_kb(
     opts: &TrainOptions,
     out: &Path,
 ) -> Result<TrainReport, TrainError> {
+    let started = Instant::now();
+    let chinese = (train.iter().chain(extra)).any(|e| e.text.chars().any(is_han));
+    let without = opts.without_pos_tags();
+    let mut built = if opts.features.pos_tags && chinese {
+        let with = build(train, aux, extra, kb, dev, opts)?;
+        let plain = build(train, aux, extra, kb, dev, &without)?;
+        let (nll_with, nll_without) = (with.report.dev_nll, plain.report.dev_nll);
+        let (mut kept, verdict) = if nll_with < nll_without {
+            (with, "kept")
+        } else {
+            (plain, "left out")
+        };
+        kept.report.pos_tags = Some(format!(
+            "{verdict}: calibrated dev NLL {nll_with:.4} with them, {nll_without:.4} without"
+        ));
+        kept
+    } else {
+        build(train, aux, extra, kb, dev, &without)?
+    };
+    built.report.seconds = started.elapsed().as_secs_f64();
+    built.write(out)?;
+    Ok(built.report)
+}
+
+/// A trained router, ready to be written.
+struct Built {
+    tensors: HashMap<String, Tensor>,
+    tokenizer: tokenizers::Tokenizer,
+    labels: Vec<String>,
+    config: RouterConfig,
+    report: TrainReport,
+}
+
+impl Built {
+    /// Writes the model directory `out`.
+    fn write(&self, out: &Path) -> Result<(), TrainError> {
+        let io = |what: &Path, e| TrainError::Io(what.display().to_string(), e);
+        std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+        let path = out.join("model.safetensors");
+        candle_core::safetensors::save(&self.tensors, &path).map_err(internal)?;
+        let path = out.join("tokenizer.json");
+        self.tokenizer.save(&path, false).map_err(internal)?;
+        let write = |name: &str, text: String| {
+            let path = out.join(name);
+            std::fs::write(&path, text).map_err(|e| io(&path, e))
+        };
+        write(
+            "labels.json",
+            serde_json::to_string_pretty(&self.labels).map_err(internal)? + "\n",
+        )?;
+        write(
+            "config.json",
+            serde_json::to_string_pretty(&self.config).map_err(internal)? + "\n",
+        )?;
+        write("report.md", self.report.markdown())
+    }
+}
+
+/// [`train_with_kb`] with `opts`' features as they are: the router, not yet written.
+fn build(
+    train: &[Example],
+    aux: &[Option<String>],
+    extra: &[Example],
+    kb: &[Example],
+    dev: Option<&[Example]>,
+    opts: &TrainOptions,
+) -> Result<Built, TrainError> {
     let started = Instant::now();
     if !aux.is_empty() && aux.len() != train.len() {
         return Err(TrainError::Internal(format!(
@@ -2001,6 +2101,8 @@ pub fn train_with_kb(
         seconds: started.elapsed().as_secs_f64(),
         epoch_loss,
         dev_accuracy: correct.iter().filter(|&&c| c).count() as f64 / n_dev,
+        dev_nll: calibrate::nll(&known_logits, &known_gold, temperature),
+        pos_tags: None,
         dev_ece_raw: calibrate::ece(&conf_raw, &correct, 15),
         dev_ece: calibrate::ece(&calibrated, &correct, 15),
         temperature,
@@ -2090,31 +2192,13 @@ pub fn train_with_kb(
         report.seconds = started.elapsed().as_secs_f64();
     }
 
-    // Write the model directory.
-    let io = |what: &Path, e| TrainError::Io(what.display().to_string(), e);
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let path = out.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &path).map_err(internal)?;
-    let path = out.join("tokenizer.json");
-    classifier
-        .featurizer()
-        .tokenizer()
-        .save(&path, false)
-        .map_err(internal)?;
-    let write = |name: &str, text: String| {
-        let path = out.join(name);
-        std::fs::write(&path, text).map_err(|e| io(&path, e))
-    };
-    write(
-        "labels.json",
-        serde_json::to_string_pretty(&labels).map_err(internal)? + "\n",
-    )?;
-    write(
-        "config.json",
-        serde_json::to_string_pretty(&config).map_err(internal)? + "\n",
-    )?;
-    write("report.md", report.markdown())?;
-    Ok(report)
+    Ok(Built {
+        tensors,
+        tokenizer: classifier.featurizer().tokenizer().clone(),
+        labels,
+        config,
+        report,
+    })
 }
 
 /// [`refit`]'s answer: the tensors as saved, and the networks ready to predict.
