@@ -2,7 +2,8 @@
 # CI gate for the router (called by .ci/run when ../shared/data is present): retrains on
 # cloud-queues and smp2017 with the release binary into a temp dir, evaluates on their dev
 # splits, and fails below the floors (issue 3 set cloud-queues 0.80, smp2017 0.89; raised to
-# 0.82 and 0.90 with the models reaching 0.838 and 0.920 at seed 42, ≈ 0.83 and 0.915 at other seeds).
+# 0.82 and 0.90 with the models reaching 0.838 and 0.920 at seed 42, ≈ 0.83 and 0.915 at other seeds;
+# smp2017 to 0.92 with the part-of-speech tags: 0.9312 at seed 42, 0.9273-0.9325 at five others).
 # With ../shared/data/search/aliyun-faq/docs there too, cloud-queues is trained a second time with
 # the help-article member (`kefu train --kb`, floor 0.84).
 # It trains with `--no-refit` so that dev stays held out: the default also trains on the dev rows
@@ -40,7 +41,7 @@ PY
 # sample knowledge base's articles and the product aliases, without the SVM candidate).
 gate cloud-queues cloud-queues 0.82 --articles kb --candidates fasttext,attention \
   --aliases models/aliases.txt
-gate smp2017 smp2017 0.90
+gate smp2017 smp2017 0.92
 # cloud-queues with the help-article member (`--kb`): the aliyun-faq help corpus, each article
 # filed under its queue by scripts/aliyun-kb.py (0.8557 at seed 42 in session 15).
 docs="$data/../search/aliyun-faq/docs"
