@@ -42,9 +42,10 @@ pub struct FeatureConfig {
     /// Chinese word boundaries), instead of n-grams inside each analyzer token.
     #[serde(default)]
     pub word_buckets: u32,
-    /// Add the part-of-speech tags of a text that holds Chinese ([`crate::analyzer::Analyzer::pos_tags`]):
-    /// each word's tag, and each pair of consecutive tags with the text's start and end, hashed
-    /// with the word bigrams. The tags carry what jieba's dictionary knows of a word the training
+    /// Add the part-of-speech tags of a text that holds Chinese
+    /// ([`crate::analyzer::Analyzer::pos_tags`]): each word's tag, and each pair of consecutive
+    /// tags with the text's start and end, hashed with the word bigrams (each tag also with the
+    /// character n-grams). The tags carry what jieba's dictionary knows of a word the training
     /// rows never had: 浦发银行 is an organisation (`nt`), 呼和浩特 a place (`ns`), so
     /// `从 ns 到 ns` reads as a trip whatever the cities. Texts without Chinese get none.
     #[serde(default)]
