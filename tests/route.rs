@@ -226,7 +226,7 @@ fn part_of_speech_tags_are_kept_only_when_they_lower_the_dev_nll() {
     let without = train::train(&data, Some(&data), &opts.without_pos_tags(), &plain).unwrap();
     assert_eq!(without.pos_tags, None);
     assert!(!without.markdown().contains("part-of-speech"));
-    // The message gives both NLLs; the kept router is the one with the lower.
+    // The message gives both NLLs; the tags stay when they lower it by the margin.
     let nll = |after: &str| -> f64 {
         let rest = &choice[choice.find(after).unwrap() + after.len()..];
         rest.split_whitespace()
