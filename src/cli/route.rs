@@ -268,6 +268,7 @@ impl TrainArgs {
                 char_ngram_max: self.char_ngram_max.unwrap_or(d.features.char_ngram_max),
                 word_bigrams: d.features.word_bigrams && !self.no_bigrams,
                 word_buckets: self.word_buckets.unwrap_or(d.features.word_buckets),
+                // Off in the first member: `train_with_kb` then trains every member without.
                 pos_tags: d.features.pos_tags && !self.no_pos_tags,
                 ..d.features.clone()
             },
@@ -376,12 +377,6 @@ impl TrainArgs {
                         }
                     }
                 });
-            }
-        }
-        if self.no_pos_tags {
-            // The members that do not start from `options()`' features.
-            for m in opts.extra.iter_mut().chain(&mut opts.candidates) {
-                m.features.pos_tags = false;
             }
         }
         if let Some(w) = self.aux_weight {

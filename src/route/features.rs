@@ -127,6 +127,23 @@ pub fn analyzed_tokens(text: &str) -> Vec<(String, bool, (usize, usize))> {
         .collect()
 }
 
+/// A text's normalized form with its whole-word tokens (`starts`: each one's original start
+/// offset and word index, sorted), for the features computed over the normalized text.
+struct NormalizedWords<'a> {
+    normalized: Normalized,
+    starts: &'a [(usize, u32)],
+}
+
+impl NormalizedWords<'_> {
+    /// The whole-word token at or before where normalized bytes `norm_from..norm_to` begin
+    /// (`starts` not empty).
+    fn owner(&self, norm_from: usize, norm_to: usize) -> u32 {
+        let (from, _) = self.normalized.original_span(norm_from, norm_to);
+        let i = self.starts.partition_point(|&(s, _)| s <= from);
+        self.starts[i.saturating_sub(1)].1
+    }
+}
+
 /// Turns text into feature ids with a vocabulary (`tokenizer.json`) and a [`FeatureConfig`].
 pub struct Featurizer {
     tokenizer: Tokenizer,
@@ -254,33 +271,35 @@ impl Featurizer {
             }
         }
         self.flush_han_run(&mut run, &mut out);
-        if grouped {
-            self.char_wb_ngrams(text, &whole_starts, &mut out);
-        }
-        if self.config.pos_tags {
-            self.pos_tag_ngrams(text, &whole_starts, &mut out);
+        let tagged = self.config.pos_tags && text.chars().any(is_han);
+        if grouped || tagged {
+            // Both work on the normalized text: normalized once.
+            let normalized = NormalizedWords {
+                normalized: Normalized::new(text),
+                starts: &whole_starts,
+            };
+            if grouped {
+                self.char_wb_ngrams(&normalized, &mut out);
+            }
+            if tagged {
+                self.pos_tag_ngrams(&normalized, &mut out);
+            }
         }
         out
     }
 
     /// [`FeatureConfig::pos_tags`]: tag unigrams, bigrams and trigrams (`^` and `$` for the
-    /// text's start and end), each reporting to the whole-word token (`starts`, as in
-    /// [`Featurizer::char_wb_ngrams`]) at or before where its (second) word begins.
-    fn pos_tag_ngrams(&self, text: &str, starts: &[(usize, u32)], out: &mut Features) {
-        if starts.is_empty() || !text.chars().any(is_han) {
+    /// text's start and end), each reporting to the whole-word token at or before where its
+    /// (second) word begins.
+    fn pos_tag_ngrams(&self, text: &NormalizedWords<'_>, out: &mut Features) {
+        let Some(&(_, first)) = text.starts.first() else {
             return;
-        }
-        let normalized = Normalized::new(text);
-        let owner = |norm_from: usize, norm_to: usize| -> u32 {
-            let (from, _) = normalized.original_span(norm_from, norm_to);
-            let i = starts.partition_point(|&(s, _)| s <= from);
-            starts[i.saturating_sub(1)].1
         };
         // The two tags before this one (`^` before the text's start).
         let (mut before, mut prev) = (String::from("^"), String::from("^"));
-        let mut last = starts[0].1;
-        analyzer().pos_tags(normalized.text(), |tag, from, to| {
-            let word = owner(from, to);
+        let mut last = first;
+        analyzer().pos_tags(text.normalized.text(), |tag, from, to| {
+            let word = text.owner(from, to);
             out.ids.push(self.bigram_bucket(fnv1a(b'p', &[tag])));
             out.token_of.push(word);
             out.ids.push(self.bigram_bucket(fnv1a(b'q', &[&prev, tag])));
@@ -305,23 +324,17 @@ impl Featurizer {
     }
 
     /// scikit-learn's `char_wb` n-grams over the normalized text: each whitespace-separated
-    /// word padded with one space on both sides; each n-gram reports to the whole-word token
-    /// (`starts`: original start offset and word index, sorted) at or before where it begins.
-    fn char_wb_ngrams(&self, text: &str, starts: &[(usize, u32)], out: &mut Features) {
+    /// word padded with one space on both sides; each n-gram reports to the whole-word token at
+    /// or before where it begins.
+    fn char_wb_ngrams(&self, text: &NormalizedWords<'_>, out: &mut Features) {
         let (lo, hi) = (
             self.config.char_ngram_min.max(1),
             self.config.char_ngram_max,
         );
-        if hi < lo || starts.is_empty() {
+        if hi < lo || text.starts.is_empty() {
             return;
         }
-        let normalized = Normalized::new(text);
-        let norm = normalized.text();
-        let owner = |norm_from: usize, norm_to: usize| -> u32 {
-            let (from, _) = normalized.original_span(norm_from, norm_to);
-            let i = starts.partition_point(|&(s, _)| s <= from);
-            starts[i.saturating_sub(1)].1
-        };
+        let norm = text.normalized.text();
         let mut chars: Vec<(char, usize, usize)> = Vec::new();
         let mut buf = String::new();
         let mut words = norm.char_indices().peekable();
@@ -355,7 +368,7 @@ impl Featurizer {
                     let from = w.iter().find(|c| c.0 != ' ').map_or(start, |c| c.1);
                     let to = w.iter().rev().find(|c| c.0 != ' ').map_or(end, |c| c.2);
                     out.ids.push(self.bucket(fnv1a(b'w', &[&buf])));
-                    out.token_of.push(owner(from, to.max(from + 1)));
+                    out.token_of.push(text.owner(from, to.max(from + 1)));
                 }
             }
         }
